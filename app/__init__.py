@@ -1,0 +1,1 @@
+"""AutoMLP Studio desktop application: a thin PySide6 + pyqtgraph shell over `engine`."""

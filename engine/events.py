@@ -1,0 +1,142 @@
+"""Typed progress events and the observer that long engine functions report through.
+
+Every long function (import, search, retrain, evaluate, batch recommend, export) takes an optional
+`Observer`. It sends small frozen dataclasses out through `observer.emit(event)` and asks
+`observer.check()` between steps, which raises `Cancelled` once a cancel was requested. The Qt worker
+subclasses `Observer` and turns events into signals; the CLI turns them into a progress bar.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+class Cancelled(Exception):
+    """Raised inside an engine function when its observer asked it to stop."""
+
+
+@dataclass(frozen=True)
+class PhaseStarted:
+    phase: str  # "import", "search", "retrain", "evaluate", "recommend", "export"
+    total_steps: int
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    phase: str
+    step: int  # 1-based, within the phase
+    total_steps: int
+    losses: dict[str, float] = field(default_factory=dict)
+    eta_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ArchitectureWeights:
+    step: int  # search step (1-based)
+    candidates: tuple[int, ...]
+    alpha: tuple[float, ...]
+    weights: tuple[float, ...]  # softmax(alpha)
+
+
+@dataclass(frozen=True)
+class EpochFinished:
+    phase: str
+    epoch: int  # 1-based
+    metrics: dict[str, float]  # e.g. {"train_loss": .., "valid_loss": .., "NDCG@10": ..}
+    protocol: str  # evaluation protocol of the ranking metrics, e.g. "full" or "popularity-100"
+
+
+@dataclass(frozen=True)
+class PhaseFinished:
+    phase: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str
+    level: str = "info"  # "info" | "warning"
+
+
+Event = PhaseStarted | StepFinished | ArchitectureWeights | EpochFinished | PhaseFinished | Message
+
+
+class Observer:
+    """Receives events and answers whether to stop. The base class ignores events and never stops.
+
+    `cancel()` may be called from any thread; the engine notices it at its next `check()`.
+    """
+
+    def __init__(self) -> None:
+        self._cancel_requested = threading.Event()
+
+    def emit(self, event: Event) -> None:
+        pass
+
+    def cancel(self) -> None:
+        self._cancel_requested.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested.is_set()
+
+    def check(self) -> None:
+        if self._cancel_requested.is_set():
+            raise Cancelled("cancelled by the user")
+
+
+class RecordingObserver(Observer):
+    """Keeps every event in a list: for tests, scripts and notebooks."""
+
+    def __init__(self, cancel_when=None) -> None:
+        """`cancel_when(event) -> bool` requests a cancel right after the event that satisfies it."""
+        super().__init__()
+        self.events: list[Event] = []
+        self._cancel_when = cancel_when
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+        if self._cancel_when is not None and self._cancel_when(event):
+            self.cancel()
+
+    def of_type(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+class Throttle:
+    """True at most once per `interval` seconds (and always on the first and forced calls).
+
+    Engine loops use it to rate-limit events at the source, so that a GUI is never flooded.
+    """
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self._last = -float("inf")
+
+    def ready(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if force or now - self._last >= self.interval:
+            self._last = now
+            return True
+        return False
+
+
+class StepClock:
+    """Estimates the remaining seconds of a phase from the mean time per step so far."""
+
+    def __init__(self, total_steps: int) -> None:
+        self.total_steps = total_steps
+        self.start = time.monotonic()
+
+    def eta(self, step: int) -> float | None:
+        if step <= 0:
+            return None
+        per_step = (time.monotonic() - self.start) / step
+        return per_step * max(self.total_steps - step, 0)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
