@@ -1,0 +1,504 @@
+"""The store: datasets, interactions and run history in one SQLAlchemy database (SQLite by default).
+
+Store functions take a `Session`; the caller owns it (one per user action in a GUI, never shared across
+threads). `open_store(url)` creates the engine, runs the schema migrations and returns a `Store`.
+
+Interactions are written in bulk by `engine.importers` in the order of their sequences: `position` is the
+0-based index of an interaction in its dataset after sorting by (user, time, file order), so that
+`position` alone gives every user's chronological sequence with ties broken stably, and each user's
+interactions are one contiguous `position` range (`User.first_position`, `User.n_interactions`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+import engine
+from engine.events import (ArchitectureWeights, EpochFinished, Event, Observer, PhaseFinished,
+                           StepFinished)
+from engine.sequences import InteractionLog
+
+RUN_STATUSES = ("running", "finished", "failed", "cancelled", "interrupted")
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used as asked; the message says why and what to do."""
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    source: Mapped[str] = mapped_column(sa.Text, default="")  # the imported file(s), for display
+    created_at: Mapped[float]  # unix seconds
+    n_users: Mapped[int]
+    n_items: Mapped[int]
+    n_interactions: Mapped[int]
+    has_timestamps: Mapped[bool]
+    has_ratings: Mapped[bool]
+    import_report: Mapped[dict] = mapped_column(sa.JSON, default=dict)  # format, filters, drops
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (sa.UniqueConstraint("dataset_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(sa.String(200))
+    first_position: Mapped[int]  # this user's interactions are positions [first, first + n)
+    n_interactions: Mapped[int]
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (sa.UniqueConstraint("dataset_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(sa.String(200))
+    title: Mapped[str | None] = mapped_column(sa.Text)
+    attributes: Mapped[dict | None] = mapped_column(sa.JSON)  # {feature name: [values]}, e.g. genre
+    n_interactions: Mapped[int]
+
+
+class Interaction(Base):
+    """One interaction. `user_id` and `item_id` carry no foreign-key constraint on purpose: a per-row
+    check doubles the bulk insert time, and only the importer writes this table (ids are its own)."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (sa.Index("ix_interactions_dataset_position", "dataset_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    user_id: Mapped[int]
+    item_id: Mapped[int]
+    timestamp: Mapped[int | None] = mapped_column(sa.BigInteger)  # unix seconds, None: file order
+    rating: Mapped[float | None]
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (sa.Index("ix_runs_started_at", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # A run outlives its dataset: the name stays for display, the link is cleared.
+    dataset_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("datasets.id", ondelete="SET NULL"), index=True)
+    dataset_name: Mapped[str] = mapped_column(sa.String(200))
+    config: Mapped[dict] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(20), index=True)
+    device: Mapped[str] = mapped_column(sa.String(50))
+    chosen_length: Mapped[int | None]
+    metrics: Mapped[dict | None] = mapped_column(sa.JSON)
+    started_at: Mapped[float]  # unix seconds
+    finished_at: Mapped[float | None]
+    seconds: Mapped[float | None]
+    version: Mapped[str] = mapped_column(sa.String(50))  # engine.__version__ that made the run
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    pid: Mapped[int | None]
+
+
+class RunSeries(Base):
+    __tablename__ = "run_series"
+    __table_args__ = (sa.Index("ix_run_series_run_name_step", "run_id", "name", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"))
+    phase: Mapped[str] = mapped_column(sa.String(20))
+    step: Mapped[int]
+    name: Mapped[str] = mapped_column(sa.String(100))
+    value: Mapped[float]
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(sa.Text)
+    kind: Mapped[str] = mapped_column(sa.String(50))  # e.g. "bundle", "recommendations", "plot"
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+
+
+# ---------------------------------------------------------------- opening
+
+
+@dataclass
+class Store:
+    """An open store: the engine and a session factory (`with store.session() as s: ...`)."""
+
+    engine: Engine
+    session: sessionmaker[Session]
+    url: str
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def default_store_url() -> str:
+    """`AUTOMLP_DB` if set, else a SQLite file `store.sqlite` in the user's data directory."""
+    if os.environ.get("AUTOMLP_DB"):
+        return os.environ["AUTOMLP_DB"]
+    import platformdirs
+
+    folder = Path(platformdirs.user_data_dir("automlp-studio", appauthor=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'store.sqlite'}"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the GUI read while a run writes; NORMAL sync is durable at each checkpoint and safe
+    # against corruption in WAL mode; foreign keys make deletes cascade.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk inserts stay in memory
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def open_store(url: str | None = None) -> Store:
+    """Opens (creating if needed) the store at a SQLAlchemy `url` (default: `default_store_url()`) and
+    migrates its schema to the current version. Raises StoreError for a file that is not a database or a
+    store written by a newer release."""
+    url = url or default_store_url()
+    sa_url = sa.engine.make_url(url)
+    is_sqlite = sa_url.get_backend_name() == "sqlite"
+    if is_sqlite and sa_url.database and sa_url.database != ":memory:":
+        _check_sqlite_file(Path(sa_url.database))
+    db = sa.create_engine(url)
+    if is_sqlite:
+        event.listen(db, "connect", _sqlite_pragmas)
+    try:
+        from engine.migrations import upgrade_to_head
+
+        upgrade_to_head(db)
+    except sa.exc.DatabaseError as error:
+        db.dispose()
+        raise StoreError(f"{url} cannot be opened as an AutoMLP store: {error.orig}") from error
+    return Store(engine=db, session=sessionmaker(db, expire_on_commit=False), url=url)
+
+
+def _check_sqlite_file(path: Path) -> None:
+    if not path.exists() or path.stat().st_size == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return
+    with open(path, "rb") as handle:
+        header = handle.read(16)
+    if header != b"SQLite format 3\x00":
+        raise StoreError(f"{path} is not an SQLite database (it may be another kind of file); "
+                         "choose another store file with --db or AUTOMLP_DB")
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def get_dataset(session: Session, name: str) -> Dataset:
+    """The dataset called `name`; StoreError naming the stored datasets if there is none."""
+    dataset = session.scalar(sa.select(Dataset).where(Dataset.name == name))
+    if dataset is None:
+        names = ", ".join(d.name for d in list_datasets(session)) or "none"
+        raise StoreError(f"no dataset called {name!r} in the store (stored: {names})")
+    return dataset
+
+
+def list_datasets(session: Session) -> list[Dataset]:
+    """All datasets, by name."""
+    return list(session.scalars(sa.select(Dataset).order_by(Dataset.name)))
+
+
+def delete_dataset(session: Session, name: str) -> None:
+    """Deletes a dataset with its users, items and interactions, and commits. Runs keep their record."""
+    dataset = get_dataset(session, name)
+    session.execute(sa.delete(Interaction).where(Interaction.dataset_id == dataset.id))
+    session.execute(sa.delete(User).where(User.dataset_id == dataset.id))
+    session.execute(sa.delete(Item).where(Item.dataset_id == dataset.id))
+    session.execute(sa.update(Run).where(Run.dataset_id == dataset.id).values(dataset_id=None))
+    session.delete(dataset)
+    session.commit()
+
+
+def load_log(session: Session, name: str) -> InteractionLog:
+    """The dataset `name` as an InteractionLog ordered by user, then time, ties in file order.
+
+    users, items: str arrays of external ids; timestamps: int64 unix seconds, or None when the dataset
+    had none; item_titles {item id: title}; item_features {feature: {item id: [values]}}.
+    """
+    dataset = get_dataset(session, name)
+    raw = session.connection().connection.driver_connection
+    if raw is not None and hasattr(raw, "execute"):  # sqlite3: skip SQLAlchemy's row objects
+        rows = raw.execute(
+            "SELECT user_id, item_id, timestamp FROM interactions WHERE dataset_id = ? "
+            "ORDER BY position", (dataset.id,)).fetchall()
+    else:
+        rows = session.execute(
+            sa.select(Interaction.user_id, Interaction.item_id, Interaction.timestamp)
+            .where(Interaction.dataset_id == dataset.id).order_by(Interaction.position)).all()
+    frame = pd.DataFrame(rows, columns=["user", "item", "time"])
+    user_ids, user_names = _id_table(session, User, dataset.id)
+    item_rows = session.execute(
+        sa.select(Item.id, Item.external_id, Item.title, Item.attributes)
+        .where(Item.dataset_id == dataset.id)).all()
+    item_ids = np.array([r[0] for r in item_rows], dtype=np.int64)
+    item_names = np.array([r[1] for r in item_rows], dtype=object)
+    titles = {r[1]: r[2] for r in item_rows if r[2] is not None}
+    features: dict[str, dict] = {}
+    for _, external, _, attributes in item_rows:
+        for feature, values in (attributes or {}).items():
+            features.setdefault(feature, {})[external] = list(values)
+    users = _lookup(frame["user"].to_numpy(np.int64), user_ids, user_names)
+    items = _lookup(frame["item"].to_numpy(np.int64), item_ids, item_names)
+    timestamps = frame["time"].to_numpy(np.int64) if dataset.has_timestamps else None
+    return InteractionLog(users=users, items=items, timestamps=timestamps, item_titles=titles,
+                          item_features=features, name=name)
+
+
+def _id_table(session: Session, model, dataset_id: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = session.execute(sa.select(model.id, model.external_id)
+                           .where(model.dataset_id == dataset_id)).all()
+    return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=object))
+
+
+def _lookup(keys: np.ndarray, ids: np.ndarray, names: np.ndarray) -> np.ndarray:
+    order = np.argsort(ids)
+    return names[order][np.searchsorted(ids[order], keys)].astype(str)
+
+
+def dataset_stats(session: Session, name: str, top: int = 10) -> dict:
+    """Summary statistics of a dataset, as a plain dict for display and JSON.
+
+    Keys: name, users, items, interactions, density (interactions / (users * items)), sequence_length
+    {min, median, mean, max}, time_span {first, last} (unix seconds, None without timestamps),
+    popular_items [{item, title, interactions}] (the `top` most interacted).
+    """
+    dataset = get_dataset(session, name)
+    lengths = np.array(session.scalars(
+        sa.select(User.n_interactions).where(User.dataset_id == dataset.id)).all(), dtype=np.int64)
+    first, last = session.execute(
+        sa.select(sa.func.min(Interaction.timestamp), sa.func.max(Interaction.timestamp))
+        .where(Interaction.dataset_id == dataset.id)).one()
+    popular = session.execute(
+        sa.select(Item.external_id, Item.title, Item.n_interactions).where(Item.dataset_id == dataset.id)
+        .order_by(Item.n_interactions.desc(), Item.id).limit(top)).all()
+    cells = dataset.n_users * dataset.n_items
+    return {
+        "name": dataset.name,
+        "users": dataset.n_users,
+        "items": dataset.n_items,
+        "interactions": dataset.n_interactions,
+        "density": dataset.n_interactions / cells if cells else 0.0,
+        "sequence_length": {
+            "min": int(lengths.min()) if len(lengths) else 0,
+            "median": float(np.median(lengths)) if len(lengths) else 0.0,
+            "mean": float(lengths.mean()) if len(lengths) else 0.0,
+            "max": int(lengths.max()) if len(lengths) else 0,
+        },
+        "time_span": {"first": first, "last": last},
+        "popular_items": [{"item": e, "title": t, "interactions": c} for e, t, c in popular],
+        "source": dataset.source,
+        "import_report": dataset.import_report,
+    }
+
+
+def sequence_lengths(session: Session, name: str) -> np.ndarray:
+    """(n_users,) int64 number of interactions of every user: for the length histogram."""
+    dataset = get_dataset(session, name)
+    return np.array(session.scalars(sa.select(User.n_interactions).where(
+        User.dataset_id == dataset.id).order_by(User.first_position)).all(), dtype=np.int64)
+
+
+def user_history(session: Session, name: str, user: str) -> pd.DataFrame:
+    """One user's interactions, oldest first: columns item, title, timestamp, rating."""
+    dataset = get_dataset(session, name)
+    row = session.execute(sa.select(User.first_position, User.n_interactions).where(
+        User.dataset_id == dataset.id, User.external_id == str(user))).first()
+    if row is None:
+        raise StoreError(f"dataset {name!r} has no user {user!r}")
+    first, count = row
+    rows = session.execute(
+        sa.select(Item.external_id, Item.title, Interaction.timestamp, Interaction.rating)
+        .join(Item, Item.id == Interaction.item_id)
+        .where(Interaction.dataset_id == dataset.id,
+               Interaction.position.between(first, first + count - 1))
+        .order_by(Interaction.position)).all()
+    return pd.DataFrame(rows, columns=["item", "title", "timestamp", "rating"])
+
+
+# ---------------------------------------------------------------- run history
+
+
+def create_run(session: Session, dataset_name: str, config: dict, device: str) -> int:
+    """Records a new run in status "running" and commits; returns its id."""
+    dataset = session.scalar(sa.select(Dataset).where(Dataset.name == dataset_name))
+    run = Run(dataset_id=dataset.id if dataset else None, dataset_name=dataset_name, config=config,
+              status="running", device=device, started_at=time.time(), version=engine.__version__,
+              pid=os.getpid())
+    session.add(run)
+    session.commit()
+    return run.id
+
+
+def append_series(session: Session, run_id: int, rows) -> None:
+    """Appends series points `(phase, step, name, value)` to a run in one executemany, and commits."""
+    values = [{"run_id": run_id, "phase": p, "step": int(s), "name": n, "value": float(v)}
+              for p, s, n, v in rows]
+    if values:
+        session.execute(sa.insert(RunSeries), values)
+    session.commit()
+
+
+def finish_run(session: Session, run_id: int, chosen_length: int | None, metrics: dict,
+               seconds: float) -> None:
+    """Marks a run finished with its chosen short-term length, final metrics and duration; commits."""
+    run = _get_run(session, run_id)
+    run.status, run.chosen_length, run.metrics = "finished", chosen_length, metrics
+    run.seconds, run.finished_at = seconds, time.time()
+    session.commit()
+
+
+def fail_run(session: Session, run_id: int, status: str = "failed", error: str | None = None) -> None:
+    """Ends a run as "failed", "cancelled" or "interrupted", with an error text; commits."""
+    if status not in RUN_STATUSES or status in ("running", "finished"):
+        raise ValueError(f"fail_run status must be failed, cancelled or interrupted, not {status!r}")
+    run = _get_run(session, run_id)
+    run.status, run.error, run.finished_at = status, error, time.time()
+    run.seconds = run.finished_at - run.started_at
+    session.commit()
+
+
+def add_artifact(session: Session, run_id: int, path: str, kind: str, sha256: str) -> None:
+    """Records a file a run produced (bundle, export) with its sha256; commits."""
+    session.add(Artifact(run_id=run_id, path=str(path), kind=kind, sha256=sha256))
+    session.commit()
+
+
+def mark_interrupted_runs(session: Session) -> int:
+    """Runs still "running" whose process is gone (killed, crashed) become "interrupted"; commits.
+
+    Returns how many. Call at start-up before listing runs."""
+    count = 0
+    for run in session.scalars(sa.select(Run).where(Run.status == "running")):
+        if run.pid is None or not _process_alive(run.pid):
+            run.status, run.error = "interrupted", "the process ended before the run finished"
+            count += 1
+    session.commit()
+    return count
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def list_runs(session: Session, dataset_name: str | None = None) -> list[Run]:
+    """Runs, newest first, optionally only those of one dataset."""
+    query = sa.select(Run).order_by(Run.started_at.desc(), Run.id.desc())
+    if dataset_name is not None:
+        query = query.where(Run.dataset_name == dataset_name)
+    return list(session.scalars(query))
+
+
+def get_run(session: Session, run_id: int) -> Run:
+    """The run with this id; StoreError if there is none."""
+    return _get_run(session, run_id)
+
+
+def _get_run(session: Session, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise StoreError(f"no run with id {run_id}")
+    return run
+
+
+def run_series(session: Session, run_id: int) -> pd.DataFrame:
+    """All series points of a run: columns phase, step, name, value, in insertion order."""
+    rows = session.execute(
+        sa.select(RunSeries.phase, RunSeries.step, RunSeries.name, RunSeries.value)
+        .where(RunSeries.run_id == run_id).order_by(RunSeries.id)).all()
+    return pd.DataFrame(rows, columns=["phase", "step", "name", "value"])
+
+
+class RunRecorder(Observer):
+    """Forwards every event to an inner observer and records the run's curves into run_series.
+
+    Recorded: StepFinished losses (name = loss name), EpochFinished metrics (step = epoch, name =
+    metric), ArchitectureWeights (name `weight/k=<length>` and `alpha/k=<length>`). Points are written
+    in batches through its own Session (every `batch_size` points or `interval` seconds, and on
+    PhaseFinished and `close()`), so that recording never slows the training loop down.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], run_id: int, inner: Observer | None = None,
+                 batch_size: int = 200, interval: float = 1.0) -> None:
+        super().__init__()
+        self.inner = inner or Observer()
+        self.run_id = run_id
+        self._sessions = sessions
+        self._pending: list[tuple[str, int, str, float]] = []
+        self._batch_size = batch_size
+        self._interval = interval
+        self._last_flush = time.monotonic()
+
+    def emit(self, event: Event) -> None:
+        self.inner.emit(event)
+        if isinstance(event, StepFinished):
+            self._pending += [(event.phase, event.step, k, v) for k, v in event.losses.items()]
+        elif isinstance(event, EpochFinished):
+            self._pending += [(event.phase, event.epoch, k, v) for k, v in event.metrics.items()
+                              if isinstance(v, (int, float))]
+        elif isinstance(event, ArchitectureWeights):
+            for length, alpha, weight in zip(event.candidates, event.alpha, event.weights):
+                self._pending.append(("search", event.step, f"weight/k={length}", weight))
+                self._pending.append(("search", event.step, f"alpha/k={length}", alpha))
+        if isinstance(event, PhaseFinished) or len(self._pending) >= self._batch_size or (
+                self._pending and time.monotonic() - self._last_flush >= self._interval):
+            self.flush()
+
+    def flush(self) -> None:
+        """Writes the pending points now."""
+        if self._pending:
+            with self._sessions() as session:
+                append_series(session, self.run_id, self._pending)
+            self._pending = []
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+
+    def cancel(self) -> None:
+        self.inner.cancel()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.inner.cancel_requested
+
+    def check(self) -> None:
+        self.inner.check()
+
+
+def to_json(value) -> str:
+    """JSON text of a stats or run dict (numpy scalars included), for the CLI."""
+    return json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v))
