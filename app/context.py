@@ -1,0 +1,52 @@
+"""The state the pages share: the open store, the selected dataset, the experiment configuration and
+the selected run. Pages take the context in their constructor and subscribe to its signals; nothing
+reaches for globals.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from engine.config import RunConfig
+from engine.presets import quick_demo
+
+
+class AppContext(QObject):
+    store_changed = Signal()  # a different store was opened: everything reloads
+    datasets_changed = Signal()  # a dataset was imported or deleted
+    dataset_selected = Signal(str)  # the dataset that experiments run on
+    config_changed = Signal()  # the experiment configuration was edited (and is valid)
+    runs_changed = Signal()  # a run started, finished, failed or was deleted
+    run_selected = Signal(int)  # the run whose model the Users page browses
+
+    def __init__(self, store_url: str | None = None) -> None:
+        super().__init__()
+        self.store_url: str | None = None
+        self.sessions = None  # sqlalchemy sessionmaker; one Session per user action, never across threads
+        self.dataset_name: str | None = None
+        self.config: RunConfig = quick_demo()
+        self.run_id: int | None = None
+        if store_url is not None:
+            self.open_store(store_url)
+
+    def open_store(self, url: str) -> None:
+        """Opens (creating if needed) the store at `url`; raises the store's error if it cannot."""
+        from engine.store import open_store
+
+        self.sessions = open_store(url)
+        self.store_url = url
+        self.dataset_name = None
+        self.run_id = None
+        self.store_changed.emit()
+
+    def select_dataset(self, name: str | None) -> None:
+        self.dataset_name = name
+        self.dataset_selected.emit(name or "")
+
+    def set_config(self, config: RunConfig) -> None:
+        self.config = config
+        self.config_changed.emit()
+
+    def select_run(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.run_selected.emit(run_id)

@@ -1,0 +1,154 @@
+"""The `automlp` command line: everything the GUI does, headless.
+
+    automlp run --synthetic                      search -> retrain -> evaluate on generated data
+    automlp run interactions.csv --set lr=0.002  the same on a CSV/TSV with user,item,timestamp columns
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from engine.config import ConfigError, RunConfig, parse_override
+from engine.events import (ArchitectureWeights, Cancelled, EpochFinished, Message, Observer, PhaseFinished,
+                           PhaseStarted, StepFinished)
+from engine.presets import PRESETS
+from engine.sequences import DataError, InteractionLog, build_sequences
+
+
+class ProgressBarObserver(Observer):
+    """Shows each phase as a tqdm bar, epochs and messages as lines above it."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        super().__init__()
+        self.quiet = quiet
+        self.bar: tqdm | None = None
+
+    def emit(self, event) -> None:
+        if self.quiet:
+            return
+        if isinstance(event, PhaseStarted):
+            self.bar = tqdm(total=event.total_steps, desc=event.phase, unit="step", dynamic_ncols=True,
+                            file=sys.stderr)
+            if event.description:
+                tqdm.write(f"{event.phase}: {event.description}", file=sys.stderr)
+        elif isinstance(event, StepFinished) and self.bar is not None:
+            self.bar.update(event.step - self.bar.n)
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in event.losses.items()}, refresh=False)
+        elif isinstance(event, ArchitectureWeights) and self.bar is not None:
+            self.bar.set_postfix_str(" ".join(f"k{k}={w:.2f}" for k, w in zip(event.candidates, event.weights)))
+        elif isinstance(event, EpochFinished):
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items() if k != "epoch")
+            tqdm.write(f"{event.phase} epoch {event.epoch}: {shown} [{event.protocol}]", file=sys.stderr)
+        elif isinstance(event, PhaseFinished) and self.bar is not None:
+            self.bar.update(self.bar.total - self.bar.n)
+            self.bar.close()
+            self.bar = None
+        elif isinstance(event, Message):
+            tqdm.write(("warning: " if event.level == "warning" else "") + event.text, file=sys.stderr)
+
+
+def read_interactions_csv(path: Path) -> InteractionLog:
+    """A CSV/TSV with columns user, item and optionally timestamp (separator detected)."""
+    try:
+        frame = pd.read_csv(path, sep=None, engine="python", dtype=str)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path.name}: cannot be read as CSV/TSV: {exc}") from exc
+    columns = {c.lower().strip(): c for c in frame.columns}
+    missing = [c for c in ("user", "item") if c not in columns]
+    if missing:
+        raise DataError(f"{path.name}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}")
+    timestamps = None
+    if "timestamp" in columns:
+        timestamps = pd.to_numeric(frame[columns["timestamp"]], errors="coerce")
+        if timestamps.isna().any():
+            line = int(np.flatnonzero(timestamps.isna())[0]) + 2
+            raise DataError(f"{path.name} line {line}: timestamp is not a number")
+        timestamps = timestamps.to_numpy()
+    return InteractionLog(frame[columns["user"]].to_numpy(), frame[columns["item"]].to_numpy(), timestamps,
+                          name=path.stem)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="automlp", description="AutoMLP Studio from the command line")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="search the short-term length, retrain, evaluate")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", type=Path, help="CSV/TSV with user, item[, timestamp] columns")
+    source.add_argument("--synthetic", action="store_true", help="generated data with a planted lag-3 dependency")
+    run.add_argument("--preset", choices=sorted(PRESETS), help="start from a named configuration")
+    run.add_argument("--config", type=Path, help="a TOML run configuration")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one configuration key (repeatable), e.g. --set candidate_lengths=[5,10]")
+    run.add_argument("--json", type=Path, help="write every result (metrics, alpha history, losses) to this file")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(handler=command_run)
+    return parser
+
+
+def load_run_config(args) -> RunConfig:
+    if args.config:
+        config = RunConfig.load_toml(args.config)
+    elif args.preset:
+        config = PRESETS[args.preset]()
+    else:
+        config = PRESETS["quick-demo"]() if args.synthetic else RunConfig()
+    overrides = dict(parse_override(text) for text in args.overrides)
+    return config.replace(**overrides) if overrides else config
+
+
+def command_run(args) -> int:
+    from engine.runner import run_automlp
+    from engine.synthetic import planted_log
+
+    config = load_run_config(args)
+    log = planted_log(seed=config.seed) if args.synthetic else read_interactions_csv(args.file)
+    data = build_sequences(log, config.min_user_interactions)
+    observer = ProgressBarObserver(quiet=args.quiet)
+    result = run_automlp(data, config, observer)
+    print(format_result(result.summary()))
+    if args.json:
+        args.json.write_text(json.dumps(result.summary(), indent=1))
+        print(f"results written to {args.json}")
+    return 0
+
+
+def format_result(summary: dict) -> str:
+    lines = [f"chosen short-term length: k = {summary['chosen_length']}"]
+    search = summary.get("search")
+    if search:
+        weights = ", ".join(f"k={k}: {w:.3f}" for k, w in search["final_weights"].items())
+        verdict = "decisive" if search["decisive"] else "WITHIN NOISE"
+        lines.append(f"softmax(alpha): {weights}  (margin {search['margin']:.3f}, noise {search['noise']:.3f}: "
+                     f"{verdict})")
+    lines.append(f"best validation epoch {summary['best_epoch']}: NDCG@10 "
+                 f"{summary['valid_metrics'].get('NDCG@10', float('nan')):.4f} [{summary['valid_protocol']}]")
+    names = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR@5", "MRR@10", "MRR@20"]
+    lines.append("test metrics".ljust(18) + "".join(n.rjust(9) for n in names))
+    for label, metrics in summary["test_metrics"].items():
+        lines.append(f"  [{label}]".ljust(18) + "".join(f"{metrics[n]:9.4f}" for n in names))
+    seconds = ", ".join(f"{phase} {s:.1f} s" for phase, s in summary["seconds"].items())
+    lines.append(f"device {summary['device']}; {seconds}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (Cancelled, KeyboardInterrupt):
+        print("cancelled: nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,281 @@
+"""The AutoMLP model (paper section 2.3): SRSMLP layers, long- and short-term modules, the output layer.
+
+Shapes: B batch, T max length, D embedding size, M candidate lengths, N items (internal ids 1..N, 0 pads).
+
+Two forms of the sequence mixer, chosen by the training mode:
+- paper form (`faithful`, `sampled`): W1 (R_s x n), W2 (n x R_s) over the n positions of the module's
+  input, exactly Eq. 1. The short-term module for length k reads the last k positions only. Only the
+  last position's output is used: one prediction per sequence.
+- causal form (`causal`): one hidden unit per position and both maps masked lower-triangular, so that
+  position t reads only positions <= t and one pass trains the prediction at every position. The
+  short-term module for length k runs over all T positions with banded masks whose look-backs add up to
+  k - 1 across its 2L maps, so that the module as a whole sees exactly positions t-k+1..t (a band of k on
+  every map would stack to 2L(k-1)+1 positions; see DESIGN.md, Known pitfalls).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config import RunConfig
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Everything needed to rebuild a model's parameters: from a RunConfig plus the data's sizes."""
+
+    n_items: int
+    candidate_lengths: tuple[int, ...]
+    max_length: int
+    num_layers: int
+    embedding_dim: int
+    sequence_hidden: int
+    channel_hidden: int
+    dropout: float
+    causal: bool
+    feature_sizes: tuple[int, ...] = ()  # vocabulary size of each item feature (without padding)
+    feature_widths: tuple[int, ...] = ()  # most values one item has, per feature
+
+    @classmethod
+    def from_config(cls, config: RunConfig, n_items: int, candidate_lengths=None, features=()) -> "ModelShape":
+        return cls(
+            n_items=n_items,
+            candidate_lengths=tuple(candidate_lengths or config.candidate_lengths),
+            max_length=config.max_length,
+            num_layers=config.num_layers,
+            embedding_dim=config.embedding_dim,
+            sequence_hidden=config.sequence_hidden,
+            channel_hidden=config.channel_hidden,
+            dropout=config.dropout,
+            causal=config.mode == "causal",
+            feature_sizes=tuple(len(f.vocabulary) for f in features),
+            feature_widths=tuple(f.values.shape[1] for f in features),
+        )
+
+
+def split_look_back(length: int, n_maps: int) -> list[int]:
+    """Spreads a window's look-back (length - 1 positions) over n_maps stacked token maps.
+
+    The receptive field of maps with look-backs a_1..a_n is 1 + sum(a_i), so the module sees exactly
+    `length` positions. The first layer's two maps take it all, so that every position of the window
+    reaches the output through one direct mixing step; deeper layers mix channels per position.
+    """
+    first = (length - 1 + 1) // 2
+    return [first, length - 1 - first] + [0] * (n_maps - 2)
+
+
+def band_mask(n: int, look_back: int) -> torch.Tensor:
+    """(n, n) mask: output t may read input s when 0 <= t - s <= look_back."""
+    offsets = torch.arange(n)[:, None] - torch.arange(n)[None, :]
+    return ((offsets >= 0) & (offsets <= look_back)).float()
+
+
+class MaskedTokenLinear(nn.Module):
+    """A linear map along positions whose weight is multiplied by a fixed mask: y = (W * M) x + b."""
+
+    def __init__(self, n: int, look_back: int) -> None:
+        super().__init__()
+        mask = band_mask(n, look_back)
+        self.register_buffer("mask", mask, persistent=False)
+        fan_in = mask.sum(dim=1, keepdim=True)  # inputs each output really reads
+        bound = 1.0 / torch.sqrt(fan_in)
+        self.weight = nn.Parameter((torch.rand(n, n) * 2 - 1) * bound * mask)
+        self.bias = nn.Parameter(torch.zeros(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., n) -> (..., n)
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class SequenceMixer(nn.Module):
+    """Eq. 1: x + W2 g(W1 LayerNorm(x)), mixing along positions, shared by all D channels."""
+
+    def __init__(self, n_positions: int, dim: int, hidden: int, dropout: float,
+                 look_backs: tuple[int, int] | None) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        if look_backs is None:  # paper form
+            self.fc1 = nn.Linear(n_positions, hidden)
+            self.fc2 = nn.Linear(hidden, n_positions)
+        else:  # causal form: hidden unit t belongs to position t
+            self.fc1 = MaskedTokenLinear(n_positions, look_backs[0])
+            self.fc2 = MaskedTokenLinear(n_positions, look_backs[1])
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, n, D) -> (B, n, D)
+        y = self.norm(x).transpose(1, 2)  # (B, D, n)
+        y = self.fc2(self.dropout(F.gelu(self.fc1(y))))  # (B, D, n)
+        return x + self.dropout(y.transpose(1, 2))
+
+
+class ChannelMixer(nn.Module):
+    """Eq. 2: x + W4 g(W3 LayerNorm(x)), mixing along the embedding, per position."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, n, D) -> (B, n, D)
+        return x + self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(self.norm(x))))))
+
+
+class SRSMLP(nn.Module):
+    """A stack of L SRSMLP layers (sequence mixer then channel mixer) over `n_positions` positions.
+
+    `window` is None for the paper form, or the causal receptive field of the whole stack (T for the
+    long-term module, k for a short-term module).
+    """
+
+    def __init__(self, n_positions: int, shape: ModelShape, window: int | None) -> None:
+        super().__init__()
+        look_backs = None if window is None else split_look_back(window, 2 * shape.num_layers)
+        layers = []
+        for layer in range(shape.num_layers):
+            pair = None if look_backs is None else (look_backs[2 * layer], look_backs[2 * layer + 1])
+            layers.append(SequenceMixer(n_positions, shape.embedding_dim, shape.sequence_hidden, shape.dropout, pair))
+            layers.append(ChannelMixer(shape.embedding_dim, shape.channel_hidden, shape.dropout))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, n, D) -> (B, n, D)
+        return self.layers(x)
+
+
+class ItemEmbedding(nn.Module):
+    """Item vectors: the id embedding, fused with one embedding per item feature (paper 2.3.1).
+
+    Multi-valued features (genres) average their values' embeddings. Without features the id embedding
+    is used as it is. Row 0 (padding) is always zero.
+    """
+
+    def __init__(self, shape: ModelShape) -> None:
+        super().__init__()
+        dim = shape.embedding_dim
+        self.ids = nn.Embedding(shape.n_items + 1, dim, padding_idx=0)
+        self.features = nn.ModuleList(nn.Embedding(size + 1, dim, padding_idx=0) for size in shape.feature_sizes)
+        for table in [self.ids, *self.features]:
+            # N(0, 1), torch's default, did not learn in the first epoch; 0.02 does (DESIGN, pitfalls).
+            nn.init.normal_(table.weight, std=0.02)
+            with torch.no_grad():
+                table.weight[0].zero_()
+        self.fuse = nn.Linear(dim * (1 + len(self.features)), dim) if self.features else None
+        self.register_buffer("feature_values", torch.zeros(shape.n_items + 1, max(shape.feature_widths, default=0),
+                                                           dtype=torch.long), persistent=False)
+        self._feature_slices = []
+        start = 0
+        for width in shape.feature_widths:
+            self._feature_slices.append((start, start + width))
+            start += width
+
+    def set_feature_values(self, tables: list[torch.Tensor]) -> None:
+        """Loads each feature's (N + 1, width) value ids; they are data, not weights."""
+        if tables:
+            self.feature_values = torch.cat(tables, dim=1).to(self.ids.weight.device)
+
+    def all_items(self) -> torch.Tensor:  # (N + 1, D)
+        vectors = self.ids.weight
+        if self.fuse is None:
+            return vectors
+        parts = [vectors]
+        for table, (start, end) in zip(self.features, self._feature_slices):
+            values = self.feature_values[:, start:end]  # (N + 1, width)
+            counts = (values > 0).sum(dim=1, keepdim=True).clamp(min=1)
+            parts.append(table(values).sum(dim=1) / counts)  # padding rows are zero vectors
+        fused = self.fuse(torch.cat(parts, dim=1))
+        not_padding = torch.ones_like(fused[:, :1])
+        not_padding[0] = 0
+        return fused * not_padding
+
+
+class AutoMLP(nn.Module):
+    """Long-term module, one short-term module per candidate length, architecture weights, output layer.
+
+    Follows RecBole's interface: `predict`-style scoring via `score`, and DARTS's split between
+    `arch_parameters()` (alpha) and `network_parameters()` (everything else).
+    """
+
+    def __init__(self, shape: ModelShape) -> None:
+        super().__init__()
+        self.shape = shape
+        T, D = shape.max_length, shape.embedding_dim
+        self.items = ItemEmbedding(shape)
+        self.input_dropout = nn.Dropout(shape.dropout)
+        self.long_term = SRSMLP(T, shape, window=T if shape.causal else None)
+        self.short_term = nn.ModuleList(
+            SRSMLP(T if shape.causal else k, shape, window=k if shape.causal else None)
+            for k in shape.candidate_lengths)
+        # alpha exists only when there is something to choose (search); retraining keeps one candidate.
+        m = len(shape.candidate_lengths)
+        self.alpha = nn.Parameter(torch.zeros(m)) if m > 1 else None
+        self.output_norm = nn.LayerNorm(2 * D)
+        self.output = nn.Linear(2 * D, D)  # W_o (D x 2D), b_o
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [] if self.alpha is None else [self.alpha]
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if name != "alpha"]
+
+    def candidate_weights(self) -> torch.Tensor:  # (M,) softmax(alpha), Eq. 3
+        if self.alpha is None:
+            return torch.ones(1, device=self.output.weight.device)
+        return torch.softmax(self.alpha, dim=0)
+
+    def joint(self, sequences: torch.Tensor, all_positions: bool = False) -> torch.Tensor:
+        """LayerNorm([x_s ; x_l]) for each sequence: (B, 2D), or (B, T, 2D) with all_positions (causal)."""
+        if all_positions and not self.shape.causal:
+            raise ValueError("all_positions needs the causal form of the model")
+        x = self.input_dropout(self.items.all_items()[sequences])  # (B, T, D)
+        last = slice(None) if all_positions else slice(-1, None)
+        x_long = self.long_term(x)[:, last]  # (B, t, D)
+        weights = self.candidate_weights()
+        x_short = 0
+        for weight, module, k in zip(weights, self.short_term, self.shape.candidate_lengths):
+            window = x if self.shape.causal else x[:, -k:]
+            x_short = x_short + weight * module(window)[:, last]
+        z = self.output_norm(torch.cat([x_short, x_long], dim=-1))  # Eq. 4: [x_s ; x_l]
+        return z if all_positions else z[:, 0]
+
+    def hidden(self, sequences: torch.Tensor, all_positions: bool = False) -> torch.Tensor:
+        """h = W_o LayerNorm([x_s ; x_l]) + b_o: (B, D), or (B, T, D) with all_positions."""
+        return self.output(self.joint(sequences, all_positions))
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., N + 1) scores h . E_i (Eq. 8 before softmax); column 0 (padding) is -inf."""
+        scores = hidden @ self.items.all_items().T
+        scores[..., 0] = float("-inf")
+        return scores
+
+    def forward(self, sequences: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, N + 1)
+        return self.score(self.hidden(sequences))
+
+    def contributions(self, sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Exact split of every score into long-term, short-term and bias parts: each (B, N + 1).
+
+        With W_o = [W_s | W_l] and z = [z_s ; z_l]: r_i = (W_s z_s).E_i + (W_l z_l).E_i + b_o.E_i.
+        Column 0 (padding) is 0 in every part.
+        """
+        D = self.shape.embedding_dim
+        z = self.joint(sequences)  # (B, 2D)
+        items = self.items.all_items()  # (N + 1, D)
+        weight = self.output.weight  # (D, 2D)
+        short = (z[:, :D] @ weight[:, :D].T) @ items.T
+        long = (z[:, D:] @ weight[:, D:].T) @ items.T
+        bias = (self.output.bias @ items.T).expand_as(long)
+        return long, short, bias
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_model(shape: ModelShape, features=(), device: torch.device | str = "cpu") -> AutoMLP:
+    """A fresh model on `device`, with the data's item feature values loaded."""
+    model = AutoMLP(shape).to(device)
+    model.items.set_feature_values([torch.as_tensor(f.values) for f in features])
+    return model
