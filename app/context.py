@@ -22,7 +22,8 @@ class AppContext(QObject):
     def __init__(self, store_url: str | None = None) -> None:
         super().__init__()
         self.store_url: str | None = None
-        self.sessions = None  # sqlalchemy sessionmaker; one Session per user action, never across threads
+        self.store = None  # engine.store.Store
+        self.sessions = None  # its sessionmaker; one Session per user action, never shared across threads
         self.dataset_name: str | None = None
         self.config: RunConfig = quick_demo()
         self.run_id: int | None = None
@@ -33,8 +34,10 @@ class AppContext(QObject):
         """Opens (creating if needed) the store at `url`; raises the store's error if it cannot."""
         from engine.store import open_store
 
-        self.sessions = open_store(url)
-        self.store_url = url
+        store = open_store(url)
+        if self.store is not None:
+            self.store.close()
+        self.store, self.sessions, self.store_url = store, store.session, url
         self.dataset_name = None
         self.run_id = None
         self.store_changed.emit()
