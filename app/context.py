@@ -16,6 +16,7 @@ class AppContext(QObject):
     datasets_changed = Signal()  # a dataset was imported or deleted
     dataset_selected = Signal(str)  # the dataset that experiments run on
     config_changed = Signal()  # the experiment configuration was edited (and is valid)
+    config_invalidated = Signal(str)  # the form holds an invalid configuration: the ConfigError text
     runs_changed = Signal()  # a run started, finished, failed or was deleted
     run_selected = Signal(int)  # the run whose model the Users page browses
 
@@ -26,6 +27,7 @@ class AppContext(QObject):
         self.sessions = None  # its sessionmaker; one Session per user action, never shared across threads
         self.dataset_name: str | None = None
         self.config: RunConfig = quick_demo()
+        self.config_error: str | None = None  # set while the form is invalid: runs must not start
         self.run_id: int | None = None
         if store_url is not None:
             self.open_store(store_url)
@@ -48,7 +50,13 @@ class AppContext(QObject):
 
     def set_config(self, config: RunConfig) -> None:
         self.config = config
+        self.config_error = None
         self.config_changed.emit()
+
+    def set_config_error(self, message: str) -> None:
+        """The form was edited into an invalid configuration; `config` keeps the last valid one."""
+        self.config_error = message
+        self.config_invalidated.emit(message)
 
     def select_run(self, run_id: int) -> None:
         self.run_id = run_id
