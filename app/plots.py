@@ -1,0 +1,120 @@
+"""Curve helpers shared by the Training and Runs pages: growing numpy buffers, TensorBoard-style EMA
+smoothing, plot construction and PNG/CSV export. Curves are created once and fed with setData."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+
+# Distinct colours for candidates and runs (Tableau 10), cycled.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+
+
+def colour(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+class GrowingSeries:
+    """An (x, y) series whose numpy buffers double when full, so that appending is amortised O(1) and
+    `x`, `y` are views without copies."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._x = np.empty(capacity, dtype=np.float64)
+        self._y = np.empty(capacity, dtype=np.float64)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, x: float, y: float) -> None:
+        if self._size == len(self._x):
+            self._x = np.concatenate([self._x, np.empty_like(self._x)])
+            self._y = np.concatenate([self._y, np.empty_like(self._y)])
+        self._x[self._size] = x
+        self._y[self._size] = y
+        self._size += 1
+
+    def replace(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Sets the whole series (e.g. the exact history known at the end of a phase)."""
+        self.clear()
+        for xi, yi in zip(np.asarray(x, dtype=float), np.asarray(y, dtype=float)):
+            self.append(xi, yi)
+
+    def clear(self) -> None:
+        self._size = 0
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x[:self._size]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[:self._size]
+
+
+def ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average debiased for its zero start, so that the
+    first points are not pulled towards 0. `weight` in [0, 1): 0 leaves the values as they are."""
+    values = np.asarray(values, dtype=np.float64)
+    if weight <= 0 or len(values) == 0:
+        return values
+    out = np.empty_like(values)
+    last, debias = 0.0, 1.0
+    for i, value in enumerate(values):
+        last = last * weight + (1.0 - weight) * value
+        debias *= weight
+        out[i] = last / (1.0 - debias)
+    return out
+
+
+def make_plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
+    """A PlotWidget with a legend, grid, clip-to-view and automatic downsampling for long series."""
+    plot = pg.PlotWidget(title=title)
+    plot.setBackground("w")
+    item = plot.getPlotItem()
+    item.setLabel("bottom", x_label)
+    item.setLabel("left", y_label)
+    item.showGrid(x=True, y=True, alpha=0.3)
+    item.addLegend(offset=(-10, 10))
+    item.setClipToView(True)
+    item.setDownsampling(auto=True, mode="peak")
+    return plot
+
+
+def add_curve(plot: pg.PlotWidget, name: str | None, index: int, width: float = 2.0,
+              alpha: int = 255, symbol: str | None = None) -> pg.PlotDataItem:
+    color = pg.mkColor(colour(index))
+    color.setAlpha(alpha)
+    pen = pg.mkPen(color, width=width)
+    kwargs = {"symbol": symbol, "symbolSize": 6, "symbolBrush": color, "symbolPen": None} if symbol else {}
+    return plot.plot([], [], pen=pen, name=name, **kwargs)
+
+
+def export_png(plot: pg.PlotWidget, path: str | Path, width: int = 1200) -> None:
+    """Renders the plot to a PNG file `width` pixels wide."""
+    from pyqtgraph.exporters import ImageExporter
+
+    exporter = ImageExporter(plot.getPlotItem())
+    exporter.parameters()["width"] = width
+    exporter.export(str(path))
+
+
+def export_csv(plot: pg.PlotWidget, path: str | Path) -> int:
+    """Writes every named curve of the plot as rows (curve, x, y); returns the number of data rows."""
+    rows = 0
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["curve", "x", "y"])
+        for item in plot.getPlotItem().listDataItems():
+            name = item.name()
+            if not name:
+                continue
+            x, y = item.getOriginalDataset()  # not getData(): that is the downsampled, clipped view
+            for xi, yi in zip(x if x is not None else [], y if y is not None else []):
+                writer.writerow([name, xi, yi])
+                rows += 1
+    return rows

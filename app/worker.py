@@ -1,0 +1,184 @@
+"""The one bridge between the engine and Qt: a worker QObject on a QThread that runs a stored AutoMLP run
+and turns the engine's observer events into Qt signals.
+
+The worker has no parent and is moved to its own QThread; it talks to the GUI only through signals
+(queued across threads). Cancelling sets the observer's thread-safe flag; the engine stops at its next
+`check()`, within one training step.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+from engine.config import RunConfig
+from engine.events import (ArchitectureWeights, Cancelled, EpochFinished, Message, Observer, PhaseFinished,
+                           PhaseStarted, StepFinished)
+
+
+class SignalObserver(Observer):
+    """An engine observer whose emit() re-emits each event as a signal of `worker` (on the worker thread;
+    Qt queues it to the GUI thread). Events are already rate-limited at the source (~5/s)."""
+
+    def __init__(self, worker: "RunWorker") -> None:
+        super().__init__()
+        self._worker = worker
+
+    def emit(self, event) -> None:
+        worker = self._worker
+        if isinstance(event, PhaseStarted):
+            worker.phase_started.emit(event.phase, event.total_steps, event.description)
+        elif isinstance(event, StepFinished):
+            worker.step_finished.emit(event)
+        elif isinstance(event, ArchitectureWeights):
+            worker.weights_updated.emit(event)
+        elif isinstance(event, EpochFinished):
+            worker.epoch_finished.emit(event)
+        elif isinstance(event, PhaseFinished):
+            worker.phase_finished.emit(event.phase, event.seconds)
+        elif isinstance(event, Message):
+            worker.message_logged.emit(event.text, event.level)
+
+
+def run_stored(sessions, dataset_name: str, config: RunConfig, observer: Observer,
+               on_created=lambda run_id: None):
+    """Runs AutoMLP on a stored dataset and records the run; returns (run_id, RunResult).
+
+    TO BE REPLACED by `engine.stored_run.run_on_dataset(sessions, dataset_name, config, observer)` (which
+    also saves the model bundle) as soon as it exists; it is used below when present. Every session here
+    is opened on the calling (worker) thread and never shared with the GUI.
+    """
+    try:
+        from engine.stored_run import run_on_dataset
+    except ImportError:
+        run_on_dataset = None
+    if run_on_dataset is not None:
+        return run_on_dataset(sessions, dataset_name, config, observer)
+
+    from engine.runner import run_automlp
+    from engine.sequences import build_sequences
+    from engine.store import RunRecorder, create_run, fail_run, finish_run, load_log
+    from engine.training import resolve_device
+
+    with sessions() as session:
+        log = load_log(session, dataset_name)
+    data = build_sequences(log, config.min_user_interactions)
+    device = str(resolve_device(config.device))
+    with sessions() as session:
+        run_id = create_run(session, dataset_name, config.to_dict(), device)
+    on_created(run_id)
+    recorder = RunRecorder(sessions, run_id, observer)
+    try:
+        result = run_automlp(data, config, recorder)
+    except BaseException as error:
+        recorder.close()
+        status = "cancelled" if isinstance(error, Cancelled) else "failed"
+        with sessions() as session:
+            fail_run(session, run_id, status, "".join(traceback.format_exception(error)))
+        raise
+    recorder.close()
+    with sessions() as session:
+        finish_run(session, run_id, result.chosen_length, result.test_metrics, sum(result.seconds.values()))
+    return run_id, result
+
+
+class RunWorker(QObject):
+    """Runs one stored run when `run()` is invoked (connect it to its QThread's `started`)."""
+
+    phase_started = Signal(str, int, str)  # phase, total steps, description
+    step_finished = Signal(object)  # engine.events.StepFinished
+    weights_updated = Signal(object)  # engine.events.ArchitectureWeights
+    epoch_finished = Signal(object)  # engine.events.EpochFinished
+    phase_finished = Signal(str, float)  # phase, seconds
+    message_logged = Signal(str, str)  # text, level
+    run_created = Signal(int)  # the run's id in the store
+    run_finished = Signal(object)  # RunResult.summary() plus "run_id"
+    run_failed = Signal(str, str)  # message, full traceback
+    run_cancelled = Signal()
+    done = Signal()  # after any of the three endings: the thread may quit
+
+    def __init__(self, sessions, dataset_name: str, config: RunConfig) -> None:
+        super().__init__()  # no parent: it is moved to its own thread
+        self._sessions = sessions
+        self._dataset_name = dataset_name
+        self._config = config
+        self.observer = SignalObserver(self)
+
+    def cancel(self) -> None:
+        """Safe from any thread: the engine raises Cancelled at its next check."""
+        self.observer.cancel()
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            run_id, result = run_stored(self._sessions, self._dataset_name, self._config, self.observer,
+                                        self.run_created.emit)
+            summary = result.summary()
+            summary["run_id"] = run_id
+            self.run_finished.emit(summary)
+        except Cancelled:
+            self.run_cancelled.emit()
+        except Exception as error:  # any engine error reaches the user, with its traceback
+            self.run_failed.emit(f"{type(error).__name__}: {error}", traceback.format_exc())
+        finally:
+            self.done.emit()
+
+
+class RunThread(QObject):
+    """Owns one RunWorker and its QThread for the length of a run; `running` says whether one is alive.
+
+    `running_changed(False)` comes only once the thread has ended and been cleaned up, so that a new run
+    can start right then."""
+
+    running_changed = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.worker: RunWorker | None = None
+        self.thread: QThread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None
+
+    def start(self, sessions, dataset_name: str, config: RunConfig, connect) -> RunWorker:
+        """Creates the worker and its thread, calls `connect(worker)` so that the caller's slots are
+        connected before the first event can be emitted, and starts the thread."""
+        if self.running:
+            raise RuntimeError("a run is already in progress")
+        thread = QThread()
+        worker = RunWorker(sessions, dataset_name, config)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        # quit() is thread-safe; a direct call lets the thread end even while the GUI thread waits on it
+        worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        thread.finished.connect(self._on_thread_finished)  # queued to this object's (GUI) thread
+        connect(worker)
+        self.worker, self.thread = worker, thread
+        thread.start()
+        self.running_changed.emit(True)
+        return worker
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+
+    def shutdown(self, timeout_ms: int = 30000) -> None:
+        """Cancels a running run and waits for its thread to end; does nothing when idle."""
+        if self.thread is None:
+            return
+        self.worker.cancel()
+        self.thread.quit()  # takes effect once run() returns
+        self.thread.wait(timeout_ms)
+        self._on_thread_finished()
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        # A late notice from a thread that shutdown() already cleaned up finds none or a live one.
+        if self.thread is None or not self.thread.isFinished():
+            return
+        self.thread.deleteLater()
+        self.worker.deleteLater()
+        self.thread, self.worker = None, None
+        self.running_changed.emit(False)
