@@ -43,6 +43,7 @@ ROLES = ("user", "item", "time", "rating")
 BLOCK_BYTES = 8 << 20  # parse in blocks of about 8 MiB: progress, cancel, bounded parser memory
 INSERT_ROWS = 50_000  # rows between progress events and cancel checks while inserting
 ROWS_PER_STATEMENT = 100  # multi-row VALUES: measured 2.5x faster than one row per statement
+PROGRESS_INTERVAL = 0.2  # seconds between progress events at most
 
 # Column names recognised without a mapping (lower case, without '_' and ' ').
 _ROLE_NAMES = {
@@ -107,8 +108,10 @@ class Preview:
 class _Parsed:
     """Parsed interactions in file order."""
 
-    users: np.ndarray  # str
-    items: np.ndarray  # str
+    user_codes: np.ndarray  # int64 per row; user_names[code] is the external id (codes by first appearance)
+    user_names: np.ndarray  # str
+    item_codes: np.ndarray  # int64 per row, as for users
+    item_names: np.ndarray  # str
     order_time: np.ndarray | None  # int64, full precision (s, ms or ns), for ordering
     seconds: np.ndarray | None  # int64 unix seconds, for the store
     ratings: np.ndarray | None  # float64
@@ -274,7 +277,8 @@ def preview(path: str | Path, *, format: str | None = None, mapping: dict | None
     seconds) / rating when mapped) with the detected format and mapping. Raises ImportFailed."""
     detected = detect_format(path, format=format, separator=separator, mapping=mapping, encoding=encoding)
     parsed = _read(Path(path), detected, None, Observer(), limit_rows=rows)
-    frame = pd.DataFrame({"user": parsed.users, "item": parsed.items})
+    frame = pd.DataFrame({"user": parsed.user_names[parsed.user_codes],
+                          "item": parsed.item_names[parsed.item_codes]})
     if parsed.seconds is not None:
         frame["timestamp"] = parsed.seconds
     if parsed.ratings is not None:
@@ -290,7 +294,8 @@ def read_interactions(path: str | Path, *, format: str | None = None, mapping: d
     filtering: for scripts and tests. Raises ImportFailed."""
     detected = detect_format(path, format=format, separator=separator, mapping=mapping, encoding=encoding)
     parsed = _read(Path(path), detected, Path(times_file) if times_file else None, observer or Observer())
-    frame = pd.DataFrame({"user": parsed.users, "item": parsed.items})
+    frame = pd.DataFrame({"user": parsed.user_names[parsed.user_codes],
+                          "item": parsed.item_names[parsed.item_codes]})
     if parsed.seconds is not None:
         frame["timestamp"] = parsed.seconds
     if parsed.ratings is not None:
@@ -480,18 +485,25 @@ def _parse_times(path: Path, column: pa.ChunkedArray, name: str, line_of, kind: 
 
 
 def _assemble(pieces: dict[str, list], time_kind: str | None) -> _Parsed:
-    def joined_strings(chunks) -> np.ndarray:
-        return pa.chunked_array([c for chunk in chunks for c in chunk.chunks], pa.string()).to_numpy(
-            zero_copy_only=False)
-
     order_time = seconds = None
     if "time" in pieces:
         order_time = np.concatenate(pieces["time"]).astype(np.int64)
         seconds = _to_seconds(order_time, time_kind)
+    user_codes, user_names = _encode([c for chunk in pieces["user"] for c in chunk.chunks])
+    item_codes, item_names = _encode([c for chunk in pieces["item"] for c in chunk.chunks])
     return _Parsed(
-        users=joined_strings(pieces["user"]), items=joined_strings(pieces["item"]),
+        user_codes=user_codes, user_names=user_names, item_codes=item_codes, item_names=item_names,
         order_time=order_time, seconds=seconds,
         ratings=np.concatenate(pieces["rating"]) if "rating" in pieces else None)
+
+
+def _encode(chunks) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 codes, str names) of string arrays, codes numbered by first appearance (in C++: 1M rows
+    take about 0.05 s, 15x faster than factorizing Python strings)."""
+    array = pa.chunked_array(chunks, pa.string()).combine_chunks() if chunks else pa.array([], pa.string())
+    encoded = pc.dictionary_encode(array)
+    return (encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+            np.asarray(encoded.dictionary.to_pylist(), dtype=object))
 
 
 def _to_seconds(values: np.ndarray, kind: str | None) -> np.ndarray:
@@ -529,8 +541,11 @@ def _read_sequences(path: Path, detected: Detected, times_file: Path | None, obs
 
         order_time, kind = _parse_times(times_file, column, "timestamp", line_of, None)
         seconds = _to_seconds(order_time, kind)
-    return _Parsed(users=np.repeat(users, counts), items=items, order_time=order_time, seconds=seconds,
-                   ratings=None)
+    line_user_codes, user_names = pd.factorize(users, sort=False)
+    item_codes, item_names = _encode([pa.array(items, pa.string())])
+    return _Parsed(user_codes=np.repeat(line_user_codes.astype(np.int64), counts),
+                   user_names=np.asarray(user_names, dtype=object), item_codes=item_codes,
+                   item_names=item_names, order_time=order_time, seconds=seconds, ratings=None)
 
 
 def _sequence_tokens(path: Path, detected: Detected, observer: Observer, progress, limit_rows):
@@ -585,7 +600,9 @@ def _read_parquet(path: Path, detected: Detected, limit_rows: int | None) -> _Pa
     if "rating" in mapping:
         ratings = _parse_numbers(path, pc.cast(table.column(mapping["rating"]), pa.string()),
                                  mapping["rating"], line_of, "rating")
-    return _Parsed(users=users.to_numpy(zero_copy_only=False), items=items.to_numpy(zero_copy_only=False),
+    user_codes, user_names = _encode(users.chunks)
+    item_codes, item_names = _encode(items.chunks)
+    return _Parsed(user_codes=user_codes, user_names=user_names, item_codes=item_codes, item_names=item_names,
                    order_time=order_time, seconds=seconds, ratings=ratings)
 
 
@@ -688,7 +705,7 @@ def import_file(session: Session, path: str | Path, *, name: str | None = None, 
     path = Path(path)
     name = name or path.stem
     observer = observer or Observer()
-    throttle = Throttle(0.2)
+    throttle = Throttle(PROGRESS_INTERVAL)
     observer.emit(PhaseStarted("import", 100, f"Importing {path.name} as {name!r}"))
 
     def progress(fraction: float, start: float = 0.0, span: float = 60.0) -> None:
@@ -708,12 +725,12 @@ def import_file(session: Session, path: str | Path, *, name: str | None = None, 
             for feature, values in more_features.items():
                 features.setdefault(feature, {}).update(values)
         observer.check()
-        frame, counts = _filter(parsed, min_user_interactions, min_item_interactions)
-        if frame.empty:
+        rows, counts = _filter(parsed, min_user_interactions, min_item_interactions)
+        if len(rows["user"]) == 0:
             raise ImportFailed(f"{path.name}: no interactions left after keeping users with at least "
                                f"{min_user_interactions} and items with at least {min_item_interactions} "
                                f"interactions ({counts['rows_read']} read)")
-        report = _write(session, name, path, detected, frame, titles, features, counts, observer,
+        report = _write(session, name, path, detected, parsed, rows, titles, features, counts, observer,
                         lambda f: progress(f, 60.0, 40.0))
         report.seconds = time.monotonic() - started
         dataset = session.scalar(sa.select(Dataset).where(Dataset.name == name))
@@ -727,83 +744,111 @@ def import_file(session: Session, path: str | Path, *, name: str | None = None, 
     return report
 
 
-def _filter(parsed: _Parsed, min_user: int, min_item: int) -> tuple[pd.DataFrame, dict]:
-    frame = pd.DataFrame({"user": parsed.users, "item": parsed.items})
+def _filter(parsed: _Parsed, min_user: int, min_item: int) -> tuple[dict[str, np.ndarray], dict]:
+    """Drops duplicates and applies the minimum counts; returns the kept columns (file order) and counts."""
+    rows = {"user": parsed.user_codes, "item": parsed.item_codes}
     if parsed.order_time is not None:
-        frame["order_time"] = parsed.order_time
-        frame["timestamp"] = parsed.seconds
+        rows["order_time"], rows["timestamp"] = parsed.order_time, parsed.seconds
     if parsed.ratings is not None:
-        frame["rating"] = parsed.ratings
-    rows_read = len(frame)
-    duplicates = 0
+        rows["rating"] = parsed.ratings
+    rows_read = len(parsed.user_codes)
+    keep = np.ones(rows_read, dtype=bool)
     if parsed.order_time is not None:
-        duplicated = frame.duplicated(["user", "item", "order_time"]).to_numpy()
-        duplicates = int(duplicated.sum())
-        if duplicates:
-            frame = frame[~duplicated]
-    users_before, items_before = frame["user"].nunique(), frame["item"].nunique()
+        keep = ~_duplicated(rows["user"], rows["item"], rows["order_time"])
+    duplicates = int(rows_read - keep.sum())
     while True:  # k-core: removing users can push items under their minimum, and back
-        size = len(frame)
+        size = int(keep.sum())
         if min_item > 0:
-            item_counts = frame["item"].map(frame["item"].value_counts())
-            frame = frame[(item_counts >= min_item).to_numpy()]
+            item_counts = np.bincount(rows["item"][keep], minlength=len(parsed.item_names))
+            keep &= item_counts[rows["item"]] >= min_item
         if min_user > 0:
-            user_counts = frame["user"].map(frame["user"].value_counts())
-            frame = frame[(user_counts >= min_user).to_numpy()]
-        if len(frame) == size or min_item <= 0:
+            user_counts = np.bincount(rows["user"][keep], minlength=len(parsed.user_names))
+            keep &= user_counts[rows["user"]] >= min_user
+        if int(keep.sum()) == size or min_item <= 0:
             break
+    kept = {column: values[keep] for column, values in rows.items()}
+    def distinct(codes: np.ndarray, size: int) -> int:
+        return int(np.count_nonzero(np.bincount(codes, minlength=size)))
+
+    users, items = len(parsed.user_names), len(parsed.item_names)
     counts = {
         "rows_read": rows_read,
         "duplicates_dropped": duplicates,
-        "users_filtered": users_before - frame["user"].nunique(),
-        "items_filtered": items_before - frame["item"].nunique(),
-        "interactions_filtered": rows_read - duplicates - len(frame),
+        "users_filtered": distinct(rows["user"], users) - distinct(kept["user"], users),
+        "items_filtered": distinct(rows["item"], items) - distinct(kept["item"], items),
+        "interactions_filtered": rows_read - duplicates - len(kept["user"]),
     }
-    return frame, counts
+    return kept, counts
 
 
-def _write(session: Session, name: str, path: Path, detected: Detected, frame: pd.DataFrame, titles: dict,
-           features: dict, counts: dict, observer: Observer, progress) -> ImportReport:
+def _duplicated(users: np.ndarray, items: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """True for each row whose (user, item, time) appeared on an earlier row. Only rows that tie on
+    (user, time) with a neighbour can be duplicates, so only those go through the (slower) hashing."""
+    order = np.lexsort((times, users))
+    tie = (users[order][1:] == users[order][:-1]) & (times[order][1:] == times[order][:-1])
+    candidates = np.zeros(len(users), dtype=bool)
+    candidates[order[1:][tie]] = True
+    candidates[order[:-1][tie]] = True
+    rows = np.flatnonzero(candidates)  # in file order, so that the first occurrence is kept
+    duplicated = np.zeros(len(users), dtype=bool)
+    if len(rows):
+        keys = pd.DataFrame({"u": users[rows], "i": items[rows], "t": times[rows]})
+        duplicated[rows] = keys.duplicated().to_numpy()
+    return duplicated
+
+
+def _dense(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept codes in increasing order, codes renumbered 0..k-1 keeping their order): O(n), no sort."""
+    present = np.zeros(size, dtype=bool)
+    present[codes] = True
+    renumber = np.cumsum(present) - 1
+    return np.flatnonzero(present), renumber[codes]
+
+
+def _write(session: Session, name: str, path: Path, detected: Detected, parsed: _Parsed, rows: dict,
+           titles: dict, features: dict, counts: dict, observer: Observer, progress) -> ImportReport:
     # Sequence order: users by first appearance, then time (full precision), then file order.
-    user_codes, user_names = pd.factorize(frame["user"], sort=False)
-    keys = [np.arange(len(frame))]
-    if "order_time" in frame:
-        keys.append(frame["order_time"].to_numpy())
-    keys.append(user_codes)
+    keys = [np.arange(len(rows["user"]))]
+    if "order_time" in rows:
+        keys.append(rows["order_time"])
+    keys.append(rows["user"])
     order = np.lexsort(keys)
-    user_codes = user_codes[order]
-    item_codes, item_names = pd.factorize(frame["item"].to_numpy()[order], sort=False)
-    has_times, has_ratings = "timestamp" in frame, "rating" in frame
+    # Renumber the kept users and items densely, keeping first-appearance order (codes grew with it).
+    kept_users, user_codes = _dense(rows["user"][order], len(parsed.user_names))
+    kept_items, item_codes = _dense(rows["item"][order], len(parsed.item_names))
+    user_names = [str(u) for u in parsed.user_names[kept_users]]
+    item_names = [str(i) for i in parsed.item_names[kept_items]]
+    has_times, has_ratings = "timestamp" in rows, "rating" in rows
+    total = len(order)
     user_lengths = np.bincount(user_codes, minlength=len(user_names))
     user_firsts = np.concatenate([[0], np.cumsum(user_lengths)[:-1]])
     item_lengths = np.bincount(item_codes, minlength=len(item_names))
-    item_names = [str(i) for i in item_names]
 
     dataset = Dataset(name=name, source=str(path), created_at=time.time(), n_users=len(user_names),
-                      n_items=len(item_names), n_interactions=len(frame), has_timestamps=has_times,
+                      n_items=len(item_names), n_interactions=total, has_timestamps=has_times,
                       has_ratings=has_ratings, import_report={})
     session.add(dataset)
     session.flush()
     connection = session.connection()
     connection.execute(sa.insert(User), [
-        {"dataset_id": dataset.id, "external_id": str(u), "first_position": int(f), "n_interactions": int(n)}
+        {"dataset_id": dataset.id, "external_id": u, "first_position": f, "n_interactions": n}
         for u, f, n in zip(user_names, user_firsts.tolist(), user_lengths.tolist())])
     connection.execute(sa.insert(Item), [
-        {"dataset_id": dataset.id, "external_id": i, "title": titles.get(i), "n_interactions": int(n),
+        {"dataset_id": dataset.id, "external_id": i, "title": titles.get(i), "n_interactions": n,
          "attributes": {f: list(v[i]) for f, v in features.items() if i in v} or None}
         for i, n in zip(item_names, item_lengths.tolist())])
-    user_ids = _ids_by_code(connection, User, dataset.id, [str(u) for u in user_names])
+    user_ids = _ids_by_code(connection, User, dataset.id, user_names)
     item_ids = _ids_by_code(connection, Item, dataset.id, item_names)
 
-    columns = {"position": np.arange(len(frame), dtype=np.int64), "user_id": user_ids[user_codes],
+    columns = {"position": np.arange(total, dtype=np.int64), "user_id": user_ids[user_codes],
                "item_id": item_ids[item_codes]}
     if has_times:
-        columns["timestamp"] = frame["timestamp"].to_numpy()[order]
+        columns["timestamp"] = rows["timestamp"][order]
     if has_ratings:
-        columns["rating"] = frame["rating"].to_numpy()[order]
+        columns["rating"] = rows["rating"][order]
     _insert_interactions(connection, dataset.id, columns, observer, progress)
     return ImportReport(
-        name=name, format=detected.format, interactions=len(frame), users=len(user_names),
+        name=name, format=detected.format, interactions=total, users=len(user_names),
         items=len(item_names), has_timestamps=has_times, has_ratings=has_ratings,
         titles=sum(1 for i in item_names if i in titles), features=sorted(features), seconds=0.0, **counts)
 
@@ -823,10 +868,16 @@ def _insert_interactions(connection, dataset_id: int, columns: dict[str, np.ndar
     prefix = f"INSERT INTO interactions (dataset_id, {', '.join(names)}) VALUES "
     width = len(names)
     total = len(columns["position"])
-    table = np.empty((total, width), dtype=object)
-    for j, column in enumerate(names):
-        values = columns[column]
-        table[:, j] = values.tolist()
+    if "rating" in columns and np.array_equal(columns["rating"], np.round(columns["rating"])):
+        # Whole-number ratings go as integers (the REAL column stores them as 5.0): one int64 matrix
+        # converts to Python numbers several times faster than a mixed object table.
+        columns = dict(columns, rating=columns["rating"].astype(np.int64))
+    if all(values.dtype.kind == "i" for values in columns.values()):
+        table = np.column_stack([columns[c] for c in names]).astype(np.int64)
+    else:
+        table = np.empty((total, width), dtype=object)
+        for j, column in enumerate(names):
+            table[:, j] = columns[column].tolist()
     full_sql = prefix + ", ".join([row_sql] * ROWS_PER_STATEMENT)
     # The DBAPI cursor of the session's own connection: same transaction, no per-row conversion.
     cursor = connection.connection.cursor()

@@ -11,8 +11,10 @@ interactions are one contiguous `position` range (`User.first_position`, `User.n
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,17 +246,22 @@ def load_log(session: Session, name: str) -> InteractionLog:
     had none; item_titles {item id: title}; item_features {feature: {item id: [values]}}.
     """
     dataset = get_dataset(session, name)
+    # Users come from their position ranges (contiguous by construction), so only items and times are
+    # read per interaction; through the raw sqlite3 cursor when possible, skipping SQLAlchemy rows.
     raw = session.connection().connection.driver_connection
-    if raw is not None and hasattr(raw, "execute"):  # sqlite3: skip SQLAlchemy's row objects
-        rows = raw.execute(
-            "SELECT user_id, item_id, timestamp FROM interactions WHERE dataset_id = ? "
-            "ORDER BY position", (dataset.id,)).fetchall()
+    columns = "item_id, timestamp" if dataset.has_timestamps else "item_id"
+    query = f"SELECT {columns} FROM interactions WHERE dataset_id = ? ORDER BY position"
+    if isinstance(raw, sqlite3.Connection):
+        rows = raw.execute(query, (dataset.id,)).fetchall()
     else:
-        rows = session.execute(
-            sa.select(Interaction.user_id, Interaction.item_id, Interaction.timestamp)
-            .where(Interaction.dataset_id == dataset.id).order_by(Interaction.position)).all()
-    frame = pd.DataFrame(rows, columns=["user", "item", "time"])
-    user_ids, user_names = _id_table(session, User, dataset.id)
+        rows = session.connection().exec_driver_sql(query.replace("?", "%s"), (dataset.id,)).all()
+    width = 2 if dataset.has_timestamps else 1
+    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(rows) * width)
+    flat = flat.reshape(len(rows), width)
+    user_rows = session.execute(sa.select(User.external_id, User.n_interactions).where(
+        User.dataset_id == dataset.id).order_by(User.first_position)).all()
+    users = np.repeat(np.array([r[0] for r in user_rows], dtype=str),
+                      np.array([r[1] for r in user_rows], dtype=np.int64))
     item_rows = session.execute(
         sa.select(Item.id, Item.external_id, Item.title, Item.attributes)
         .where(Item.dataset_id == dataset.id)).all()
@@ -265,17 +272,10 @@ def load_log(session: Session, name: str) -> InteractionLog:
     for _, external, _, attributes in item_rows:
         for feature, values in (attributes or {}).items():
             features.setdefault(feature, {})[external] = list(values)
-    users = _lookup(frame["user"].to_numpy(np.int64), user_ids, user_names)
-    items = _lookup(frame["item"].to_numpy(np.int64), item_ids, item_names)
-    timestamps = frame["time"].to_numpy(np.int64) if dataset.has_timestamps else None
+    items = _lookup(flat[:, 0], item_ids, item_names)
+    timestamps = flat[:, 1].copy() if dataset.has_timestamps else None
     return InteractionLog(users=users, items=items, timestamps=timestamps, item_titles=titles,
                           item_features=features, name=name)
-
-
-def _id_table(session: Session, model, dataset_id: int) -> tuple[np.ndarray, np.ndarray]:
-    rows = session.execute(sa.select(model.id, model.external_id)
-                           .where(model.dataset_id == dataset_id)).all()
-    return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=object))
 
 
 def _lookup(keys: np.ndarray, ids: np.ndarray, names: np.ndarray) -> np.ndarray:
