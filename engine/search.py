@@ -111,6 +111,16 @@ class Architect:
         return (gradients[0] - gradients[1]) / (2 * eps)
 
 
+def weight_step(model: AutoMLP, optimizer: torch.optim.Optimizer, batch: Batch, config: RunConfig) -> float:
+    """One update of the network weights W on a training batch (Algorithm 1, line 6); alpha stays."""
+    loss = batch_loss(model, batch, config)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    model.alpha.grad = None  # alpha moves on validation data only
+    optimizer.step()
+    return loss.item()
+
+
 def search(data: SequenceData, config: RunConfig, observer: Observer | None = None,
            device: torch.device | None = None) -> SearchResult:
     """Runs the search phase over config.candidate_lengths and returns alpha's history and the choice."""
@@ -138,14 +148,10 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
         for train_batch in training_batches(data, config, rng, device):
             observer.check()
             valid_loss = architect.step(train_batch, next(valid_stream))
-            loss = batch_loss(model, train_batch, config)
-            weight_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            model.alpha.grad = None  # alpha moves on validation data only
-            weight_optimizer.step()
+            loss = weight_step(model, weight_optimizer, train_batch, config)
             step += 1
             alphas.append(model.alpha.detach().cpu().numpy().copy())
-            train_losses.append(loss.item())
+            train_losses.append(loss)
             valid_losses.append(valid_loss)
             epoch_train.append(train_losses[-1])
             epoch_valid.append(valid_loss)

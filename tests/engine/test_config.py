@@ -1,0 +1,80 @@
+"""The run configuration: validation with messages that name the key, and TOML round trips."""
+
+import pytest
+
+from engine.config import ConfigError, RunConfig, parse_override
+from engine.training import resolve_device
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"candidate_lengths": []}, "candidate_lengths: give at least one"),
+    ({"candidate_lengths": [5, 300]}, "300 is longer than max_length T=200"),
+    ({"candidate_lengths": [0, 5]}, "must be positive"),
+    ({"candidate_lengths": [5, 5]}, "distinct"),
+    ({"embedding_dim": 0}, "embedding_dim: must be positive"),
+    ({"channel_hidden": -3}, "channel_hidden: must be positive"),
+    ({"device": "tpu"}, "device: 'tpu' is not one of auto, cpu, cuda"),
+    ({"loss": "mse"}, "loss: 'mse' is not one of ce, bce"),
+    ({"dropout": 1.0}, "dropout: must be in [0, 1)"),
+    ({"lr": "fast"}, "lr: expected float, got str"),
+    ({"num_layers": 2.5}, "num_layers: expected int"),
+    ({"min_user_interactions": 2}, "min_user_interactions: leave-one-out needs at least 3"),
+])
+def test_impossible_configurations_are_refused_with_a_message_naming_the_key(changes, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        RunConfig(**changes)
+
+
+def test_first_order_search_means_xi_zero():
+    assert RunConfig(search_order="first", xi=0.5).chosen_xi == 0.0
+    assert RunConfig(search_order="second", xi=0.5).chosen_xi == 0.5
+
+
+def test_toml_round_trip_keeps_every_value(tmp_path):
+    config = RunConfig(candidate_lengths=[3, 7], max_length=30, lr=0.005, mode="sampled", protocol="popularity")
+    config.save_toml(tmp_path / "run.toml")
+    assert RunConfig.load_toml(tmp_path / "run.toml") == config
+
+
+def test_toml_with_an_unknown_key_is_refused(tmp_path):
+    (tmp_path / "run.toml").write_text("version = 1\nlearning_rate = 0.1\n")
+    with pytest.raises(ConfigError, match="learning_rate: unknown configuration key"):
+        RunConfig.load_toml(tmp_path / "run.toml")
+
+
+def test_toml_with_a_wrong_type_names_the_key(tmp_path):
+    (tmp_path / "run.toml").write_text('batch_size = "big"\n')
+    with pytest.raises(ConfigError, match="batch_size: expected int"):
+        RunConfig.load_toml(tmp_path / "run.toml")
+
+
+def test_toml_syntax_error_is_reported_with_the_file_name(tmp_path):
+    (tmp_path / "broken.toml").write_text("lr = = 3\n")
+    with pytest.raises(ConfigError, match="broken.toml: not valid TOML"):
+        RunConfig.load_toml(tmp_path / "broken.toml")
+
+
+def test_toml_from_a_newer_release_is_refused(tmp_path):
+    (tmp_path / "run.toml").write_text("version = 99\n")
+    with pytest.raises(ConfigError, match="newer than this release"):
+        RunConfig.load_toml(tmp_path / "run.toml")
+
+
+def test_overrides_parse_toml_values_and_bare_words():
+    assert parse_override("candidate_lengths=[5, 10]") == ("candidate_lengths", [5, 10])
+    assert parse_override("lr=0.01") == ("lr", 0.01)
+    assert parse_override("mode=sampled") == ("mode", "sampled")
+    with pytest.raises(ConfigError, match="unknown configuration key"):
+        RunConfig().replace(nonsense=1)
+
+
+def test_cuda_asked_for_without_a_gpu_is_refused(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ConfigError, match="device: cuda was asked for, but torch .* sees no GPU"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+def test_auto_device_takes_the_gpu_when_torch_sees_one(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"

@@ -1,0 +1,156 @@
+"""The model as DESIGN.md specifies it: mixers, modules, receptive fields, scores and their parts."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.config import RunConfig
+from engine.model import (AutoMLP, ChannelMixer, ItemEmbedding, ModelShape, SequenceMixer, band_mask, build_model,
+                          split_look_back)
+from engine.sequences import ItemFeatureTable
+
+
+def small_shape(mode="causal", candidates=(2, 3, 6), layers=2, features=()) -> ModelShape:
+    config = RunConfig(candidate_lengths=list(candidates), max_length=8, num_layers=layers, embedding_dim=4,
+                       sequence_hidden=5, channel_hidden=6, dropout=0.0, mode=mode)
+    return ModelShape.from_config(config, n_items=12, features=features)
+
+
+def test_sequence_mixer_equals_equation_1_by_hand():
+    torch.manual_seed(0)
+    mixer = SequenceMixer(n_positions=3, dim=2, hidden=4, dropout=0.0, look_backs=None)
+    x = torch.randn(1, 3, 2)  # (B, T, D)
+    expected = torch.empty_like(x)
+    normed = F.layer_norm(x, (2,), mixer.norm.weight, mixer.norm.bias)
+    for d in range(2):  # Eq. 1 column by column: x^d + W2 g(W1 LayerNorm(x)^d)
+        column = normed[0, :, d]
+        hidden = F.gelu(mixer.fc1.weight @ column + mixer.fc1.bias)
+        expected[0, :, d] = x[0, :, d] + mixer.fc2.weight @ hidden + mixer.fc2.bias
+    assert torch.allclose(mixer(x), expected, atol=1e-6)
+
+
+def test_channel_mixer_equals_equation_2_by_hand():
+    torch.manual_seed(0)
+    mixer = ChannelMixer(dim=3, hidden=5, dropout=0.0)
+    x = torch.randn(1, 2, 3)
+    expected = torch.empty_like(x)
+    for t in range(2):  # Eq. 2 row by row: x^t + W4 g(W3 LayerNorm(x^t))
+        row = F.layer_norm(x[0, t], (3,), mixer.norm.weight, mixer.norm.bias)
+        expected[0, t] = x[0, t] + mixer.fc2.weight @ F.gelu(mixer.fc1.weight @ row + mixer.fc1.bias) + mixer.fc2.bias
+    assert torch.allclose(mixer(x), expected, atol=1e-6)
+
+
+def test_band_mask_allows_only_the_look_back():
+    mask = band_mask(4, 1)
+    assert mask.tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
+
+
+@pytest.mark.parametrize("length,maps", [(1, 2), (2, 4), (5, 4), (50, 4), (7, 8)])
+def test_look_backs_add_up_to_the_window(length, maps):
+    look_backs = split_look_back(length, maps)
+    assert len(look_backs) == maps and sum(look_backs) == length - 1 and min(look_backs) >= 0
+
+
+@pytest.mark.parametrize("mode", ["causal", "sampled"])
+def test_every_module_keeps_its_shape(mode):
+    shape = small_shape(mode)
+    model = AutoMLP(shape)
+    x = torch.randn(3, 8, 4)
+    assert model.long_term(x).shape == (3, 8, 4)
+    for k, module in zip(shape.candidate_lengths, model.short_term):
+        window = x if shape.causal else x[:, -k:]
+        assert module(window).shape == window.shape
+    sequences = torch.randint(0, 13, (3, 8))
+    assert model.joint(sequences).shape == (3, 8)
+    assert model.hidden(sequences).shape == (3, 4)
+    assert model(sequences).shape == (3, 13)
+    assert model.items.all_items().shape == (13, 4)
+
+
+def test_causal_model_predicts_at_every_position():
+    model = AutoMLP(small_shape("causal"))
+    assert model.hidden(torch.randint(0, 13, (2, 8)), all_positions=True).shape == (2, 8, 4)
+
+
+def receptive_field(module, inputs, position) -> list[int]:
+    inputs = inputs.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(module(inputs)[0, position].sum(), inputs)
+    return torch.nonzero(gradient[0].abs().sum(dim=1) > 0).flatten().tolist()
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_causal_short_term_module_sees_exactly_its_last_k_positions(layers):
+    torch.manual_seed(0)
+    shape = small_shape("causal", candidates=(1, 2, 3, 6, 8), layers=layers)
+    model = AutoMLP(shape)
+    x = torch.randn(1, 8, 4)
+    for k, module in zip(shape.candidate_lengths, model.short_term):
+        for position in (7, 5):
+            expected = list(range(max(0, position - k + 1), position + 1))
+            assert receptive_field(module, x, position) == expected, f"k={k}, position {position}"
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_causal_long_term_module_never_sees_the_future(layers):
+    model = AutoMLP(small_shape("causal", layers=layers))
+    x = torch.randn(1, 8, 4)
+    for position in range(8):
+        assert receptive_field(model.long_term, x, position) == list(range(position + 1))
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_paper_form_short_term_output_depends_on_the_last_k_items_only(layers):
+    torch.manual_seed(0)
+    shape = small_shape("sampled", candidates=(2, 3, 6), layers=layers)
+    model = AutoMLP(shape).eval()
+    embedded = torch.randn(1, 8, 4)
+    for k, module in zip(shape.candidate_lengths, model.short_term):
+        inputs = embedded.clone().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(module(inputs[:, -k:])[0, -1].sum(), inputs)
+        seen = torch.nonzero(gradient[0].abs().sum(dim=1) > 0).flatten().tolist()
+        assert seen == list(range(8 - k, 8))
+
+
+@pytest.mark.parametrize("mode", ["causal", "sampled"])
+def test_long_short_and_bias_parts_sum_to_the_scores(mode):
+    torch.manual_seed(1)
+    model = AutoMLP(small_shape(mode)).eval()
+    sequences = torch.randint(0, 13, (5, 8))
+    scores = model(sequences)
+    long, short, bias = model.contributions(sequences)
+    assert torch.allclose((long + short + bias)[:, 1:], scores[:, 1:], atol=1e-5)
+    assert torch.isinf(scores[:, 0]).all()
+
+
+def test_search_mixture_weights_are_a_softmax_of_alpha():
+    model = AutoMLP(small_shape())
+    with torch.no_grad():
+        model.alpha.copy_(torch.tensor([0.0, 1.0, 2.0]))
+    assert torch.allclose(model.candidate_weights(), torch.softmax(torch.tensor([0.0, 1.0, 2.0]), 0))
+    assert [p is model.alpha for p in model.arch_parameters()] == [True]
+    assert all(p is not model.alpha for p in model.network_parameters())
+
+
+def test_a_single_candidate_has_no_architecture_weights():
+    model = AutoMLP(small_shape(candidates=(3,)))
+    assert model.alpha is None and model.arch_parameters() == []
+
+
+def test_item_embeddings_start_small_and_padding_is_zero():
+    items = ItemEmbedding(small_shape())
+    assert items.ids.weight[1:].std() < 0.05
+    assert torch.all(items.all_items()[0] == 0)
+
+
+def test_item_features_are_fused_with_the_id_embedding():
+    genre = ItemFeatureTable("genre", vocabulary=["a", "b", "c"],
+                             values=torch.tensor([[0, 0]] + [[1 + i % 3, 0] for i in range(12)]).numpy())
+    shape = small_shape(features=[genre])
+    model = build_model(shape, [genre])
+    vectors = model.items.all_items()
+    assert model.items.fuse is not None and model.items.fuse.in_features == 2 * 4
+    assert vectors.shape == (13, 4) and torch.all(vectors[0] == 0)
+    # the feature takes part: changing a genre embedding changes the fused item vectors
+    with torch.no_grad():
+        model.items.features[0].weight[1] += 1.0
+    assert not torch.allclose(model.items.all_items(), vectors)

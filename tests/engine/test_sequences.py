@@ -1,0 +1,73 @@
+"""Sequences: chronological per user, dense vocabulary, leave-one-out, left padding."""
+
+import numpy as np
+import pytest
+
+from engine.sequences import DataError, InteractionLog, build_sequences, window_batch
+
+
+def test_sequences_are_chronological_with_ties_in_file_order():
+    log = InteractionLog(users=["a", "a", "a", "a"], items=["x", "y", "z", "w"], timestamps=[5, 1, 5, 0])
+    data = build_sequences(log)
+    assert [data.item_ids[i - 1] for i in data.sequence(0)] == ["w", "y", "x", "z"]
+
+
+def test_without_timestamps_the_file_order_is_the_time_order():
+    data = build_sequences(InteractionLog(users=[1, 2, 1, 1, 2, 2], items=[10, 20, 11, 12, 21, 22]))
+    assert [data.item_ids[i - 1] for i in data.sequence(0)] == [10, 11, 12]
+    assert list(data.user_ids) == [1, 2]
+
+
+def test_items_get_a_dense_vocabulary_with_zero_for_padding():
+    data = build_sequences(InteractionLog(users=[1, 1, 1, 2, 2, 2], items=[900, 7, 900, 42, 7, 5]))
+    assert data.n_items == 4
+    assert sorted(set(data.items.tolist())) == [1, 2, 3, 4]
+
+
+def test_leave_one_out_last_is_test_second_to_last_is_validation():
+    data = build_sequences(InteractionLog(users=[1] * 5, items=[1, 2, 3, 4, 5]))
+    external = lambda ids: [int(data.item_ids[i - 1]) for i in np.atleast_1d(ids)]
+    assert external(data.targets("test")) == [5]
+    assert external(data.targets("valid")) == [4]
+    assert external(data.history(0, "train")) == [1, 2, 3]
+    assert external(data.history(0, "test")) == [1, 2, 3, 4]
+
+
+def test_histories_are_left_padded_with_the_latest_item_last():
+    data = build_sequences(InteractionLog(users=[1] * 5 + [2] * 8, items=list(range(5)) + list(range(10, 18))))
+    test = data.histories("test", 6)
+    assert test[0].tolist()[:2] == [0, 0] and test[0, -1] == data.sequence(0)[-2]
+    assert test[1].tolist() == data.sequence(1)[1:7].tolist()  # cropped to the latest 6
+
+
+def test_window_batch_crops_and_pads():
+    items = np.arange(1, 11)
+    out = window_batch(items, np.array([0, 5]), np.array([3, 10]), 4)
+    assert out.tolist() == [[0, 1, 2, 3], [7, 8, 9, 10]]
+
+
+def test_users_below_the_minimum_are_dropped():
+    data = build_sequences(InteractionLog(users=[1, 1, 2, 2, 2], items=[1, 2, 3, 4, 5]), min_user_interactions=3)
+    assert list(data.user_ids) == [2]
+
+
+def test_empty_data_and_all_users_too_short_are_refused_with_a_message():
+    with pytest.raises(DataError, match="there are no interactions"):
+        build_sequences(InteractionLog(users=[], items=[]))
+    with pytest.raises(DataError, match="no user has at least 3 interactions"):
+        build_sequences(InteractionLog(users=[1, 2], items=[1, 2]))
+
+
+def test_item_features_are_encoded_per_item():
+    log = InteractionLog(users=[1, 1, 1], items=["m1", "m2", "m3"],
+                         item_features={"genre": {"m1": ["Drama"], "m2": ["Comedy", "Drama"]}})
+    feature = build_sequences(log).features[0]
+    assert feature.name == "genre" and list(feature.vocabulary) == ["Comedy", "Drama"]
+    assert feature.values.tolist() == [[0, 0], [2, 0], [1, 2], [0, 0]]
+
+
+def test_fingerprint_changes_with_the_data():
+    a = build_sequences(InteractionLog(users=[1, 1, 1], items=[1, 2, 3]))
+    b = build_sequences(InteractionLog(users=[1, 1, 1], items=[1, 3, 2]))
+    assert a.fingerprint() != b.fingerprint()
+    assert a.fingerprint() == build_sequences(InteractionLog(users=[1, 1, 1], items=[1, 2, 3])).fingerprint()
