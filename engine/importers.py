@@ -156,9 +156,14 @@ def detect_format(path: str | Path, *, format: str | None = None, separator: str
         sep = separator or "\t"
         columns = [c.split(":")[0] for c in first.split(sep)]
         return Detected("recbole", sep, True, _resolve_mapping(path, columns, mapping, True), columns, encoding)
-    if format in ("pairs", "sequences"):
+    if format == "sequences":
+        return Detected(format, separator or ("\t" if "\t" in first else " "), False, {}, [], encoding)
+    if format == "pairs":
         sep = separator or ("\t" if "\t" in first else " ")
-        return Detected(format, sep, False, {}, [], encoding)
+        columns = [str(i) for i in range(1, len(first.split(sep)) + 1)]
+        default = {"user": "1", "item": "2", "time": "3"} if len(columns) >= 3 else {"user": "1", "item": "2"}
+        return Detected(format, sep, False, _resolve_mapping(path, columns, mapping or default, False),
+                        columns, encoding)
     sep = separator or _sniff_separator(head)
     rows = list(csv.reader(head[:2], delimiter=sep))
     has_header = _looks_like_header(rows)
@@ -358,8 +363,9 @@ def _read_delimited(path: Path, detected: Detected, observer: Observer, progress
         observer.check()
         _decode_check(path, block, first_line, detected.encoding)
         header_lines = 1 if (detected.has_header and first_line == 1) else 0
-        data = block.replace(b"::", b"\t") if sep == "::" else block
-        table = _parse_block(path, data, first_line, header_lines, detected, "\t" if sep == "::" else sep)
+        # Arrow splits on one character: "::" becomes the ASCII unit separator, which text never holds.
+        data = block.replace(b"::", b"\x1f") if sep == "::" else block
+        table = _parse_block(path, data, first_line, header_lines, detected, "\x1f" if sep == "::" else sep)
         if limit_rows is not None:
             table = table.slice(0, limit_rows)
         line_of = _LineFinder(block, first_line, header_lines)
@@ -471,12 +477,14 @@ def _parse_times(path: Path, column: pa.ChunkedArray, name: str, line_of, kind: 
         except pa.ArrowInvalid:
             pass
     strings = pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
-    dates = pd.to_datetime(strings, format="ISO8601", utc=True, errors="coerce")
-    bad = dates.isna().to_numpy()
-    if kind in (None, "date") and not bad.any():
-        return dates.to_numpy().astype("datetime64[ns]").astype(np.int64), "date"
-    if kind in ("number", "number-ms"):
-        bad = pd.to_numeric(strings, errors="coerce").isna().to_numpy()
+    numbers = pd.to_numeric(strings, errors="coerce")
+    if kind in ("number", "number-ms") or (kind is None and numbers.notna().any()):
+        bad = numbers.isna().to_numpy()  # a column of numbers: the first non-number is the culprit
+    else:
+        dates = pd.to_datetime(strings, format="ISO8601", utc=True, errors="coerce")
+        bad = dates.isna().to_numpy()
+        if not bad.any():
+            return dates.dt.tz_convert(None).to_numpy().astype("datetime64[ns]").astype(np.int64), "date"
     row = int(np.flatnonzero(bad)[0])
     expected = "a number or a date" if kind is None else ("a number, as the rows above" if kind.startswith(
         "number") else "a date, as the rows above")
