@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from engine.cli_data import add_data_commands
 from engine.config import ConfigError, RunConfig, parse_override
 from engine.events import (ArchitectureWeights, Cancelled, EpochFinished, Message, Observer, PhaseFinished,
                            PhaseStarted, StepFinished)
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", type=Path, help="write every result (metrics, alpha history, losses) to this file")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=command_run)
+    add_data_commands(commands)  # import, datasets, stats, delete (engine/cli_data.py)
     return parser
 
 
