@@ -1,0 +1,396 @@
+"""Training page: start and cancel a run of the selected dataset with the current configuration, and watch
+it live: phase and progress with ETA, loss curves (EMA-smoothed as in TensorBoard), validation metrics
+labelled with their protocol, softmax(alpha) per candidate over the search steps, the final weights as
+bars with the chosen length highlighted, and a log.
+
+Events arrive as queued signals from the worker thread; slots only append to numpy buffers and mark curves
+dirty, and a 10 Hz timer calls setData on the dirty curves, so that bursts never pile up repaints.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar,
+                               QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
+
+from app.plots import GrowingSeries, add_curve, colour, ema, make_plot
+from app.worker import RunThread, RunWorker
+from engine.metrics import protocol_label
+
+REPAINT_MS = 100  # ~10 Hz: smooth enough to watch, cheap enough to never block the event loop
+SHOWN_METRICS = ("NDCG@10", "HR@10", "MRR@10")
+LOSS_CURVES = (("search", "train_loss"), ("search", "valid_loss"), ("retrain", "train_loss"))
+
+
+class TrainingPage(QWidget):
+    def __init__(self, context, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.context = context
+        self.runner = RunThread(self)
+        self.runner.running_changed.connect(self._on_running_changed)
+        self.summary: dict | None = None  # the last finished run's summary
+        self.chosen_length: int | None = None
+        self._dirty: set[str] = set()
+        self._phase_offset = 0  # x of step 0 of the current phase: search and retrain share one step axis
+        self._phase_totals: dict[str, int] = {}
+        self._build()
+        self._repaint_timer = QTimer(self)
+        self._repaint_timer.setInterval(REPAINT_MS)
+        self._repaint_timer.timeout.connect(self._repaint)
+        self._repaint_timer.start()
+        for signal in (context.store_changed, context.config_changed, context.dataset_selected,
+                       context.config_invalidated):
+            signal.connect(self._on_context_changed)
+        self._on_context_changed()
+
+    # ------------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        self.dataset_label = QLabel()
+        self.phase_label = QLabel("idle")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.eta_label = QLabel("")
+        self.chosen_label = QLabel("chosen length: –")
+        self.chosen_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        bar = QHBoxLayout()
+        for widget in (self.start_button, self.cancel_button, self.dataset_label, self.phase_label):
+            bar.addWidget(widget)
+        bar.addWidget(self.progress, 1)
+        bar.addWidget(self.eta_label)
+
+        self.smoothing_slider = QSlider(Qt.Orientation.Horizontal)
+        self.smoothing_slider.setRange(0, 99)  # EMA weight in hundredths, as TensorBoard's 0..0.99
+        self.smoothing_slider.setValue(60)
+        self.smoothing_slider.valueChanged.connect(self._on_smoothing_changed)
+        self.smoothing_label = QLabel()
+        smoothing = QHBoxLayout()
+        smoothing.addWidget(QLabel("Loss smoothing"))
+        smoothing.addWidget(self.smoothing_slider, 1)
+        smoothing.addWidget(self.smoothing_label)
+        smoothing.addStretch(1)
+        smoothing.addWidget(self.chosen_label)
+
+        self.loss_plot = make_plot("Loss per step", "step (search, then retrain)", "loss")
+        self.metrics_plot = make_plot("Validation metrics per epoch", "retrain epoch", "metric")
+        self.weights_plot = make_plot("Architecture weights softmax(α)", "search step", "weight")
+        self.final_plot = make_plot("Final weights", "candidate length k", "softmax(α)")
+        self.final_plot.getPlotItem().legend.setVisible(False)
+        # Curves are created once; each run only resets their buffers (weights: one curve per candidate).
+        self.loss_series = {key: GrowingSeries() for key in LOSS_CURVES}
+        self.loss_raw_curves, self.loss_curves = {}, {}
+        for index, key in enumerate(LOSS_CURVES):
+            self.loss_raw_curves[key] = add_curve(self.loss_plot, None, index, width=1, alpha=70)
+            self.loss_curves[key] = add_curve(self.loss_plot, f"{key[0]} {key[1].replace('_', ' ')}", index)
+        self.metric_series: dict[str, GrowingSeries] = {}
+        self.metric_curves: dict[str, pg.PlotDataItem] = {}
+        self.weight_series: dict[int, GrowingSeries] = {}
+        self.weight_curves: dict[int, pg.PlotDataItem] = {}
+        self.final_bars: pg.BarGraphItem | None = None
+
+        plots = QGridLayout()
+        plots.addWidget(self.loss_plot, 0, 0)
+        plots.addWidget(self.metrics_plot, 0, 1)
+        plots.addWidget(self.weights_plot, 1, 0)
+        plots.addWidget(self.final_plot, 1, 1)
+        plots_widget = QWidget()
+        plots_widget.setLayout(plots)
+        self.log_pane = QPlainTextEdit()
+        self.log_pane.setReadOnly(True)
+        self.log_pane.setMaximumBlockCount(5000)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(plots_widget)
+        splitter.addWidget(self.log_pane)
+        splitter.setStretchFactor(0, 4)
+        splitter.setStretchFactor(1, 1)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(bar)
+        layout.addLayout(smoothing)
+        layout.addWidget(splitter, 1)
+        self._on_smoothing_changed(self.smoothing_slider.value())
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def running(self) -> bool:
+        return self.runner.running
+
+    def start_blocker(self) -> str | None:
+        """Why Start is disabled, or None when a run can start."""
+        if self.running:
+            return "a run is in progress"
+        if self.context.sessions is None:
+            return "no store is open"
+        if not self.context.dataset_name:
+            return "choose a dataset on the Data page"
+        if self.context.config_error:
+            return f"the configuration is invalid: {self.context.config_error}"
+        return None
+
+    @Slot()
+    def _on_context_changed(self, *_) -> None:
+        blocker = self.start_blocker()
+        self.start_button.setEnabled(blocker is None)
+        self.start_button.setToolTip(blocker or "train on the selected dataset with this configuration")
+        self.dataset_label.setText(f"dataset: {self.context.dataset_name or '–'}")
+
+    @Slot(bool)
+    def _on_running_changed(self, running: bool) -> None:
+        self.cancel_button.setEnabled(running)
+        if not running:
+            self._repaint()
+        self._on_context_changed()
+
+    # ------------------------------------------------------------------ actions
+
+    @Slot()
+    def start(self) -> None:
+        if self.start_blocker() is not None:
+            return
+        config = self.context.config
+        self._reset(config)
+        self._log(f"starting on {self.context.dataset_name}: candidates {config.candidate_lengths}, "
+                  f"T={config.max_length}, mode {config.mode}, device {config.device}")
+        self.runner.start(self.context.sessions, self.context.dataset_name, config, self._connect_worker)
+
+    def _connect_worker(self, worker: RunWorker) -> None:
+        worker.phase_started.connect(self._on_phase_started)
+        worker.step_finished.connect(self._on_step_finished)
+        worker.weights_updated.connect(self._on_weights_updated)
+        worker.epoch_finished.connect(self._on_epoch_finished)
+        worker.phase_finished.connect(self._on_phase_finished)
+        worker.message_logged.connect(self._on_message_logged)
+        worker.run_created.connect(self._on_run_created)
+        worker.run_finished.connect(self._on_run_finished)
+        worker.run_failed.connect(self._on_run_failed)
+        worker.run_cancelled.connect(self._on_run_cancelled)
+
+    @Slot()
+    def cancel(self) -> None:
+        if self.running:
+            self.runner.cancel()
+            self.phase_label.setText("cancelling…")
+            self.cancel_button.setEnabled(False)
+
+    def shutdown(self) -> None:
+        """For the main window's closeEvent: cancels a running run and waits for its thread; safe when
+        idle."""
+        self._repaint_timer.stop()
+        self.runner.shutdown()
+
+    # ------------------------------------------------------------------ per run
+
+    def _reset(self, config) -> None:
+        self.summary, self.chosen_length = None, None
+        self._phase_offset, self._phase_totals = 0, {}
+        self.chosen_label.setText("chosen length: –")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.eta_label.setText("")
+        for series in self.loss_series.values():
+            series.clear()
+        self._dirty.add("loss")
+        label = protocol_label(config.protocol, config.eval_negatives)
+        self._rebuild_curves(self.metrics_plot, self.metric_curves, self.metric_series,
+                             [f"{name} [{label}]" for name in SHOWN_METRICS], lambda key: key, "o")
+        self._rebuild_curves(self.weights_plot, self.weight_curves, self.weight_series,
+                             list(config.candidate_lengths), lambda k: f"k={k}", None)
+        if self.final_bars is not None:
+            self.final_plot.removeItem(self.final_bars)
+            self.final_bars = None
+        self.metrics_plot.getPlotItem().setTitle(f"Validation metrics per epoch [{label}]")
+
+    @staticmethod
+    def _rebuild_curves(plot, curves: dict, series: dict, keys: list, name_of, symbol) -> None:
+        # Once per run, only when the keys change (a different candidate list or protocol).
+        if list(curves) == keys:
+            for s in series.values():
+                s.clear()
+            for curve in curves.values():
+                curve.setData([], [])
+            return
+        for curve in curves.values():
+            plot.removeItem(curve)
+        curves.clear()
+        series.clear()
+        for index, key in enumerate(keys):
+            series[key] = GrowingSeries()
+            curves[key] = add_curve(plot, name_of(key), index, symbol=symbol)
+
+    # ------------------------------------------------------------------ event slots
+
+    @Slot(str, int, str)
+    def _on_phase_started(self, phase: str, total_steps: int, description: str) -> None:
+        if phase == "retrain":
+            self._phase_offset = self._phase_totals.get("search", 0)
+        self._phase_totals[phase] = total_steps
+        self.phase_label.setText(phase)
+        self.progress.setRange(0, max(total_steps, 1))
+        self.progress.setValue(0)
+        self.eta_label.setText("")
+        self._log(f"— {phase} — {description}" if description else f"— {phase} —")
+
+    @Slot(object)
+    def _on_step_finished(self, event) -> None:
+        self.progress.setValue(min(event.step, self.progress.maximum()))
+        if event.eta_seconds is not None:
+            self.eta_label.setText(f"ETA {_duration(event.eta_seconds)}")
+        for name, value in event.losses.items():
+            series = self.loss_series.get((event.phase, name))
+            if series is not None:
+                series.append(self._phase_offset + event.step, value)
+                self._dirty.add("loss")
+
+    @Slot(object)
+    def _on_weights_updated(self, event) -> None:
+        for length, weight in zip(event.candidates, event.weights):
+            if length in self.weight_series:
+                self.weight_series[length].append(event.step, weight)
+        self._dirty.add("weights")
+
+    @Slot(object)
+    def _on_epoch_finished(self, event) -> None:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items() if k != "epoch")
+        self._log(f"{event.phase} epoch {event.epoch}: {shown} [{event.protocol}]")
+        if event.phase != "retrain":
+            return
+        for name in SHOWN_METRICS:
+            key = f"{name} [{event.protocol}]"
+            if name in event.metrics and key in self.metric_series:
+                self.metric_series[key].append(event.epoch, event.metrics[name])
+        self._dirty.add("metrics")
+
+    @Slot(str, float)
+    def _on_phase_finished(self, phase: str, seconds: float) -> None:
+        self.progress.setValue(self.progress.maximum())
+        self.eta_label.setText("")
+        self._log(f"{phase} finished in {_duration(seconds)}")
+
+    @Slot(str, str)
+    def _on_message_logged(self, text: str, level: str) -> None:
+        self._log(("warning: " if level == "warning" else "") + text)
+
+    @Slot(int)
+    def _on_run_created(self, run_id: int) -> None:
+        self._log(f"run {run_id} recorded in the store")
+        self.context.runs_changed.emit()
+
+    @Slot(object)
+    def _on_run_finished(self, summary: dict) -> None:
+        self.summary = summary
+        self.chosen_length = summary["chosen_length"]
+        search = summary.get("search")
+        if search:
+            # The live curves hold the rate-limited events; the exact per-step history replaces them.
+            history = np.asarray(search["weight_history"])
+            steps = np.arange(1, len(history) + 1)
+            for column, length in enumerate(search["candidates"]):
+                if length in self.weight_series:
+                    self.weight_series[length].replace(steps, history[:, column])
+            self.loss_series[("search", "train_loss")].replace(steps, search["train_losses"])
+            self.loss_series[("search", "valid_loss")].replace(steps, search["valid_losses"])
+            self._show_final_weights(search)
+            verdict = (f"decisive: margin {search['margin']:.3f} > noise {search['noise']:.3f}"
+                       if search["decisive"] else
+                       f"WITHIN NOISE: margin {search['margin']:.3f} ≤ noise {search['noise']:.3f}")
+            self.chosen_label.setText(f"chosen length: k = {self.chosen_length} ({verdict})")
+        else:
+            self.chosen_label.setText(f"chosen length: k = {self.chosen_length} (the only candidate)")
+        self._dirty.update({"loss", "weights", "metrics"})
+        self.phase_label.setText("finished")
+        for label, metrics in summary["test_metrics"].items():
+            shown = ", ".join(f"{name} {metrics[name]:.4f}" for name in SHOWN_METRICS if name in metrics)
+            self._log(f"test [{label}]: {shown}")
+        self._log(f"run {summary.get('run_id')} finished: k = {self.chosen_length}")
+        self.context.runs_changed.emit()
+
+    def _show_final_weights(self, search: dict) -> None:
+        lengths = [int(k) for k in search["final_weights"]]
+        weights = [search["final_weights"][k] for k in search["final_weights"]]
+        brushes = [pg.mkBrush(colour(3) if k == self.chosen_length else "#9aa5b1") for k in lengths]
+        positions = np.arange(len(lengths))
+        self.final_bars = pg.BarGraphItem(x=positions, height=weights, width=0.6, brushes=brushes)
+        self.final_plot.addItem(self.final_bars)
+        self.final_plot.getPlotItem().getAxis("bottom").setTicks(
+            [[(i, f"k={k}" + (" ✓" if k == self.chosen_length else "")) for i, k in enumerate(lengths)]])
+
+    @Slot(str, str)
+    def _on_run_failed(self, message: str, details: str) -> None:
+        self.phase_label.setText("failed")
+        self._log(f"error: {message}\n{details}")
+        self.context.runs_changed.emit()
+        # open(), not exec(): the dialog must not start a nested event loop inside a queued slot
+        self.error_box = QMessageBox(QMessageBox.Icon.Critical, "Run failed", message, parent=self)
+        self.error_box.setDetailedText(details)
+        self.error_box.open()
+
+    @Slot()
+    def _on_run_cancelled(self) -> None:
+        self.phase_label.setText("cancelled")
+        self.eta_label.setText("")
+        self._log("run cancelled")
+        self.context.runs_changed.emit()
+
+    # ------------------------------------------------------------------ drawing
+
+    @Slot(int)
+    def _on_smoothing_changed(self, value: int) -> None:
+        self.smoothing_label.setText(f"{value / 100:.2f}")
+        self._dirty.add("loss")
+
+    @Slot()
+    def _repaint(self) -> None:
+        if "loss" in self._dirty:
+            weight = self.smoothing_slider.value() / 100
+            for key, series in self.loss_series.items():
+                self.loss_raw_curves[key].setData(series.x, series.y)
+                self.loss_curves[key].setData(series.x, ema(series.y, weight))
+        if "metrics" in self._dirty:
+            for key, series in self.metric_series.items():
+                self.metric_curves[key].setData(series.x, series.y)
+        if "weights" in self._dirty:
+            for key, series in self.weight_series.items():
+                self.weight_curves[key].setData(series.x, series.y)
+        self._dirty.clear()
+
+    def _log(self, text: str) -> None:
+        self.log_pane.appendPlainText(text)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+def main() -> None:
+    """A quick look: `python -m app.pages.training_page` trains the quick demo on generated data."""
+    import sys
+    import tempfile
+
+    from PySide6.QtWidgets import QApplication
+
+    from app.context import AppContext
+    from tests.app.store_data import store_planted_dataset
+
+    app = QApplication(sys.argv)
+    folder = tempfile.mkdtemp(prefix="automlp-training-page-")
+    context = AppContext(f"sqlite:///{folder}/store.sqlite")
+    context.select_dataset(store_planted_dataset(context.sessions, folder, n_users=400))
+    page = TrainingPage(context)
+    page.resize(1200, 800)
+    page.show()
+    app.aboutToQuit.connect(page.shutdown)
+    page.start()
+    sys.exit(app.exec())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The Training page on the real widgets: a tiny run end to end, cancel, a live event loop, errors."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QTimer
+
+from app.context import AppContext
+from app.pages.training_page import TrainingPage
+from engine.presets import quick_demo
+from engine.store import get_run, list_runs, run_series
+from tests.app.store_data import store_planted_dataset
+
+TINY = dict(candidate_lengths=[1, 2, 4], max_length=10, embedding_dim=16, sequence_hidden=16,
+            channel_hidden=32, search_epochs=2, retrain_epochs=2, device="cpu")
+
+
+@pytest.fixture
+def context(tmp_path):
+    context = AppContext(f"sqlite:///{tmp_path}/store.sqlite")
+    context.select_dataset(store_planted_dataset(context.sessions, tmp_path))
+    context.set_config(quick_demo().replace(**TINY))
+    yield context
+    context.store.close()
+
+
+@pytest.fixture
+def page(qtbot, context):
+    page = TrainingPage(context)
+    qtbot.addWidget(page)
+    yield page
+    page.shutdown()
+
+
+def run_to_idle(qtbot, page, timeout=30000):
+    with qtbot.waitSignal(page.runner.running_changed, timeout=timeout,
+                          check_params_cb=lambda running: not running):
+        page.start_button.click()
+
+
+def test_a_tiny_run_fills_every_curve_and_shows_the_chosen_length(qtbot, page, context):
+    context.set_config(context.config.replace(protocol="popularity"))
+    run_to_idle(qtbot, page)
+    assert page.summary is not None, page.log_pane.toPlainText()
+    assert page.chosen_length in (1, 2, 4)
+    assert f"k = {page.chosen_length}" in page.chosen_label.text()
+    for key, curve in page.loss_curves.items():
+        x, y = curve.getData()
+        assert x is not None and len(x) > 0, key
+    assert sorted(page.weight_curves) == [1, 2, 4]
+    steps = page.summary["search"]["steps"]
+    for length, curve in page.weight_curves.items():
+        x, y = curve.getData()
+        assert len(x) == steps and 0 < y.min() and y.max() < 1, length
+    # every metric names its protocol, in the legend and in the log
+    names = [item.name() for item in page.metrics_plot.getPlotItem().listDataItems()]
+    assert names == ["NDCG@10 [popularity-100]", "HR@10 [popularity-100]", "MRR@10 [popularity-100]"]
+    assert "[popularity-100]" in page.log_pane.toPlainText()
+    x, y = page.metric_curves["NDCG@10 [popularity-100]"].getData()
+    assert list(x) == [1, 2]
+    assert page.final_bars is not None
+    assert page.start_button.isEnabled() and not page.cancel_button.isEnabled()
+    with context.sessions() as session:
+        run = get_run(session, page.summary["run_id"])
+        assert run.status == "finished" and run.chosen_length == page.chosen_length
+        assert len(run_series(session, run.id)) > 0
+
+
+def test_cancel_mid_run_returns_to_idle_and_records_a_cancelled_run(qtbot, page, context):
+    context.set_config(context.config.replace(search_epochs=200, retrain_epochs=200))
+    page.start_button.click()
+    assert page.running and not page.start_button.isEnabled() and page.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: page.phase_label.text() == "search", timeout=20000)
+    # The engine stops at its next step (well under a second here); the margin is for a loaded machine.
+    with qtbot.waitSignal(page.runner.running_changed, timeout=10000):
+        page.cancel_button.click()
+    assert not page.running and page.start_button.isEnabled() and not page.cancel_button.isEnabled()
+    assert page.phase_label.text() == "cancelled"
+    with context.sessions() as session:
+        assert [run.status for run in list_runs(session)] == ["cancelled"]
+
+
+def test_the_event_loop_keeps_ticking_during_a_run(qtbot, page, context):
+    ticks = []
+    probe = QTimer()
+    probe.setInterval(10)
+    probe.timeout.connect(lambda: ticks.append(page.running))
+    probe.start()
+    run_to_idle(qtbot, page)
+    probe.stop()
+    assert sum(ticks) > 20  # ticks that arrived while the run was training
+
+
+def test_start_is_disabled_without_a_dataset_or_with_an_invalid_configuration(qtbot, page, context):
+    assert page.start_button.isEnabled()
+    context.set_config_error("candidate_lengths: 50 is longer than max_length T=10")
+    assert not page.start_button.isEnabled()
+    assert "max_length" in page.start_button.toolTip()
+    context.set_config(context.config)
+    assert page.start_button.isEnabled()
+    context.select_dataset(None)
+    assert not page.start_button.isEnabled()
+
+
+def test_an_engine_error_shows_a_dialog_and_the_traceback_in_the_log(qtbot, page, context):
+    context.select_dataset("no such dataset")
+    run_to_idle(qtbot, page)
+    assert page.phase_label.text() == "failed"
+    assert "no such dataset" in page.error_box.text()
+    assert "Traceback" in page.log_pane.toPlainText()
+    page.error_box.close()
+
+
+def test_shutdown_during_a_run_cancels_and_joins_the_thread(qtbot, page, context):
+    context.set_config(context.config.replace(search_epochs=200))
+    page.start_button.click()
+    qtbot.waitUntil(lambda: page.phase_label.text() == "search", timeout=20000)
+    thread = page.runner.thread
+    page.shutdown()
+    assert thread.isFinished() and not page.running
+    page.shutdown()  # idle: nothing to do
