@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from engine.events import Cancelled, Observer, PhaseFinished, PhaseStarted, StepFinished, Throttle
-from engine.store import Dataset, Item, User
+from engine.store import Dataset, Interaction, Item, User
 
 FORMATS = ("movielens", "csv", "recbole", "pairs", "sequences", "parquet")
 METADATA_FORMATS = ("movielens-movies", "recbole-item", "item2attributes")
@@ -834,10 +834,11 @@ def _write(session: Session, name: str, path: Path, detected: Detected, parsed: 
 
     dataset = Dataset(name=name, source=str(path), created_at=time.time(), n_users=len(user_names),
                       n_items=len(item_names), n_interactions=total, has_timestamps=has_times,
-                      has_ratings=has_ratings, import_report={})
+                      has_ratings=has_ratings, import_report={}, first_interaction_id=0)
     session.add(dataset)
-    session.flush()
+    session.flush()  # from here the transaction holds SQLite's write lock: no one else takes ids
     connection = session.connection()
+    dataset.first_interaction_id = (connection.execute(sa.select(sa.func.max(Interaction.id))).scalar() or 0) + 1
     connection.execute(sa.insert(User), [
         {"dataset_id": dataset.id, "external_id": u, "first_position": f, "n_interactions": n}
         for u, f, n in zip(user_names, user_firsts.tolist(), user_lengths.tolist())])
@@ -848,7 +849,7 @@ def _write(session: Session, name: str, path: Path, detected: Detected, parsed: 
     user_ids = _ids_by_code(connection, User, dataset.id, user_names)
     item_ids = _ids_by_code(connection, Item, dataset.id, item_names)
 
-    columns = {"position": np.arange(total, dtype=np.int64), "user_id": user_ids[user_codes],
+    columns = {"id": np.arange(total, dtype=np.int64) + dataset.first_interaction_id, "user_id": user_ids[user_codes],
                "item_id": item_ids[item_codes]}
     if has_times:
         columns["timestamp"] = rows["timestamp"][order]
@@ -875,7 +876,7 @@ def _insert_interactions(connection, dataset_id: int, columns: dict[str, np.ndar
     row_sql = "(" + ", ".join([str(int(dataset_id))] + [marker] * len(names)) + ")"
     prefix = f"INSERT INTO interactions (dataset_id, {', '.join(names)}) VALUES "
     width = len(names)
-    total = len(columns["position"])
+    total = len(columns["id"])
     if "rating" in columns and np.array_equal(columns["rating"], np.round(columns["rating"])):
         # Whole-number ratings go as integers (the REAL column stores them as 5.0): one int64 matrix
         # converts to Python numbers several times faster than a mixed object table.

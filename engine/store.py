@@ -3,10 +3,12 @@
 Store functions take a `Session`; the caller owns it (one per user action in a GUI, never shared across
 threads). `open_store(url)` creates the engine, runs the schema migrations and returns a `Store`.
 
-Interactions are written in bulk by `engine.importers` in the order of their sequences: `position` is the
-0-based index of an interaction in its dataset after sorting by (user, time, file order), so that
-`position` alone gives every user's chronological sequence with ties broken stably, and each user's
-interactions are one contiguous `position` range (`User.first_position`, `User.n_interactions`).
+Interactions are written in bulk by `engine.importers` in the order of their sequences: a dataset's
+interactions have the consecutive ids `first_interaction_id + position`, where `position` is the 0-based
+index after sorting by (user, time, file order). So the id order alone gives every user's chronological
+sequence with ties broken stably, each user's interactions are one contiguous range
+(`User.first_position`, `User.n_interactions`), and reading or deleting a dataset walks the primary key:
+no secondary index on this table, which keeps the bulk insert close to SQLite's own `.import` speed.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Dataset(Base):
     n_interactions: Mapped[int]
     has_timestamps: Mapped[bool]
     has_ratings: Mapped[bool]
+    first_interaction_id: Mapped[int]  # interactions are ids [first, first + n_interactions)
     import_report: Mapped[dict] = mapped_column(sa.JSON, default=dict)  # format, filters, drops
 
 
@@ -81,15 +84,15 @@ class Item(Base):
 
 
 class Interaction(Base):
-    """One interaction. `user_id` and `item_id` carry no foreign-key constraint on purpose: a per-row
-    check doubles the bulk insert time, and only the importer writes this table (ids are its own)."""
+    """One interaction; `id - Dataset.first_interaction_id` is its position in the dataset's sequences.
+
+    `user_id` and `item_id` carry no foreign-key constraint on purpose: a per-row check doubles the bulk
+    insert time, and only the importer writes this table (the ids are its own)."""
 
     __tablename__ = "interactions"
-    __table_args__ = (sa.Index("ix_interactions_dataset_position", "dataset_id", "position"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"))
-    position: Mapped[int]
     user_id: Mapped[int]
     item_id: Mapped[int]
     timestamp: Mapped[int | None] = mapped_column(sa.BigInteger)  # unix seconds, None: file order
@@ -231,7 +234,7 @@ def list_datasets(session: Session) -> list[Dataset]:
 def delete_dataset(session: Session, name: str) -> None:
     """Deletes a dataset with its users, items and interactions, and commits. Runs keep their record."""
     dataset = get_dataset(session, name)
-    session.execute(sa.delete(Interaction).where(Interaction.dataset_id == dataset.id))
+    session.execute(sa.delete(Interaction).where(_interaction_ids(dataset)))
     session.execute(sa.delete(User).where(User.dataset_id == dataset.id))
     session.execute(sa.delete(Item).where(Item.dataset_id == dataset.id))
     session.execute(sa.update(Run).where(Run.dataset_id == dataset.id).values(dataset_id=None))
@@ -250,11 +253,12 @@ def load_log(session: Session, name: str) -> InteractionLog:
     # read per interaction; through the raw sqlite3 cursor when possible, skipping SQLAlchemy rows.
     raw = session.connection().connection.driver_connection
     columns = "item_id, timestamp" if dataset.has_timestamps else "item_id"
-    query = f"SELECT {columns} FROM interactions WHERE dataset_id = ? ORDER BY position"
+    query = f"SELECT {columns} FROM interactions WHERE id >= ? AND id < ? ORDER BY id"
+    first, end = dataset.first_interaction_id, dataset.first_interaction_id + dataset.n_interactions
     if isinstance(raw, sqlite3.Connection):
-        rows = raw.execute(query, (dataset.id,)).fetchall()
+        rows = raw.execute(query, (first, end)).fetchall()
     else:
-        rows = session.connection().exec_driver_sql(query.replace("?", "%s"), (dataset.id,)).all()
+        rows = session.connection().exec_driver_sql(query.replace("?", "%s"), (first, end)).all()
     width = 2 if dataset.has_timestamps else 1
     flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(rows) * width)
     flat = flat.reshape(len(rows), width)
@@ -278,6 +282,12 @@ def load_log(session: Session, name: str) -> InteractionLog:
                           item_features=features, name=name)
 
 
+def _interaction_ids(dataset: Dataset):
+    """WHERE clause selecting a dataset's interactions by their id range (the primary key)."""
+    first = dataset.first_interaction_id
+    return Interaction.id.between(first, first + dataset.n_interactions - 1)
+
+
 def _lookup(keys: np.ndarray, ids: np.ndarray, names: np.ndarray) -> np.ndarray:
     order = np.argsort(ids)
     return names[order][np.searchsorted(ids[order], keys)].astype(str)
@@ -295,7 +305,7 @@ def dataset_stats(session: Session, name: str, top: int = 10) -> dict:
         sa.select(User.n_interactions).where(User.dataset_id == dataset.id)).all(), dtype=np.int64)
     first, last = session.execute(
         sa.select(sa.func.min(Interaction.timestamp), sa.func.max(Interaction.timestamp))
-        .where(Interaction.dataset_id == dataset.id)).one()
+        .where(_interaction_ids(dataset))).one()
     popular = session.execute(
         sa.select(Item.external_id, Item.title, Item.n_interactions).where(Item.dataset_id == dataset.id)
         .order_by(Item.n_interactions.desc(), Item.id).limit(top)).all()
@@ -337,9 +347,9 @@ def user_history(session: Session, name: str, user: str) -> pd.DataFrame:
     rows = session.execute(
         sa.select(Item.external_id, Item.title, Interaction.timestamp, Interaction.rating)
         .join(Item, Item.id == Interaction.item_id)
-        .where(Interaction.dataset_id == dataset.id,
-               Interaction.position.between(first, first + count - 1))
-        .order_by(Interaction.position)).all()
+        .where(Interaction.id.between(dataset.first_interaction_id + first,
+                                      dataset.first_interaction_id + first + count - 1))
+        .order_by(Interaction.id)).all()
     return pd.DataFrame(rows, columns=["item", "title", "timestamp", "rating"])
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 07:35:20.382989
+Create Date: 2026-11-27 07:47:22.748432
 """
 
 from alembic import op
@@ -26,6 +26,7 @@ def upgrade() -> None:
     sa.Column('n_interactions', sa.Integer(), nullable=False),
     sa.Column('has_timestamps', sa.Boolean(), nullable=False),
     sa.Column('has_ratings', sa.Boolean(), nullable=False),
+    sa.Column('first_interaction_id', sa.Integer(), nullable=False),
     sa.Column('import_report', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')
@@ -33,7 +34,6 @@ def upgrade() -> None:
     op.create_table('interactions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('dataset_id', sa.Integer(), nullable=False),
-    sa.Column('position', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('item_id', sa.Integer(), nullable=False),
     sa.Column('timestamp', sa.BigInteger(), nullable=True),
@@ -41,9 +41,6 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['dataset_id'], ['datasets.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
-    with op.batch_alter_table('interactions', schema=None) as batch_op:
-        batch_op.create_index('ix_interactions_dataset_position', ['dataset_id', 'position'], unique=False)
-
     op.create_table('items',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('dataset_id', sa.Integer(), nullable=False),
@@ -132,8 +129,5 @@ def downgrade() -> None:
 
     op.drop_table('runs')
     op.drop_table('items')
-    with op.batch_alter_table('interactions', schema=None) as batch_op:
-        batch_op.drop_index('ix_interactions_dataset_position')
-
     op.drop_table('interactions')
     op.drop_table('datasets')
