@@ -1,0 +1,177 @@
+"""Bundles: a round trip gives the same model and data; damaged bundles are refused, each with its reason."""
+
+import hashlib
+import json
+import pickle
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from engine.bundle import BundleError, load_bundle, save_bundle
+from engine.events import Cancelled, RecordingObserver, StepFinished
+from engine.recommend import recommend
+from tests.engine.tiny_run import tiny_run
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return tiny_run()
+
+
+@pytest.fixture(scope="module")
+def saved(trained, tmp_path_factory):
+    """One bundle with ONNX, written once; tests that damage it work on copies."""
+    result, data = trained
+    return save_bundle(result, data, tmp_path_factory.mktemp("bundles") / "tiny", onnx=True)
+
+
+@pytest.fixture
+def copy(saved, tmp_path):
+    return shutil.copytree(saved, tmp_path / "copy")
+
+
+def scores(model, data):
+    with torch.no_grad():
+        return model(torch.from_numpy(data.histories("test", model.shape.max_length)))
+
+
+def rewrite_config(folder, change):
+    info = json.loads((folder / "config.json").read_text())
+    change(info)
+    (folder / "config.json").write_text(json.dumps(info))
+
+
+def test_round_trip_gives_identical_scores(trained, saved):
+    result, data = trained
+    bundle = load_bundle(saved)
+    assert torch.equal(scores(bundle.model, bundle.data), scores(result.model, data))
+
+
+def test_round_trip_restores_the_data_and_the_run(trained, saved):
+    result, data = trained
+    bundle = load_bundle(saved)
+    assert bundle.data.fingerprint() == data.fingerprint()
+    assert list(bundle.data.user_ids) == list(data.user_ids)
+    assert bundle.data.item_titles == data.item_titles
+    assert bundle.config == result.config
+    assert bundle.chosen_length == result.chosen_length
+    assert bundle.test_metrics == result.test_metrics
+
+
+def test_a_bundle_alone_recommends_as_the_trained_model(trained, saved):
+    result, data = trained
+    from_bundle = recommend(load_bundle(saved).model, load_bundle(saved).data, "u4", n=5)
+    direct = recommend(result.model, data, "u4", n=5)
+    assert from_bundle.items == direct.items and from_bundle.target == direct.target
+
+
+def test_config_records_what_the_issue_asks_for(saved):
+    info = json.loads((saved / "config.json").read_text())
+    assert info["schema_version"] == 1
+    assert {"engine", "torch", "numpy", "python"} <= set(info["libraries"])
+    assert info["vocabulary"]["item_ids"][:1] and info["dataset"]["fingerprint"]
+    for name in ("model.safetensors", "data.safetensors", "model.onnx"):
+        assert info["files"][name]["sha256"] == hashlib.sha256((saved / name).read_bytes()).hexdigest()
+
+
+def test_onnx_scores_match_torch(trained, saved):
+    import onnxruntime
+
+    result, data = trained
+    session = onnxruntime.InferenceSession(str(saved / "model.onnx"), providers=["CPUExecutionProvider"])
+    sequences = data.histories("test", result.model.shape.max_length)  # every user: a batch the export never saw
+    got = session.run(None, {"sequences": sequences})[0]
+    expected = scores(result.model, data).numpy()
+    assert np.abs(got[:, 1:] - expected[:, 1:]).max() < 1e-5
+    assert np.isneginf(got[:, 0]).all()
+
+
+def test_zip_bundle_round_trips(trained, tmp_path):
+    result, data = trained
+    path = save_bundle(result, data, tmp_path / "tiny.zip", zip=True)
+    assert zipfile.is_zipfile(path)
+    assert torch.equal(scores(load_bundle(path).model, data), scores(result.model, data))
+
+
+def test_existing_destination_is_not_overwritten_unless_asked(trained, saved):
+    result, data = trained
+    with pytest.raises(BundleError, match="already exists"):
+        save_bundle(result, data, saved)
+
+
+def test_cancelled_export_leaves_nothing(trained, tmp_path):
+    result, data = trained
+    observer = RecordingObserver(cancel_when=lambda e: isinstance(e, StepFinished))
+    with pytest.raises(Cancelled):
+        save_bundle(result, data, tmp_path / "b", observer=observer)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_config_is_refused(copy):
+    (copy / "config.json").write_text("{not json")
+    with pytest.raises(BundleError, match="^corrupt: .*not valid JSON"):
+        load_bundle(copy)
+
+
+def test_corrupt_zip_is_refused(tmp_path):
+    (tmp_path / "b.zip").write_bytes(b"PK\x03\x04 this is not a zip")
+    with pytest.raises(BundleError, match="^corrupt: .*readable zip"):
+        load_bundle(tmp_path / "b.zip")
+
+
+def test_truncated_weights_are_refused(copy):
+    blob = (copy / "model.safetensors").read_bytes()
+    (copy / "model.safetensors").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(BundleError, match="^truncated: .*model.safetensors"):
+        load_bundle(copy)
+
+
+def test_tampered_weights_are_refused(copy):
+    blob = bytearray((copy / "model.safetensors").read_bytes())
+    blob[-1] ^= 0xFF
+    (copy / "model.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(BundleError, match="^tampered: .*model.safetensors.*sha256"):
+        load_bundle(copy)
+
+
+def test_tampered_vocabulary_is_refused(copy):
+    rewrite_config(copy, lambda info: info["vocabulary"]["user_ids"].reverse())
+    with pytest.raises(BundleError, match="^tampered: .*fingerprint"):
+        load_bundle(copy)
+
+
+def test_newer_schema_is_refused(copy):
+    rewrite_config(copy, lambda info: info.update(schema_version=99))
+    with pytest.raises(BundleError, match="^newer schema: .*schema 99"):
+        load_bundle(copy)
+
+
+def test_weights_that_do_not_fit_the_shape_are_refused(copy):
+    rewrite_config(copy, lambda info: info["shape"].update(embedding_dim=8))
+    with pytest.raises(BundleError, match="^mismatched: .*do not fit"):
+        load_bundle(copy)
+
+
+def test_a_pickle_renamed_to_safetensors_is_refused_without_unpickling(copy, tmp_path):
+    marker = tmp_path / "unpickled"
+
+    class Trap:  # unpickling this would create the marker file
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    blob = pickle.dumps({"weights": Trap()})
+    (copy / "model.safetensors").write_bytes(blob)
+    # an attacker who also rewrites the hashes: the format itself must still refuse it
+    rewrite_config(copy, lambda info: info["files"].update({"model.safetensors": {
+        "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}}))
+    with pytest.raises(BundleError, match="^corrupt: .*model.safetensors is not a safetensors file"):
+        load_bundle(copy)
+    assert not marker.exists()
+
+
+def test_a_folder_without_config_is_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="^corrupt: .*no config.json"):
+        load_bundle(tmp_path)
