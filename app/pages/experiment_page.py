@@ -1,0 +1,330 @@
+"""Experiment page: a form bound to the run configuration (engine.config.RunConfig), with presets and
+TOML save/load. Every edit rebuilds a RunConfig; RunConfig's own validation is the only rule book, and its
+ConfigError (which names the key) is shown beside the form with the offending field highlighted. Valid
+edits go to `context.set_config`, invalid ones to `context.set_config_error` so that Training refuses to
+start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                               QLabel, QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSpinBox,
+                               QVBoxLayout, QWidget)
+
+from engine.config import LOSSES, MODES, PROTOCOLS, SEARCH_ORDERS, ConfigError, RunConfig
+from engine.presets import PRESETS
+from engine.training import resolve_device
+
+INVALID_STYLE = "border: 2px solid #d62728;"
+
+# (group, [(key, label, tooltip)]) in the order the form shows them; the symbols are the paper's.
+GROUPS = (
+    ("Architecture", (
+        ("candidate_lengths", "Candidate lengths K", "short-term lengths the search chooses from"),
+        ("max_length", "Sequence length T", "the last T items of a history are the model's input"),
+        ("num_layers", "Layers L", "SRSMLP layers per module"),
+        ("embedding_dim", "Embedding D", "item embedding size"),
+        ("sequence_hidden", "Sequence hidden R_s", "hidden size of the sequence mixer"),
+        ("channel_hidden", "Channel hidden R_c", "hidden size of the channel mixer"),
+        ("dropout", "Dropout", ""),
+    )),
+    ("Objective and optimisation", (
+        ("loss", "Loss", "ce: softmax over all items; bce: paper Eq. 5 with sampled negatives"),
+        ("negatives", "Negatives (bce)", "sampled negatives per target for the bce loss"),
+        ("batch_size", "Batch size", ""),
+        ("lr", "Learning rate", "Adam, for the network weights"),
+        ("weight_decay", "Weight decay", ""),
+        ("search_epochs", "Search epochs", ""),
+        ("retrain_epochs", "Retrain epochs", "at most; early stopping on validation NDCG@10"),
+        ("patience", "Patience", "epochs without improvement before stopping"),
+    )),
+    ("Search", (
+        ("search_order", "Search order", "second: one-step unrolled gradient (DARTS); first: xi = 0"),
+        ("xi", "Unrolling step ξ", ""),
+        ("arch_lr", "Architecture lr", "Adam on alpha; too small and the search never decides"),
+        ("mode", "Training mode", "causal: every position at once; sampled: a random prefix per user; "
+                                  "faithful: every prefix, as in the paper"),
+    )),
+    ("Data, evaluation and device", (
+        ("min_user_interactions", "Min. interactions per user", ""),
+        ("protocol", "Protocol", "full ranking, or 100 negatives sampled by popularity (paper) or uniformly"),
+        ("eval_negatives", "Sampled negatives", "for the sampled protocols"),
+        ("device", "Device", ""),
+        ("seed", "Seed", ""),
+    )),
+)
+
+CHOICES = {"loss": LOSSES, "search_order": SEARCH_ORDERS, "mode": MODES, "protocol": PROTOCOLS}
+FLOAT_DECIMALS = {"dropout": 3, "lr": 6, "weight_decay": 6, "xi": 6, "arch_lr": 5}
+
+
+def available_devices() -> list[str]:
+    """auto and cpu always; cuda only where torch sees a GPU."""
+    import torch
+
+    return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+class CandidateLengthsPanel(QWidget):
+    """An editable list of candidate lengths: double-click to edit, Add and Remove buttons."""
+
+    def __init__(self, on_changed, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.list = QListWidget()
+        self.list.setFlow(QListWidget.Flow.LeftToRight)
+        self.list.setMaximumHeight(44)
+        self.list.itemChanged.connect(lambda _item: on_changed())
+        add, remove = QPushButton("Add"), QPushButton("Remove")
+        add.clicked.connect(self._on_add_clicked)
+        remove.clicked.connect(self._on_remove_clicked)
+        self._on_changed = on_changed
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.list, 1)
+        layout.addWidget(add)
+        layout.addWidget(remove)
+
+    def texts(self) -> list[str]:
+        return [self.list.item(i).text().strip() for i in range(self.list.count())]
+
+    def set_values(self, values: list[int]) -> None:
+        self.list.blockSignals(True)
+        self.list.clear()
+        for value in values:
+            self._append(str(value))
+        self.list.blockSignals(False)
+
+    def _append(self, text: str) -> QListWidgetItem:
+        item = QListWidgetItem(text)
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+        self.list.addItem(item)
+        return item
+
+    @Slot()
+    def _on_add_clicked(self) -> None:
+        numbers = [int(t) for t in self.texts() if t.isdigit()]
+        item = self._append(str(max(numbers) * 2 if numbers else 1))  # doubling: the paper's K is geometric
+        self.list.editItem(item)
+        self._on_changed()
+
+    @Slot()
+    def _on_remove_clicked(self) -> None:
+        rows = sorted((self.list.row(i) for i in self.list.selectedItems()), reverse=True) or [self.list.count() - 1]
+        for row in rows:
+            if row >= 0:
+                self.list.takeItem(row)
+        self._on_changed()
+
+
+class ExperimentPage(QWidget):
+    def __init__(self, context, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.context = context
+        self._filling = False  # True while the form is set from a config: no feedback loop
+        self.fields: dict[str, QWidget] = {}
+        self._build()
+        context.config_changed.connect(self._on_config_changed)
+        self.fill(context.config)
+
+    # ------------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItem("Presets…")
+        self.preset_combo.addItems(list(PRESETS))
+        self.preset_combo.activated.connect(self._on_preset_chosen)
+        save, load = QPushButton("Save TOML…"), QPushButton("Load TOML…")
+        save.clicked.connect(self._on_save_clicked)
+        load.clicked.connect(self._on_load_clicked)
+        top = QHBoxLayout()
+        top.addWidget(self.preset_combo)
+        top.addStretch(1)
+        top.addWidget(save)
+        top.addWidget(load)
+
+        self.error_label = QLabel("")
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #d62728; font-weight: bold;")
+
+        form_widget = QWidget()
+        form_layout = QVBoxLayout(form_widget)
+        for title, rows in GROUPS:
+            box = QGroupBox(title)
+            form = QFormLayout(box)
+            for key, label, tip in rows:
+                widget = self._make_field(key)
+                widget.setToolTip(f"{key}: {tip}" if tip else key)
+                self.fields[key] = widget
+                form.addRow(label, widget)
+            form_layout.addWidget(box)
+        form_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(form_widget)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.error_label)
+        layout.addWidget(scroll, 1)
+
+    def _make_field(self, key: str) -> QWidget:
+        kind = {f.name: f.type for f in fields(RunConfig)}[key]
+        if key == "candidate_lengths":
+            return CandidateLengthsPanel(self._on_field_changed)
+        if key == "device":
+            widget = QComboBox()
+            widget.addItems(available_devices())
+            widget.currentTextChanged.connect(self._on_field_changed)
+            return widget
+        if key in CHOICES:
+            widget = QComboBox()
+            widget.addItems(list(CHOICES[key]))
+            widget.currentTextChanged.connect(self._on_field_changed)
+            return widget
+        if kind == "int":
+            # Ranges wide enough that RunConfig, not the spin box, says what is wrong.
+            widget = QSpinBox()
+            widget.setRange(0 if key != "seed" else -2**31, 2**31 - 1)
+            widget.setKeyboardTracking(False)
+            widget.valueChanged.connect(self._on_field_changed)
+            return widget
+        widget = QDoubleSpinBox()
+        widget.setDecimals(FLOAT_DECIMALS.get(key, 6))
+        widget.setRange(0.0, 1e6)
+        widget.setSingleStep(10 ** -FLOAT_DECIMALS.get(key, 6) * 10 if key != "dropout" else 0.05)
+        widget.setKeyboardTracking(False)
+        widget.valueChanged.connect(self._on_field_changed)
+        return widget
+
+    # ------------------------------------------------------------------ form <-> config
+
+    def fill(self, config: RunConfig) -> None:
+        """Shows `config` in the form (without echoing it back as an edit)."""
+        self._filling = True
+        try:
+            for key, widget in self.fields.items():
+                value = getattr(config, key)
+                if isinstance(widget, CandidateLengthsPanel):
+                    widget.set_values(value)
+                elif isinstance(widget, QComboBox):
+                    if widget.findText(value) < 0:
+                        widget.addItem(value)  # e.g. "cuda" from a file, on a machine without a GPU
+                    widget.setCurrentText(value)
+                else:
+                    widget.setValue(value)
+        finally:
+            self._filling = False
+        self._validate()
+
+    def values(self) -> dict:
+        """The form's values as RunConfig keyword arguments; raises ConfigError for an unreadable entry."""
+        values = {}
+        for key, widget in self.fields.items():
+            if isinstance(widget, CandidateLengthsPanel):
+                texts = widget.texts()
+                bad = [t for t in texts if not t.lstrip("-").isdigit()]
+                if bad:
+                    raise ConfigError(f"candidate_lengths: {bad[0]!r} is not a whole number")
+                values[key] = [int(t) for t in texts]
+            elif isinstance(widget, QComboBox):
+                values[key] = widget.currentText()
+            else:
+                values[key] = widget.value()
+        return values
+
+    def _validate(self) -> RunConfig | None:
+        """Builds a RunConfig from the form; shows its error and highlights the field if it is invalid."""
+        for widget in self.fields.values():
+            widget.setStyleSheet("")
+        try:
+            config = RunConfig(**self.values())
+            resolve_device(config.device)  # "cuda" loaded from a file on a machine without a GPU
+        except ConfigError as error:
+            message = str(error)
+            self.error_label.setText(message)
+            key = message.split(":", 1)[0].strip()
+            if key in self.fields:
+                self.fields[key].setStyleSheet(INVALID_STYLE)
+            return None
+        self.error_label.setText("")
+        return config
+
+    @Slot()
+    def _on_field_changed(self, *_) -> None:
+        if self._filling:
+            return
+        config = self._validate()
+        if config is None:
+            self.context.set_config_error(self.error_label.text())
+        elif config != self.context.config or self.context.config_error:
+            self.context.set_config(config)
+
+    @Slot()
+    def _on_config_changed(self) -> None:
+        # Another view (a menu's Load, a test) set the configuration: show it unless it is ours already.
+        if self._validate() != self.context.config:
+            self.fill(self.context.config)
+
+    # ------------------------------------------------------------------ presets and files
+
+    @Slot(int)
+    def _on_preset_chosen(self, index: int) -> None:
+        if index > 0:
+            self.apply_preset(self.preset_combo.itemText(index))
+        self.preset_combo.setCurrentIndex(0)
+
+    def apply_preset(self, name: str) -> None:
+        self.fill(PRESETS[name]())
+        self._on_field_changed()
+
+    def save_config(self, path: str) -> None:
+        """Writes the current valid configuration as TOML."""
+        self.context.config.save_toml(path)
+
+    def load_config(self, path: str) -> bool:
+        """Loads a TOML configuration into the form; on error shows it inline and returns False."""
+        try:
+            config = RunConfig.load_toml(path)
+        except ConfigError as error:
+            self.error_label.setText(str(error))
+            return False
+        self.fill(config)
+        self._on_field_changed()
+        return True
+
+    @Slot()
+    def _on_save_clicked(self) -> None:
+        if self.context.config_error:
+            self.error_label.setText(f"fix the configuration before saving: {self.context.config_error}")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Save configuration", "automlp.toml", "TOML (*.toml)")
+        if path:
+            self.save_config(path)
+
+    @Slot()
+    def _on_load_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load configuration", "", "TOML (*.toml)")
+        if path:
+            self.load_config(path)
+
+
+def main() -> None:
+    """A quick look: `python -m app.pages.experiment_page`."""
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    from app.context import AppContext
+
+    app = QApplication(sys.argv)
+    page = ExperimentPage(AppContext())
+    page.resize(600, 900)
+    page.show()
+    sys.exit(app.exec())
+
+
+if __name__ == "__main__":
+    main()

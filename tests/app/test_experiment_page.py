@@ -1,0 +1,108 @@
+"""The Experiment page: the form is a view of RunConfig, validated by RunConfig itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.context import AppContext
+from app.pages.experiment_page import INVALID_STYLE, ExperimentPage, available_devices
+from app.pages.training_page import TrainingPage
+from engine.config import RunConfig
+from engine.presets import PRESETS
+
+
+@pytest.fixture
+def context(tmp_path):
+    context = AppContext(f"sqlite:///{tmp_path}/store.sqlite")
+    context.dataset_name = "anything"  # Start's other condition; no run is started here
+    yield context
+    context.store.close()
+
+
+@pytest.fixture
+def page(qtbot, context):
+    page = ExperimentPage(context)
+    qtbot.addWidget(page)
+    return page
+
+
+def test_the_form_shows_the_context_configuration(page, context):
+    assert page.fields["max_length"].value() == context.config.max_length
+    assert page.fields["candidate_lengths"].texts() == [str(k) for k in context.config.candidate_lengths]
+    assert RunConfig(**page.values()) == context.config
+    assert page.error_label.text() == ""
+
+
+def test_a_valid_edit_updates_the_context(qtbot, page, context):
+    with qtbot.waitSignal(context.config_changed):
+        page.fields["embedding_dim"].setValue(48)
+    assert context.config.embedding_dim == 48 and context.config_error is None
+
+
+def test_a_candidate_longer_than_T_shows_the_message_and_disables_start(qtbot, page, context):
+    training = TrainingPage(context)
+    qtbot.addWidget(training)
+    assert training.start_button.isEnabled()
+    page.fields["max_length"].setValue(3)  # quick demo's K goes up to 8
+    assert "candidate_lengths" in page.error_label.text() and "max_length" in page.error_label.text()
+    assert page.fields["candidate_lengths"].styleSheet() == INVALID_STYLE
+    assert not training.start_button.isEnabled()
+    assert context.config.max_length == 20  # the last valid configuration is kept
+    page.fields["max_length"].setValue(30)
+    assert page.error_label.text() == "" and page.fields["candidate_lengths"].styleSheet() == ""
+    assert training.start_button.isEnabled() and context.config.max_length == 30
+    training.shutdown()
+
+
+def test_an_unreadable_candidate_length_is_named(page, context):
+    page.fields["candidate_lengths"].list.item(0).setText("five")
+    assert "'five' is not a whole number" in page.error_label.text()
+    assert context.config_error is not None
+
+
+def test_candidate_lengths_can_be_added_and_removed(page, context):
+    panel = page.fields["candidate_lengths"]
+    panel._on_add_clicked()
+    assert context.config.candidate_lengths == [1, 2, 4, 8, 16]
+    panel.list.setCurrentRow(0)
+    panel._on_remove_clicked()
+    assert context.config.candidate_lengths == [2, 4, 8, 16]
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_a_preset_fills_the_form(page, context, name):
+    page.preset_combo.setCurrentText(name)
+    page.preset_combo.activated.emit(page.preset_combo.currentIndex())
+    assert context.config == PRESETS[name]()
+    assert page.fields["max_length"].value() == PRESETS[name]().max_length
+    assert page.preset_combo.currentIndex() == 0
+
+
+def test_a_saved_configuration_reloads_into_the_form(page, context, tmp_path):
+    page.fields["seed"].setValue(7)
+    page.fields["mode"].setCurrentText("sampled")
+    path = tmp_path / "run.toml"
+    page.save_config(str(path))
+    page.apply_preset("paper-ml1m")
+    assert context.config.seed != 7 or context.config.mode != "sampled"
+    assert page.load_config(str(path))
+    assert context.config.seed == 7 and context.config.mode == "sampled"
+    assert page.fields["mode"].currentText() == "sampled"
+    assert context.config == RunConfig.load_toml(path)
+
+
+def test_a_bad_configuration_file_is_reported_inline(page, context, tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('max_length = "long"\n')
+    before = context.config
+    assert not page.load_config(str(path))
+    assert "max_length" in page.error_label.text()
+    assert context.config == before
+
+
+def test_the_device_list_offers_cuda_only_with_a_gpu(page):
+    import torch
+
+    items = [page.fields["device"].itemText(i) for i in range(page.fields["device"].count())]
+    assert items == available_devices()
+    assert ("cuda" in items) == torch.cuda.is_available()
