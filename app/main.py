@@ -1,4 +1,4 @@
-"""Entry point of the desktop application."""
+"""Entry point of the desktop application: `python main.py [--db URL]`."""
 
 from __future__ import annotations
 
@@ -8,16 +8,37 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="automlp-studio", description="AutoMLP Studio desktop application")
-    parser.add_argument("--db", help="SQLAlchemy URL of the store (default: a SQLite file in the user data folder)")
+    parser.add_argument("--db", help="SQLAlchemy URL of the store, or a SQLite file (default: the last store "
+                                     "opened, else AUTOMLP_DB, else a SQLite file in the user data folder)")
     args = parser.parse_args(argv)
 
     from PySide6.QtWidgets import QApplication
 
+    from app.context import AppContext
     from app.main_window import MainWindow
+    from app.settings import APPLICATION, ORGANIZATION, load_settings
+    from app.theme import apply_theme
+    from app.widgets import show_error, store_url_from_text
+    from engine.store import default_store_url
 
     qt_app = QApplication.instance() or QApplication(sys.argv[:1])
-    qt_app.setApplicationName("AutoMLP Studio")
-    qt_app.setOrganizationName("AutoMLP Studio")
-    window = MainWindow(db_url=args.db)
+    qt_app.setApplicationName(APPLICATION)
+    qt_app.setOrganizationName(ORGANIZATION)
+    settings = load_settings()
+    apply_theme(qt_app, settings.theme)
+
+    context = AppContext()
+    url = store_url_from_text(args.db) if args.db else settings.store_url or default_store_url()
+    try:
+        context.open_store(url)
+    except Exception as error:
+        if args.db or url == default_store_url():
+            show_error(None, "Cannot open the store", str(error), error)
+            return 1
+        # The remembered store is gone or broken: say so, then fall back to the default one.
+        show_error(None, "Cannot open the last store", f"{error}\n\nOpening the default store instead.", error)
+        context.open_store(default_store_url())
+    settings.store_url = context.store_url
+    window = MainWindow(context, settings)
     window.show()
     return qt_app.exec()

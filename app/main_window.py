@@ -1,15 +1,249 @@
-"""The main window."""
+"""The main window: a sidebar of pages (Data, Experiment, Training, Runs, Users), the File and View
+menus with their shortcuts, and a status bar with the open store and the selected dataset.
+
+Pages other than Data are built by other modules; a page whose module is not there yet shows a plain
+"not available yet" label in its slot, so that the window never depends on unfinished work.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QMainWindow
+import importlib
+import json
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, QListWidget, QMainWindow, QMessageBox,
+                               QStackedWidget, QWidget)
 
 import engine
+from app.settings import AppSettings, save_settings
+from app.theme import apply_theme, restyle_plots
+from app.widgets import OpenStoreDialog, show_error
+from engine.config import ConfigError, RunConfig
+
+# (title, module, class): every page class takes the AppContext as its only argument.
+PAGES = (
+    ("Data", "app.pages.data_page", "DataPage"),
+    ("Experiment", "app.pages.experiment_page", "ExperimentPage"),
+    ("Training", "app.pages.training_page", "TrainingPage"),
+    ("Runs", "app.pages.runs_page", "RunsPage"),
+    ("Users", "app.pages.users_page", "UsersPage"),
+)
+
+
+def _placeholder(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setAlignment(Qt.AlignCenter)
+    label.setWordWrap(True)
+    return label
+
+
+def build_page(title: str, module_name: str, class_name: str, context) -> QWidget:
+    """The page, or a label saying why it is not there (its module is missing, or fails to import)."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            raise
+        return _placeholder(f"The {title} page is not available yet.")
+    return getattr(module, class_name)(context)
+
+
+def run_record(run) -> dict:
+    """The stored record of a run as plain JSON-ready values: what Export writes for a run."""
+    return {"id": run.id, "dataset": run.dataset_name, "status": run.status, "device": run.device,
+            "chosen_length": run.chosen_length, "metrics": run.metrics, "config": run.config,
+            "started_at": run.started_at, "finished_at": run.finished_at, "seconds": run.seconds,
+            "version": run.version, "error": run.error}
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, db_url: str | None = None) -> None:
+    def __init__(self, context, settings: AppSettings | None = None) -> None:
         super().__init__()
+        self.context = context
+        self.settings = settings or AppSettings()
         self.setWindowTitle(f"AutoMLP Studio {engine.__version__}")
-        self.resize(1200, 800)
-        self.setCentralWidget(QLabel("AutoMLP Studio: run `automlp run --synthetic` from a terminal meanwhile."))
+        self.resize(1280, 820)
+
+        self.sidebar = QListWidget()
+        self.sidebar.setFixedWidth(150)
+        self.stack = QStackedWidget()
+        self.pages: dict[str, QWidget] = {}
+        for title, module_name, class_name in PAGES:
+            page = build_page(title, module_name, class_name, context)
+            self.pages[title] = page
+            self.stack.addWidget(page)
+            self.sidebar.addItem(title)
+        self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.sidebar.setCurrentRow(0)
+        self.sidebar.setStyleSheet("QListWidget { font-size: 11pt; } QListWidget::item { padding: 8px 10px; }")
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.sidebar)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+        self.store_label = QLabel()
+        self.dataset_label = QLabel()
+        self.statusBar().addPermanentWidget(self.dataset_label)
+        self.statusBar().addPermanentWidget(self.store_label)
+        self._build_menus()
+
+        context.store_changed.connect(self._on_store_changed)
+        context.dataset_selected.connect(self._on_dataset_selected)
+        self._on_store_changed()
+        self._on_dataset_selected(context.dataset_name or "")
+        if self.settings.geometry is not None:
+            self.restoreGeometry(self.settings.geometry)
+
+    # ------------------------------------------------------------ construction
+
+    def _action(self, menu, text: str, slot, shortcut=None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.open_store_action = self._action(file_menu, "&Open store…", self.choose_store, QKeySequence.Open)
+        self.import_action = self._action(file_menu, "&Import…", self.open_import_wizard, "Ctrl+I")
+        file_menu.addSeparator()
+        self.save_config_action = self._action(file_menu, "&Save configuration…", self.save_configuration,
+                                               QKeySequence.Save)
+        self.load_config_action = self._action(file_menu, "&Load configuration…", self.load_configuration,
+                                               "Ctrl+L")
+        self.export_action = self._action(file_menu, "&Export…", self.export_selected_run, "Ctrl+E")
+        file_menu.addSeparator()
+        self.quit_action = self._action(file_menu, "&Quit", self.close, QKeySequence.Quit)
+        self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))  # Quit has no standard key on every platform
+
+        view_menu = self.menuBar().addMenu("&View")
+        themes = QActionGroup(self)
+        self.theme_actions = {}
+        for theme in ("light", "dark"):
+            action = self._action(view_menu, f"{theme.title()} theme", lambda _=False, t=theme: self.set_theme(t))
+            action.setCheckable(True)
+            action.setChecked(theme == self.settings.theme)
+            themes.addAction(action)
+            self.theme_actions[theme] = action
+        view_menu.addSeparator()
+        for row, (title, _, _) in enumerate(PAGES):
+            self._action(view_menu, f"{title} page", lambda _=False, r=row: self.sidebar.setCurrentRow(r),
+                         f"Ctrl+{row + 1}")
+
+        help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&About", lambda: QMessageBox.about(
+            self, "AutoMLP Studio", f"AutoMLP Studio {engine.__version__}\n"
+            "Automated short-term length search for MLP sequential recommenders (Li et al., WWW 2023)."))
+
+    def show_page(self, title: str) -> None:
+        self.sidebar.setCurrentRow([t for t, _, _ in PAGES].index(title))
+
+    def current_page_title(self) -> str:
+        return PAGES[self.stack.currentIndex()][0]
+
+    # ------------------------------------------------------------ store and status bar
+
+    def choose_store(self) -> None:
+        dialog = OpenStoreDialog(self.context.store_url, self)
+        if dialog.exec():
+            self.open_store(dialog.url())
+
+    def open_store(self, url: str) -> bool:
+        """Opens the store at `url`; on failure the previous store stays open and a dialog says why."""
+        try:
+            self.context.open_store(url)
+        except Exception as error:
+            show_error(self, "Cannot open the store", str(error), error)
+            return False
+        self.settings.store_url = url
+        return True
+
+    def _on_store_changed(self) -> None:
+        self.store_label.setText(f"Store: {self.context.store_url or 'none'}")
+        self.store_label.setToolTip(self.context.store_url or "")
+
+    def _on_dataset_selected(self, name: str) -> None:
+        self.dataset_label.setText(f"Dataset: {name or 'none'}")
+
+    # ------------------------------------------------------------ file actions
+
+    def open_import_wizard(self) -> None:
+        self.show_page("Data")
+        self.pages["Data"].open_import_wizard()
+
+    def save_configuration(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save configuration", "automlp.toml", "TOML (*.toml)")
+        if not path:
+            return
+        path = Path(path) if Path(path).suffix else Path(path).with_suffix(".toml")
+        try:
+            self.context.config.save_toml(path)
+        except (OSError, ConfigError) as error:
+            show_error(self, "Cannot save the configuration", str(error), error)
+            return
+        self.statusBar().showMessage(f"Configuration saved to {path}", 5000)
+
+    def load_configuration(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load configuration", "", "TOML (*.toml);;All files (*)")
+        if not path:
+            return
+        try:
+            config = RunConfig.load_toml(path)
+        except ConfigError as error:  # the message names the key and the problem
+            show_error(self, "Cannot load the configuration", f"{Path(path).name}: {error}")
+            return
+        self.context.set_config(config)
+        self.statusBar().showMessage(f"Configuration loaded from {path}", 5000)
+
+    def export_selected_run(self) -> None:
+        """Writes the selected run's stored record (configuration, status, chosen length, metrics) as JSON.
+
+        The model bundle export (engine bundle: safetensors + config.json) is not in the engine yet; when
+        it lands, this action offers it for runs that have a bundle artifact."""
+        run_id = self.context.run_id
+        if run_id is None:
+            QMessageBox.information(self, "Export", "Select a run on the Runs page first.")
+            return
+        from engine.store import get_run
+
+        try:
+            with self.context.sessions() as session:
+                record = run_record(get_run(session, run_id))
+        except Exception as error:
+            show_error(self, "Cannot export the run", str(error), error)
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export run summary", f"run-{run_id}.json", "JSON (*.json)")
+        if not path:
+            return
+        try:
+            Path(path).write_text(json.dumps(record, indent=1, default=str))
+        except OSError as error:
+            show_error(self, "Cannot export the run", str(error), error)
+            return
+        self.statusBar().showMessage(f"Run {run_id} exported to {path}", 5000)
+
+    # ------------------------------------------------------------ view and closing
+
+    def set_theme(self, theme: str) -> None:
+        apply_theme(QApplication.instance(), theme)
+        restyle_plots(self, theme)
+        self.settings.theme = theme
+        self.theme_actions[theme].setChecked(True)
+
+    def closeEvent(self, event) -> None:
+        # Pages with background work cancel it and wait for their threads: no orphan thread at exit.
+        for page in self.pages.values():
+            if hasattr(page, "shutdown"):
+                page.shutdown()
+        self.settings.geometry = self.saveGeometry()
+        if self.context.store_url:
+            self.settings.store_url = self.context.store_url
+        save_settings(self.settings)
+        super().closeEvent(event)

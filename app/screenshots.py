@@ -1,0 +1,72 @@
+"""Renders each page of the main window to a PNG: `python -m app.screenshots OUTDIR [--db URL] [--theme dark]`.
+
+Without `--db`, a temporary store with the generated demo dataset is used, so that the pictures (for the
+README and the screenshot test) show data. Runs offscreen when there is no display.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def render_pages(window, folder: str | Path, size=(1280, 820)) -> list[Path]:
+    """Shows each page of `window` in turn and saves `<n>-<page>.png` in `folder`; returns the paths."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.main_window import PAGES
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    window.resize(*size)
+    window.show()
+    paths = []
+    for number, (title, _, _) in enumerate(PAGES, start=1):
+        window.show_page(title)
+        QApplication.processEvents()  # lay out and paint the page before grabbing it
+        path = folder / f"{number}-{title.lower()}.png"
+        if not window.grab().save(str(path)):
+            raise OSError(f"cannot write {path}")
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outdir")
+    parser.add_argument("--db", help="store URL (default: a temporary store with the demo dataset)")
+    parser.add_argument("--theme", choices=("light", "dark"), default="light")
+    args = parser.parse_args(argv)
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    from PySide6.QtWidgets import QApplication
+
+    from app.context import AppContext
+    from app.demo import demo_import_options, write_demo_csv
+    from app.main_window import MainWindow
+    from app.settings import AppSettings
+    from app.theme import apply_theme
+    from engine.importers import import_file
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    apply_theme(app, args.theme)
+    with tempfile.TemporaryDirectory(prefix="automlp-screenshots-") as folder:
+        context = AppContext(args.db or f"sqlite:///{folder}/store.sqlite")
+        if args.db is None:  # a script may block: the demo is imported directly, not on a thread
+            with context.sessions() as session:
+                import_file(session, write_demo_csv(folder), **demo_import_options())
+            context.datasets_changed.emit()
+        window = MainWindow(context, AppSettings(theme=args.theme))
+        for path in render_pages(window, args.outdir):
+            print(path)
+        window.close()
+        context.store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""The main window on the real widgets: pages, menus, configuration files, export, settings, screenshots."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6.QtGui import QImage, QPalette
+from PySide6.QtWidgets import QFileDialog, QLabel
+
+import app.main_window as main_window_module
+from app.main_window import PAGES, MainWindow
+from app.screenshots import render_pages
+from app.settings import AppSettings, load_settings
+from engine.config import RunConfig
+from engine.store import create_run, finish_run
+
+
+@pytest.fixture
+def window(qtbot, app_context):
+    window = MainWindow(app_context, AppSettings())
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    window.close()
+
+
+def answer_file_dialogs(monkeypatch, path):
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(path), "")))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(path), "")))
+
+
+def test_has_a_page_for_each_part_of_the_workflow(window):
+    assert [window.sidebar.item(i).text() for i in range(window.sidebar.count())] == [t for t, _, _ in PAGES]
+    assert type(window.pages["Data"]).__name__ == "DataPage"
+    for title, page in window.pages.items():  # pages not written yet say so instead of failing
+        if isinstance(page, QLabel):
+            assert "not available yet" in page.text()
+    window.show_page("Training")
+    assert window.current_page_title() == "Training"
+
+
+def test_opens_on_an_empty_store_with_the_demo_offered(window, app_context):
+    assert window.current_page_title() == "Data"
+    data_page = window.pages["Data"]
+    assert data_page.empty_panel.isVisible() and data_page.demo_button.isEnabled()
+    assert app_context.store_url in window.store_label.text()
+    assert window.dataset_label.text() == "Dataset: none"
+
+
+def test_status_bar_follows_the_selected_dataset(window, app_context):
+    app_context.select_dataset("ml-1m")
+    assert window.dataset_label.text() == "Dataset: ml-1m"
+
+
+def test_shortcuts_are_the_usual_ones(window):
+    shortcuts = {a.text(): a.shortcut().toString() for a in (
+        window.open_store_action, window.import_action, window.save_config_action, window.load_config_action,
+        window.export_action, window.quit_action)}
+    assert shortcuts == {"&Open store…": "Ctrl+O", "&Import…": "Ctrl+I", "&Save configuration…": "Ctrl+S",
+                         "&Load configuration…": "Ctrl+L", "&Export…": "Ctrl+E", "&Quit": "Ctrl+Q"}
+
+
+def test_save_and_load_a_configuration_through_the_menu(monkeypatch, window, app_context, tmp_path):
+    path = tmp_path / "experiment.toml"
+    saved = app_context.config.replace(candidate_lengths=[2, 3, 7], seed=42)
+    app_context.set_config(saved)
+    answer_file_dialogs(monkeypatch, path)
+    window.save_config_action.trigger()
+    assert path.exists()
+    app_context.set_config(RunConfig())
+    window.load_config_action.trigger()
+    assert app_context.config == saved
+
+
+def test_a_bad_configuration_file_shows_the_problem(monkeypatch, window, app_context, tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("version = 1\ncandidate_lengths = [0, 4]\n")
+    errors = []
+    monkeypatch.setattr(main_window_module, "show_error", lambda parent, title, message, *a, **k:
+                        errors.append(message))
+    answer_file_dialogs(monkeypatch, path)
+    before = app_context.config
+    window.load_config_action.trigger()
+    assert len(errors) == 1 and "bad.toml" in errors[0] and "candidate_lengths" in errors[0]
+    assert app_context.config is before
+
+
+def test_export_writes_the_selected_runs_record(monkeypatch, window, app_context, tmp_path):
+    with app_context.sessions() as session:
+        run_id = create_run(session, "planted", app_context.config.to_dict(), "cpu")
+        finish_run(session, run_id, 4, {"NDCG@10": 0.31}, 12.5)
+    app_context.select_run(run_id)
+    path = tmp_path / "run.json"
+    answer_file_dialogs(monkeypatch, path)
+    window.export_action.trigger()
+    record = json.loads(path.read_text())
+    assert record["id"] == run_id and record["chosen_length"] == 4 and record["metrics"] == {"NDCG@10": 0.31}
+
+
+def test_open_store_switches_and_a_bad_store_keeps_the_current_one(monkeypatch, window, app_context, tmp_path):
+    assert window.open_store(f"sqlite:///{tmp_path}/other.sqlite")
+    assert "other.sqlite" in window.store_label.text()
+    not_a_store = tmp_path / "notes.sqlite"
+    not_a_store.write_text("these are notes, not a database")
+    errors = []
+    monkeypatch.setattr(main_window_module, "show_error", lambda parent, title, message, *a, **k:
+                        errors.append(message))
+    assert not window.open_store(f"sqlite:///{not_a_store}")
+    assert errors and "not an SQLite database" in errors[0]
+    assert "other.sqlite" in app_context.store_url
+
+
+def test_closing_remembers_the_store_geometry_and_theme(qtbot, app_context):
+    window = MainWindow(app_context, AppSettings())
+    qtbot.addWidget(window)
+    window.resize(700, 500)  # inside the offscreen screen (800 x 600)
+    window.show()
+    window.set_theme("dark")
+    window.close()
+    settings = load_settings()
+    assert settings.store_url == app_context.store_url and settings.theme == "dark"
+    reopened = MainWindow(app_context, settings)
+    qtbot.addWidget(reopened)
+    assert (reopened.width(), reopened.height()) == (700, 500)
+    reopened.set_theme("light")
+    reopened.close()
+
+
+def test_dark_theme_darkens_the_palette(qtbot, window):
+    from PySide6.QtWidgets import QApplication
+
+    window.set_theme("dark")
+    assert QApplication.palette().color(QPalette.Window).lightness() < 80
+    window.set_theme("light")
+    assert QApplication.palette().color(QPalette.Window).lightness() > 200
+
+
+def test_a_screenshot_of_each_page_is_rendered_and_not_blank(window, app_context, planted_csv, tmp_path):
+    from engine.importers import import_file
+
+    with app_context.sessions() as session:
+        import_file(session, planted_csv, name="planted", min_user_interactions=3)
+    app_context.datasets_changed.emit()
+    paths = render_pages(window, tmp_path / "shots", size=(1000, 700))
+    assert [p.name for p in paths] == [f"{n}-{t.lower()}.png" for n, (t, _, _) in enumerate(PAGES, start=1)]
+    for path in paths:
+        image = QImage(str(path))
+        assert image.width() >= 1000 and image.height() >= 600
+        colours = {image.pixel(x, y) for x in range(0, image.width(), 37) for y in range(0, image.height(), 29)}
+        assert len(colours) > 3, f"{path.name} looks blank"
