@@ -75,19 +75,48 @@ def band_mask(n: int, look_back: int) -> torch.Tensor:
 
 
 class MaskedTokenLinear(nn.Module):
-    """A linear map along positions whose weight is multiplied by a fixed mask: y = (W * M) x + b."""
+    """A linear map along positions whose weight is multiplied by a fixed band mask: y = (W * M) x + b."""
 
     def __init__(self, n: int, look_back: int) -> None:
         super().__init__()
         mask = band_mask(n, look_back)
         self.register_buffer("mask", mask, persistent=False)
-        fan_in = mask.sum(dim=1, keepdim=True)  # inputs each output really reads
-        bound = 1.0 / torch.sqrt(fan_in)
+        bound = 1.0 / torch.sqrt(mask.sum(dim=1, keepdim=True))  # per row: the inputs it really reads
         self.weight = nn.Parameter((torch.rand(n, n) * 2 - 1) * bound * mask)
         self.bias = nn.Parameter(torch.zeros(n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., n) -> (..., n)
         return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class BandedTokenLinear(nn.Module):
+    """The same map as MaskedTokenLinear for a narrow band, stored as its diagonals: y_t = sum_j w[t, j] x_{t-j} + b_t.
+
+    A dense n x n product costs n^2 per channel whatever the band; the diagonals cost n (look_back + 1),
+    which makes the short-term modules of small k nearly free.
+    """
+
+    def __init__(self, n: int, look_back: int) -> None:
+        super().__init__()
+        self.look_back = look_back
+        bound = 1.0 / (look_back + 1) ** 0.5
+        self.weight = nn.Parameter((torch.rand(n, look_back + 1) * 2 - 1) * bound)
+        self.bias = nn.Parameter(torch.zeros(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., n) -> (..., n)
+        out = x * self.weight[:, 0] + self.bias
+        for j in range(1, self.look_back + 1):
+            shifted = F.pad(x[..., :-j], (j, 0))  # shifted[t] = x[t - j], zero before the start
+            out = out + shifted * self.weight[:, j]
+        return out
+
+
+# Above this many diagonals a dense masked product is faster than summing shifted copies.
+MAX_DIAGONALS = 16
+
+
+def causal_token_linear(n: int, look_back: int) -> nn.Module:
+    return BandedTokenLinear(n, look_back) if look_back + 1 <= MAX_DIAGONALS else MaskedTokenLinear(n, look_back)
 
 
 class SequenceMixer(nn.Module):
@@ -101,8 +130,8 @@ class SequenceMixer(nn.Module):
             self.fc1 = nn.Linear(n_positions, hidden)
             self.fc2 = nn.Linear(hidden, n_positions)
         else:  # causal form: hidden unit t belongs to position t
-            self.fc1 = MaskedTokenLinear(n_positions, look_backs[0])
-            self.fc2 = MaskedTokenLinear(n_positions, look_backs[1])
+            self.fc1 = causal_token_linear(n_positions, look_backs[0])
+            self.fc2 = causal_token_linear(n_positions, look_backs[1])
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, n, D) -> (B, n, D)

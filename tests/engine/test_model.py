@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.config import RunConfig
-from engine.model import (AutoMLP, ChannelMixer, ItemEmbedding, ModelShape, SequenceMixer, band_mask, build_model,
+from engine.model import (AutoMLP, BandedTokenLinear, ChannelMixer, MaskedTokenLinear, ItemEmbedding, ModelShape, SequenceMixer, band_mask, build_model,
                           split_look_back)
 from engine.sequences import ItemFeatureTable
 
@@ -78,8 +78,29 @@ def receptive_field(module, inputs, position) -> list[int]:
     return torch.nonzero(gradient[0].abs().sum(dim=1) > 0).flatten().tolist()
 
 
+@pytest.fixture(params=["banded", "masked"])
+def token_form(request, monkeypatch):
+    """Runs a test with both storage forms of the causal token maps."""
+    if request.param == "masked":
+        monkeypatch.setattr("engine.model.MAX_DIAGONALS", 0)
+    return request.param
+
+
+def test_banded_and_masked_token_maps_are_the_same_function():
+    banded, masked = BandedTokenLinear(10, 3), MaskedTokenLinear(10, 3)
+    with torch.no_grad():
+        dense = torch.zeros(10, 10)
+        for t in range(10):
+            for j in range(min(t, 3) + 1):
+                dense[t, t - j] = banded.weight[t, j]
+        masked.weight.copy_(dense)
+        masked.bias.copy_(banded.bias)
+    x = torch.randn(3, 5, 10)
+    assert torch.allclose(banded(x), masked(x), atol=1e-6)
+
+
 @pytest.mark.parametrize("layers", [1, 2, 3])
-def test_causal_short_term_module_sees_exactly_its_last_k_positions(layers):
+def test_causal_short_term_module_sees_exactly_its_last_k_positions(layers, token_form):
     torch.manual_seed(0)
     shape = small_shape("causal", candidates=(1, 2, 3, 6, 8), layers=layers)
     model = AutoMLP(shape)
@@ -91,7 +112,7 @@ def test_causal_short_term_module_sees_exactly_its_last_k_positions(layers):
 
 
 @pytest.mark.parametrize("layers", [1, 3])
-def test_causal_long_term_module_never_sees_the_future(layers):
+def test_causal_long_term_module_never_sees_the_future(layers, token_form):
     model = AutoMLP(small_shape("causal", layers=layers))
     x = torch.randn(1, 8, 4)
     for position in range(8):
