@@ -225,6 +225,13 @@ def _export_onnx(model: AutoMLP, data: SequenceData, target: Path, observer: Obs
     observer.emit(Message(f"model.onnx matches torch within {worst:.2g}"))
 
 
+def bundle_digest(path: str | Path) -> str:
+    """The sha256 that identifies a bundle (folder or zip): that of its config.json, which records the
+    sha256 of every other file. What a run stores with its "bundle" artifact."""
+    path = Path(path)
+    return hashlib.sha256(_read_config_bytes(path)).hexdigest()
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -271,6 +278,13 @@ def _read_files(path: Path) -> dict[str, bytes]:
             return {name: archive.read(name) for name in archive.namelist() if "/" not in name}
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise BundleError(f"corrupt: {path.name} is neither a bundle folder nor a readable zip ({exc})") from exc
+
+
+def _read_config_bytes(path: Path) -> bytes:
+    files = _read_files(path)
+    if CONFIG not in files:
+        raise BundleError(f"corrupt: {path.name} has no {CONFIG}; it is not a model bundle")
+    return files[CONFIG]
 
 
 def _read_config(path: Path, files: dict[str, bytes]) -> dict:

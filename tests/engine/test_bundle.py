@@ -175,3 +175,81 @@ def test_a_pickle_renamed_to_safetensors_is_refused_without_unpickling(copy, tmp
 def test_a_folder_without_config_is_not_a_bundle(tmp_path):
     with pytest.raises(BundleError, match="^corrupt: .*no config.json"):
         load_bundle(tmp_path)
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@pytest.fixture
+def stored_run(trained, saved, tmp_path):
+    """A store with one run whose "bundle" artifact is the saved bundle: (store URL, run id)."""
+    from engine.cli_models import record_bundle
+    from engine.store import create_run, open_store
+
+    result, _ = trained
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    store = open_store(url)
+    with store.session() as session:
+        run_id = create_run(session, "synthetic", result.config.to_dict(), "cpu")
+        record_bundle(session, run_id, saved)
+    store.close()
+    return url, run_id
+
+
+def test_cli_recommend_from_a_bundle_prints_the_table(saved, capsys):
+    from engine.cli import main
+
+    assert main(["recommend", "--bundle", str(saved), "--user", "u4", "-n", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "rank  item" in out and "long" in out and "short" in out and "bias" in out
+    assert "held-out item" in out
+    expected = recommend(load_bundle(saved).model, load_bundle(saved).data, "u4", n=5)
+    assert [line.split()[1] for line in out.splitlines()[2:7]] == [r.item_id for r in expected.items]
+
+
+def test_cli_recommend_unknown_user_is_an_error_line(saved, capsys):
+    from engine.cli import main
+
+    assert main(["recommend", "--bundle", str(saved), "--user", "nobody"]) == 2
+    assert "unknown user 'nobody'" in capsys.readouterr().err
+
+
+def test_cli_recommend_all_writes_the_csv(saved, tmp_path):
+    from engine.cli import main
+
+    out = tmp_path / "recs.csv"
+    assert main(["recommend", "--bundle", str(saved), "--all", "--out", str(out), "-n", "3", "--quiet"]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "user,rank,item,score,long,short,bias"
+    assert len(lines) == 1 + 3 * load_bundle(saved).data.n_users
+
+
+def test_cli_recommend_finds_a_runs_bundle_in_the_store(stored_run, capsys):
+    from engine.cli import main
+
+    url, run_id = stored_run
+    assert main(["recommend", "--run", str(run_id), "--user", "u4", "--db", url]) == 0
+    assert "held-out item" in capsys.readouterr().out
+
+
+def test_cli_recommend_for_a_run_without_bundle_says_so(stored_run, capsys):
+    from engine.cli import main
+    from engine.store import create_run, open_store
+
+    url, _ = stored_run
+    store = open_store(url)
+    with store.session() as session:
+        bare = create_run(session, "synthetic", {}, "cpu")
+    store.close()
+    assert main(["recommend", "--run", str(bare), "--user", "u4", "--db", url]) == 2
+    assert f"run {bare} has no saved bundle" in capsys.readouterr().err
+
+
+def test_cli_export_writes_a_loadable_zip(stored_run, trained, tmp_path):
+    from engine.cli import main
+
+    url, run_id = stored_run
+    out = tmp_path / "exported.zip"
+    assert main(["export", str(run_id), "--out", str(out), "--zip", "--quiet", "--db", url]) == 0
+    result, data = trained
+    assert torch.equal(scores(load_bundle(out).model, data), scores(result.model, data))
