@@ -16,6 +16,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from engine.cli_data import add_data_commands
+from engine.cli_models import add_model_commands
 from engine.config import ConfigError, RunConfig, parse_override
 from engine.events import (ArchitectureWeights, Cancelled, EpochFinished, Message, Observer, PhaseFinished,
                            PhaseStarted, StepFinished)
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=command_run)
     add_data_commands(commands)  # import, datasets, stats, delete (engine/cli_data.py)
+    add_model_commands(commands)  # recommend, export (engine/cli_models.py)
     return parser
 
 
