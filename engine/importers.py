@@ -755,16 +755,18 @@ def import_file(session: Session, path: str | Path, *, name: str | None = None, 
 
 
 def _filter(parsed: _Parsed, min_user: int, min_item: int) -> tuple[dict[str, np.ndarray], dict]:
-    """Drops duplicates and applies the minimum counts; returns the kept columns (file order) and counts."""
+    """Drops duplicates and applies the minimum counts. Returns the kept columns (file order) with
+    "order": the kept rows' sequence order (see `_sequence_order`), and the counts for the report."""
     rows = {"user": parsed.user_codes, "item": parsed.item_codes}
     if parsed.order_time is not None:
         rows["order_time"], rows["timestamp"] = parsed.order_time, parsed.seconds
     if parsed.ratings is not None:
         rows["rating"] = parsed.ratings
     rows_read = len(parsed.user_codes)
+    order = _sequence_order(rows["user"], rows.get("order_time"))
     keep = np.ones(rows_read, dtype=bool)
     if parsed.order_time is not None:
-        keep = ~_duplicated(rows["user"], rows["item"], rows["order_time"])
+        keep = ~_duplicated(rows["user"], rows["item"], rows["order_time"], order)
     duplicates = int(rows_read - keep.sum())
     while True:  # k-core: removing users can push items under their minimum, and back
         size = int(keep.sum())
@@ -777,6 +779,9 @@ def _filter(parsed: _Parsed, min_user: int, min_item: int) -> tuple[dict[str, np
         if int(keep.sum()) == size or min_item <= 0:
             break
     kept = {column: values[keep] for column, values in rows.items()}
+    # The sort of all rows, restricted to the kept ones and renumbered to their indices among them.
+    kept["order"] = (np.cumsum(keep) - 1)[order[keep[order]]]
+
     def distinct(codes: np.ndarray, size: int) -> int:
         return int(np.count_nonzero(np.bincount(codes, minlength=size)))
 
@@ -802,10 +807,10 @@ def _sequence_order(users: np.ndarray, times: np.ndarray | None) -> np.ndarray:
     return np.lexsort((times, users))
 
 
-def _duplicated(users: np.ndarray, items: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """True for each row whose (user, item, time) appeared on an earlier row. Only rows that tie on
-    (user, time) with a neighbour can be duplicates, so only those go through the (slower) hashing."""
-    order = _sequence_order(users, times)
+def _duplicated(users: np.ndarray, items: np.ndarray, times: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """True for each row whose (user, item, time) appeared on an earlier row; `order` sorts the rows by
+    (user, time). Only rows that tie on (user, time) with a neighbour can be duplicates, so only those
+    go through the (slower) hashing."""
     tie = (users[order][1:] == users[order][:-1]) & (times[order][1:] == times[order][:-1])
     candidates = np.zeros(len(users), dtype=bool)
     candidates[order[1:][tie]] = True
@@ -829,7 +834,7 @@ def _dense(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 def _write(session: Session, name: str, path: Path, detected: Detected, parsed: _Parsed, rows: dict,
            titles: dict, features: dict, counts: dict, observer: Observer, progress) -> ImportReport:
     # Sequence order: users by first appearance, then time (full precision), then file order.
-    order = _sequence_order(rows["user"], rows.get("order_time"))
+    order = rows["order"]
     # Renumber the kept users and items densely, keeping first-appearance order (codes grew with it).
     kept_users, user_codes = _dense(rows["user"][order], len(parsed.user_names))
     kept_items, item_codes = _dense(rows["item"][order], len(parsed.item_names))
