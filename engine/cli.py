@@ -1,7 +1,8 @@
 """The `automlp` command line: everything the GUI does, headless.
 
     automlp run --synthetic                      search -> retrain -> evaluate on generated data
-    automlp run interactions.csv --set lr=0.002  the same on a CSV/TSV with user,item,timestamp columns
+    automlp run interactions.csv --set lr=0.002  the same on any file `automlp import` reads
+    automlp run --dataset ml-1m --preset paper-ml1m  on a stored dataset, recorded in the store
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
-from engine.cli_data import add_data_commands
+from engine.bundle import BundleError
+from engine.cli_data import add_data_commands, add_store_argument, resolve_store_url
 from engine.cli_models import add_model_commands
 from engine.config import ConfigError, RunConfig, parse_override
 from engine.events import (ArchitectureWeights, Cancelled, EpochFinished, Message, Observer, PhaseFinished,
                            PhaseStarted, StepFinished)
+from engine.importers import ImportFailed, read_interactions
 from engine.presets import PRESETS
+from engine.store import StoreError, open_store
 from engine.sequences import DataError, InteractionLog, build_sequences
 
 
@@ -56,25 +58,11 @@ class ProgressBarObserver(Observer):
             tqdm.write(("warning: " if event.level == "warning" else "") + event.text, file=sys.stderr)
 
 
-def read_interactions_csv(path: Path) -> InteractionLog:
-    """A CSV/TSV with columns user, item and optionally timestamp (separator detected)."""
-    try:
-        frame = pd.read_csv(path, sep=None, engine="python", dtype=str)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path.name}: cannot be read as CSV/TSV: {exc}") from exc
-    columns = {c.lower().strip(): c for c in frame.columns}
-    missing = [c for c in ("user", "item") if c not in columns]
-    if missing:
-        raise DataError(f"{path.name}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}")
-    timestamps = None
-    if "timestamp" in columns:
-        timestamps = pd.to_numeric(frame[columns["timestamp"]], errors="coerce")
-        if timestamps.isna().any():
-            line = int(np.flatnonzero(timestamps.isna())[0]) + 2
-            raise DataError(f"{path.name} line {line}: timestamp is not a number")
-        timestamps = timestamps.to_numpy()
-    return InteractionLog(frame[columns["user"]].to_numpy(), frame[columns["item"]].to_numpy(), timestamps,
-                          name=path.stem)
+def read_log(path: Path) -> InteractionLog:
+    """Any interaction file the importers understand (format detected), without storing it."""
+    frame = read_interactions(path)
+    timestamps = frame["timestamp"].to_numpy() if "timestamp" in frame else None
+    return InteractionLog(frame["user"].to_numpy(), frame["item"].to_numpy(), timestamps, name=path.stem)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,8 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="search the short-term length, retrain, evaluate")
     source = run.add_mutually_exclusive_group(required=True)
-    source.add_argument("file", nargs="?", type=Path, help="CSV/TSV with user, item[, timestamp] columns")
+    source.add_argument("file", nargs="?", type=Path, help="an interaction file (any format `automlp import` reads)")
+    source.add_argument("--dataset", metavar="NAME", help="a stored dataset; the run is recorded in the store")
     source.add_argument("--synthetic", action="store_true", help="generated data with a planted lag-3 dependency")
+    add_store_argument(run)
     run.add_argument("--preset", choices=sorted(PRESETS), help="start from a named configuration")
     run.add_argument("--config", type=Path, help="a TOML run configuration")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -109,13 +99,17 @@ def load_run_config(args) -> RunConfig:
 
 def command_run(args) -> int:
     from engine.runner import run_automlp
+    from engine.stored_run import run_on_dataset
     from engine.synthetic import planted_log
 
     config = load_run_config(args)
-    log = planted_log(seed=config.seed) if args.synthetic else read_interactions_csv(args.file)
-    data = build_sequences(log, config.min_user_interactions)
     observer = ProgressBarObserver(quiet=args.quiet)
-    result = run_automlp(data, config, observer)
+    if args.dataset:
+        run_id, result = run_on_dataset(open_store(resolve_store_url(args)), args.dataset, config, observer)
+        print(f"run {run_id} recorded in the store; its model bundle: automlp export {run_id} --out DIR")
+    else:
+        log = planted_log(seed=config.seed) if args.synthetic else read_log(args.file)
+        result = run_automlp(build_sequences(log, config.min_user_interactions), config, observer)
     print(format_result(result.summary()))
     if args.json:
         args.json.write_text(json.dumps(result.summary(), indent=1))
@@ -146,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, DataError) as exc:
+    except (ConfigError, DataError, ImportFailed, StoreError, BundleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (Cancelled, KeyboardInterrupt):

@@ -401,6 +401,12 @@ def add_artifact(session: Session, run_id: int, path: str, kind: str, sha256: st
     session.commit()
 
 
+def latest_artifact(session: Session, run_id: int, kind: str) -> Artifact | None:
+    """The run's most recent artifact of a kind ("bundle", ...), or None."""
+    return session.scalars(sa.select(Artifact).where(Artifact.run_id == run_id, Artifact.kind == kind)
+                           .order_by(Artifact.id.desc())).first()
+
+
 def mark_interrupted_runs(session: Session) -> int:
     """Runs still "running" whose process is gone (killed, crashed) become "interrupted"; commits.
 

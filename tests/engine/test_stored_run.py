@@ -1,0 +1,67 @@
+"""Runs on stored datasets are recorded in the store, with their curves and model bundle."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from engine.bundle import load_bundle
+from engine.cli import main as cli_main
+from engine.config import RunConfig
+from engine.events import Cancelled, RecordingObserver, StepFinished
+from engine.importers import import_file
+from engine.store import get_run, latest_artifact, list_runs, open_store, run_series
+from engine.stored_run import bundle_folder, run_on_dataset
+from engine.synthetic import planted_log
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    log = planted_log(n_users=60, n_items=150, min_length=8, max_length=14)
+    csv = tmp_path / "planted.csv"
+    pd.DataFrame({"user": log.users, "item": log.items, "timestamp": log.timestamps}).to_csv(csv, index=False)
+    with store.session() as session:
+        import_file(session, csv, name="planted", min_user_interactions=3)
+    yield store
+    store.close()
+
+
+def tiny() -> RunConfig:
+    return RunConfig(candidate_lengths=[1, 2, 4], max_length=10, embedding_dim=16, sequence_hidden=16,
+                     channel_hidden=16, batch_size=32, search_epochs=1, retrain_epochs=2, eval_negatives=20)
+
+
+def test_a_stored_run_records_its_outcome_curves_and_bundle(store):
+    run_id, result = run_on_dataset(store, "planted", tiny())
+    with store.session() as session:
+        run = get_run(session, run_id)
+        assert run.status == "finished" and run.chosen_length == result.chosen_length
+        assert run.metrics["test"]["full"]["NDCG@10"] == result.test_metrics["full"]["NDCG@10"]
+        series = run_series(session, run_id)
+        bundle = latest_artifact(session, run_id, "bundle")
+    assert {"weight/k=1", "weight/k=2", "weight/k=4", "train_loss", "NDCG@10"} <= set(series["name"])
+    assert Path(bundle.path).parent == bundle_folder(store)
+    assert load_bundle(bundle.path).chosen_length == result.chosen_length
+
+
+def test_a_cancelled_stored_run_is_marked_cancelled_and_leaves_no_bundle(store):
+    observer = RecordingObserver(cancel_when=lambda e: isinstance(e, StepFinished))
+    with pytest.raises(Cancelled):
+        run_on_dataset(store, "planted", tiny(), observer)
+    with store.session() as session:
+        (run,) = list_runs(session)
+        assert run.status == "cancelled" and "Cancelled" in run.error
+    assert not bundle_folder(store).exists() or not any(bundle_folder(store).iterdir())
+
+
+def test_cli_runs_on_a_stored_dataset(store, capsys):
+    code = cli_main(["run", "--dataset", "planted", "--db", store.url, "--quiet", "--preset", "quick-demo",
+                     "--set", "search_epochs=1", "--set", "retrain_epochs=1", "--set", "eval_negatives=20"])
+    assert code == 0
+    assert "recorded in the store" in capsys.readouterr().out
+
+
+def test_cli_names_an_unknown_dataset(store, capsys):
+    assert cli_main(["run", "--dataset", "nope", "--db", store.url, "--quiet"]) == 2
+    assert "nope" in capsys.readouterr().err
