@@ -32,10 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine.events import Cancelled, Observer, PhaseFinished, PhaseStarted, StepFinished, Throttle
-from engine.store import Dataset, Interaction, Item, User
+from engine.store import Dataset, Interaction, Item, Store, User
 
 FORMATS = ("movielens", "csv", "recbole", "pairs", "sequences", "parquet")
 METADATA_FORMATS = ("movielens-movies", "recbole-item", "item2attributes")
@@ -696,13 +696,15 @@ def _decode_whole(path: Path, encoding: str) -> str:
 # ---------------------------------------------------------------- import into the store
 
 
-def import_file(session: Session, path: str | Path, *, name: str | None = None, format: str | None = None,
+def import_file(session: Session | Store | sessionmaker, path: str | Path, *, name: str | None = None, format: str | None = None,
                 mapping: dict | None = None, separator: str | None = None, encoding: str | None = None,
                 times_file: str | Path | None = None, metadata_files=(),
                 min_user_interactions: int = 10, min_item_interactions: int = 0,
                 observer: Observer | None = None) -> ImportReport:
     """Imports an interaction file (and optional item metadata files) as dataset `name` (default: the
-    file's stem), in one transaction of `session`, committed at the end.
+    file's stem), in one transaction of `session`, committed at the end. Given a Store or a
+    sessionmaker instead of a Session, it opens (and closes) a Session of its own: what a worker
+    thread should do.
 
     Filters: duplicate (user, item, timestamp) rows are dropped (only when there are timestamps: without
     them a repeat is a new interaction); then items with fewer than `min_item_interactions` and users
@@ -711,6 +713,13 @@ def import_file(session: Session, path: str | Path, *, name: str | None = None, 
     Any failure or cancel rolls the transaction back, leaving the store as it was.
     Raises ImportFailed (bad input: file, line, column, what was expected) or Cancelled.
     """
+    if not isinstance(session, Session):
+        factory = session.session if isinstance(session, Store) else session
+        with factory() as own_session:
+            return import_file(own_session, path, name=name, format=format, mapping=mapping,
+                               separator=separator, encoding=encoding, times_file=times_file,
+                               metadata_files=metadata_files, min_user_interactions=min_user_interactions,
+                               min_item_interactions=min_item_interactions, observer=observer)
     started = time.monotonic()
     path = Path(path)
     name = name or path.stem

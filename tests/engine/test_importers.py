@@ -226,6 +226,19 @@ def test_preview_honours_an_overridden_separator_and_mapping(tmp_path):
     assert shown.detected.has_header
 
 
+def test_preview_of_a_line_per_user_file_lists_its_first_interactions(tmp_path):
+    path = write(tmp_path / "seq.txt", "1 3 2 1\n2 5\n")
+    shown = preview(path, rows=2)
+    assert shown.detected.format == "sequences"
+    assert shown.frame.to_dict("list") == {"user": ["1", "1"], "item": ["3", "2"]}
+
+
+def test_import_file_given_a_store_uses_a_session_of_its_own(store, ratings_dat):
+    report = import_file(store, ratings_dat, min_user_interactions=0)
+    with store.session() as session:
+        assert [d.name for d in list_datasets(session)] == [report.name]
+
+
 def test_min_user_interactions_drops_short_users_and_counts_them(store, ratings_dat):
     report = import_(store, ratings_dat, min_user_interactions=2)
     assert (report.users, report.interactions, report.users_filtered, report.interactions_filtered) == (2, 5, 1, 1)
