@@ -1,5 +1,6 @@
-"""The one bridge between the engine and Qt: a worker QObject on a QThread that runs a stored AutoMLP run
-and turns the engine's observer events into Qt signals.
+"""The one bridge between the engine and Qt: a worker QObject on a QThread that runs AutoMLP on a stored
+dataset (engine.stored_run.run_on_dataset: run record, curves, model bundle) and turns the engine's
+observer events into Qt signals.
 
 The worker has no parent and is moved to its own QThread; it talks to the GUI only through signals
 (queued across threads). Cancelling sets the observer's thread-safe flag; the engine stops at its next
@@ -15,6 +16,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from engine.config import RunConfig
 from engine.events import (ArchitectureWeights, Cancelled, EpochFinished, Message, Observer, PhaseFinished,
                            PhaseStarted, StepFinished)
+from engine.stored_run import run_on_dataset
 
 
 class SignalObserver(Observer):
@@ -41,48 +43,6 @@ class SignalObserver(Observer):
             worker.message_logged.emit(event.text, event.level)
 
 
-def run_stored(sessions, dataset_name: str, config: RunConfig, observer: Observer,
-               on_created=lambda run_id: None):
-    """Runs AutoMLP on a stored dataset and records the run; returns (run_id, RunResult).
-
-    TO BE REPLACED by `engine.stored_run.run_on_dataset(sessions, dataset_name, config, observer)` (which
-    also saves the model bundle) as soon as it exists; it is used below when present. Every session here
-    is opened on the calling (worker) thread and never shared with the GUI.
-    """
-    try:
-        from engine.stored_run import run_on_dataset
-    except ImportError:
-        run_on_dataset = None
-    if run_on_dataset is not None:
-        return run_on_dataset(sessions, dataset_name, config, observer)
-
-    from engine.runner import run_automlp
-    from engine.sequences import build_sequences
-    from engine.store import RunRecorder, create_run, fail_run, finish_run, load_log
-    from engine.training import resolve_device
-
-    with sessions() as session:
-        log = load_log(session, dataset_name)
-    data = build_sequences(log, config.min_user_interactions)
-    device = str(resolve_device(config.device))
-    with sessions() as session:
-        run_id = create_run(session, dataset_name, config.to_dict(), device)
-    on_created(run_id)
-    recorder = RunRecorder(sessions, run_id, observer)
-    try:
-        result = run_automlp(data, config, recorder)
-    except BaseException as error:
-        recorder.close()
-        status = "cancelled" if isinstance(error, Cancelled) else "failed"
-        with sessions() as session:
-            fail_run(session, run_id, status, "".join(traceback.format_exception(error)))
-        raise
-    recorder.close()
-    with sessions() as session:
-        finish_run(session, run_id, result.chosen_length, result.test_metrics, sum(result.seconds.values()))
-    return run_id, result
-
-
 class RunWorker(QObject):
     """Runs one stored run when `run()` is invoked (connect it to its QThread's `started`)."""
 
@@ -92,15 +52,14 @@ class RunWorker(QObject):
     epoch_finished = Signal(object)  # engine.events.EpochFinished
     phase_finished = Signal(str, float)  # phase, seconds
     message_logged = Signal(str, str)  # text, level
-    run_created = Signal(int)  # the run's id in the store
     run_finished = Signal(object)  # RunResult.summary() plus "run_id"
     run_failed = Signal(str, str)  # message, full traceback
     run_cancelled = Signal()
     done = Signal()  # after any of the three endings: the thread may quit
 
-    def __init__(self, sessions, dataset_name: str, config: RunConfig) -> None:
+    def __init__(self, store, dataset_name: str, config: RunConfig) -> None:
         super().__init__()  # no parent: it is moved to its own thread
-        self._sessions = sessions
+        self._store = store
         self._dataset_name = dataset_name
         self._config = config
         self.observer = SignalObserver(self)
@@ -112,8 +71,8 @@ class RunWorker(QObject):
     @Slot()
     def run(self) -> None:
         try:
-            run_id, result = run_stored(self._sessions, self._dataset_name, self._config, self.observer,
-                                        self.run_created.emit)
+            # The engine opens its own Sessions on this thread; the GUI's are never shared.
+            run_id, result = run_on_dataset(self._store, self._dataset_name, self._config, self.observer)
             summary = result.summary()
             summary["run_id"] = run_id
             self.run_finished.emit(summary)
@@ -142,13 +101,13 @@ class RunThread(QObject):
     def running(self) -> bool:
         return self.thread is not None
 
-    def start(self, sessions, dataset_name: str, config: RunConfig, connect) -> RunWorker:
+    def start(self, store, dataset_name: str, config: RunConfig, connect) -> RunWorker:
         """Creates the worker and its thread, calls `connect(worker)` so that the caller's slots are
         connected before the first event can be emitted, and starts the thread."""
         if self.running:
             raise RuntimeError("a run is already in progress")
         thread = QThread()
-        worker = RunWorker(sessions, dataset_name, config)
+        worker = RunWorker(store, dataset_name, config)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         # quit() is thread-safe; a direct call lets the thread end even while the GUI thread waits on it

@@ -32,6 +32,7 @@ class TrainingPage(QWidget):
         self.runner.running_changed.connect(self._on_running_changed)
         self.summary: dict | None = None  # the last finished run's summary
         self.chosen_length: int | None = None
+        self._run_listed = False  # runs_changed was emitted for the run in progress
         self._dirty: set[str] = set()
         self._phase_offset = 0  # x of step 0 of the current phase: search and retrain share one step axis
         self._phase_totals: dict[str, int] = {}
@@ -127,7 +128,7 @@ class TrainingPage(QWidget):
         """Why Start is disabled, or None when a run can start."""
         if self.running:
             return "a run is in progress"
-        if self.context.sessions is None:
+        if self.context.store is None:
             return "no store is open"
         if not self.context.dataset_name:
             return "choose a dataset on the Data page"
@@ -159,7 +160,8 @@ class TrainingPage(QWidget):
         self._reset(config)
         self._log(f"starting on {self.context.dataset_name}: candidates {config.candidate_lengths}, "
                   f"T={config.max_length}, mode {config.mode}, device {config.device}")
-        self.runner.start(self.context.sessions, self.context.dataset_name, config, self._connect_worker)
+        self._run_listed = False
+        self.runner.start(self.context.store, self.context.dataset_name, config, self._connect_worker)
 
     def _connect_worker(self, worker: RunWorker) -> None:
         worker.phase_started.connect(self._on_phase_started)
@@ -168,7 +170,6 @@ class TrainingPage(QWidget):
         worker.epoch_finished.connect(self._on_epoch_finished)
         worker.phase_finished.connect(self._on_phase_finished)
         worker.message_logged.connect(self._on_message_logged)
-        worker.run_created.connect(self._on_run_created)
         worker.run_finished.connect(self._on_run_finished)
         worker.run_failed.connect(self._on_run_failed)
         worker.run_cancelled.connect(self._on_run_cancelled)
@@ -229,6 +230,9 @@ class TrainingPage(QWidget):
 
     @Slot(str, int, str)
     def _on_phase_started(self, phase: str, total_steps: int, description: str) -> None:
+        if not self._run_listed:  # the engine records the run before its first phase: list it as running
+            self._run_listed = True
+            self.context.runs_changed.emit()
         if phase == "retrain":
             self._phase_offset = self._phase_totals.get("search", 0)
         self._phase_totals[phase] = total_steps
@@ -278,11 +282,6 @@ class TrainingPage(QWidget):
     def _on_message_logged(self, text: str, level: str) -> None:
         self._log(("warning: " if level == "warning" else "") + text)
 
-    @Slot(int)
-    def _on_run_created(self, run_id: int) -> None:
-        self._log(f"run {run_id} recorded in the store")
-        self.context.runs_changed.emit()
-
     @Slot(object)
     def _on_run_finished(self, summary: dict) -> None:
         self.summary = summary
@@ -309,7 +308,7 @@ class TrainingPage(QWidget):
         for label, metrics in summary["test_metrics"].items():
             shown = ", ".join(f"{name} {metrics[name]:.4f}" for name in SHOWN_METRICS if name in metrics)
             self._log(f"test [{label}]: {shown}")
-        self._log(f"run {summary.get('run_id')} finished: k = {self.chosen_length}")
+        self._log(f"run {summary.get('run_id')} finished: k = {self.chosen_length}; model bundle saved")
         self.context.runs_changed.emit()
 
     def _show_final_weights(self, search: dict) -> None:
