@@ -462,25 +462,28 @@ def _parse_numbers(path: Path, column: pa.ChunkedArray, name: str, line_of, role
 
 
 def _parse_times(path: Path, column: pa.ChunkedArray, name: str, line_of, kind: str | None):
-    """(int64 values, kind): kind "number" (integer or decimal seconds or milliseconds) or "date"
-    (ISO strings; values in nanoseconds). Raises ImportFailed at the first value that is neither."""
+    """(int64 values, kind) of a block's timestamps; `kind` is the previous block's, None for the first.
+
+    Kinds: "number" (whole numbers: seconds or milliseconds), "decimal" (decimal numbers, kept in
+    thousandths so that their order survives), "date" (ISO strings; nanoseconds). Later blocks keep the
+    first block's kind and unit. Raises ImportFailed at the first value that is neither number nor date.
+    """
     if kind in (None, "number"):
         try:
             return pc.cast(column, pa.int64()).to_numpy(), "number"
         except pa.ArrowInvalid:
             pass
+    if kind in (None, "number", "decimal"):
         try:
-            return np.floor(pc.cast(column, pa.float64()).to_numpy() * 1000).astype(np.int64), "number-ms"
-        except pa.ArrowInvalid:
-            pass
-    if kind == "number-ms":
-        try:
-            return np.floor(pc.cast(column, pa.float64()).to_numpy() * 1000).astype(np.int64), "number-ms"
+            values = pc.cast(column, pa.float64()).to_numpy()
+            if kind == "number":  # decimals after whole numbers: same unit, fraction dropped
+                return np.floor(values).astype(np.int64), "number"
+            return np.floor(values * 1000).astype(np.int64), "decimal"
         except pa.ArrowInvalid:
             pass
     strings = pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
     numbers = pd.to_numeric(strings, errors="coerce")
-    if kind in ("number", "number-ms") or (kind is None and numbers.notna().any()):
+    if kind in ("number", "decimal") or (kind is None and numbers.notna().any()):
         bad = numbers.isna().to_numpy()  # a column of numbers: the first non-number is the culprit
     else:
         dates = pd.to_datetime(strings, format="ISO8601", utc=True, errors="coerce")
@@ -488,8 +491,8 @@ def _parse_times(path: Path, column: pa.ChunkedArray, name: str, line_of, kind: 
         if not bad.any():
             return dates.dt.tz_convert(None).to_numpy().astype("datetime64[ns]").astype(np.int64), "date"
     row = int(np.flatnonzero(bad)[0])
-    expected = "a number or a date" if kind is None else ("a number, as the rows above" if kind.startswith(
-        "number") else "a date, as the rows above")
+    expected = {None: "a number or a date", "date": "a date, as the rows above"}.get(
+        kind, "a number, as the rows above")
     raise ImportFailed(f"{path.name} line {line_of(row)}, column {name!r}: timestamp {strings[row]!r} "
                        f"is not {expected}")
 
@@ -519,11 +522,14 @@ def _encode(chunks) -> tuple[np.ndarray, np.ndarray]:
 def _to_seconds(values: np.ndarray, kind: str | None) -> np.ndarray:
     if kind == "date":
         return values // 1_000_000_000
-    if kind == "number-ms":
-        values = values // 1000  # parsed as milliseconds of (possibly decimal) numbers
-    # Integers beyond 1e11 are milliseconds: 1e11 seconds is the year 5138.
-    if len(values) and np.abs(values).max() > 100_000_000_000:
-        return values // 1000
+    if kind == "decimal":
+        values = values // 1000  # decimals were kept in thousandths
+    # Whole numbers beyond 1e11 are not seconds (1e11 s is the year 5138): by their size they are
+    # milliseconds, microseconds or nanoseconds since 1970.
+    largest = int(np.abs(values).max()) if len(values) else 0
+    for limit, divisor in ((10 ** 17, 10 ** 9), (10 ** 14, 10 ** 6), (10 ** 11, 10 ** 3)):
+        if largest > limit:
+            return values // divisor
     return values
 
 

@@ -138,6 +138,22 @@ def test_millisecond_timestamps_become_seconds_and_keep_their_order(store, tmp_p
     assert log.timestamps.tolist() == [1600000000, 1600000000]
 
 
+def test_decimal_timestamps_keep_their_order_within_a_second(store, tmp_path):
+    path = write(tmp_path / "log.csv", "user,item,timestamp\nu,a,100.7\nu,b,100.2\nu,c,99\n")
+    import_(store, path)
+    with store.session() as session:
+        log = load_log(session, "log")
+    assert log.items.tolist() == ["c", "b", "a"]
+    assert log.timestamps.tolist() == [99, 100, 100]
+
+
+def test_nanosecond_timestamps_become_seconds(store, tmp_path):
+    path = write(tmp_path / "log.csv", "user,item,timestamp\nu,a,1600000000123456789\n")
+    import_(store, path)
+    with store.session() as session:
+        assert load_log(session, "log").timestamps.tolist() == [1600000000]
+
+
 def test_recbole_inter_and_item_files(store, tmp_path):
     inter = write(tmp_path / "toy.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
                   "1\t7\t3\t881250949\n1\t8\t4\t881250900\n2\t7\t5\t881250000\n")
