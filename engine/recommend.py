@@ -122,9 +122,9 @@ def score_parts(model: AutoMLP, sequences: torch.Tensor) -> tuple[torch.Tensor, 
     items = model.items.all_items()  # (N + 1, D)
     weight = model.output.weight  # (D, 2D) = [W_s | W_l]
     scores = model.score(model.output(z))
-    short = (z[:, :D] @ weight[:, :D].T) @ items.T
-    long = (z[:, D:] @ weight[:, D:].T) @ items.T
-    bias = (model.output.bias @ items.T).expand_as(long)
+    vectors = torch.stack([z[:, D:] @ weight[:, D:].T, z[:, :D] @ weight[:, :D].T,
+                           model.output.bias.expand(len(z), D)], dim=1)  # (B, 3, D): W_l z_l, W_s z_s, b_o
+    long, short, bias = (vectors @ items.T).unbind(dim=1)  # one product for the three parts
     return scores, long, short, bias
 
 
@@ -171,7 +171,8 @@ def recommend(model: AutoMLP, data: SequenceData, user_external_id, n: int = 10,
     Raises RecommendError for an unknown user, n <= 0, an unknown split, or a model of other data.
     """
     _check(data, model, n, split)
-    model.eval()
+    if model.training:  # eval() walks every submodule: too slow to repeat per call
+        model.eval()
     user = find_user(data, user_external_id)
     cut = 2 if split == "valid" else 1
     device = _device(model)
@@ -201,11 +202,13 @@ def recommend(model: AutoMLP, data: SequenceData, user_external_id, n: int = 10,
                                long_rank=long_rank[i])
 
     history = data.history(user, split)
+    history_ids = data.item_ids[history - 1].tolist()  # Python values, like _plain
+    titles = data.item_titles
     return Recommendations(
         user_id=_plain(data.user_ids[user]), user=user, split=split, n=n, exclude_history=exclude_history,
         window=short_term_window(model), history=history.copy(),
-        history_ids=[_plain(data.item_ids[i - 1]) for i in history],
-        history_titles=[data.item_titles.get(data.item_ids[i - 1]) for i in history],
+        history_ids=history_ids,
+        history_titles=[titles.get(i) for i in history_ids] if titles else [None] * len(history_ids),
         items=[entry(i, i) for i in range(n)],
         long_term_items=[entry(n + i, i) for i in range(n)],
         target=entry(2 * n, int(rank_of_target(ranked, target)[0])),
