@@ -5,19 +5,18 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import importers
 from engine.events import Cancelled, PhaseFinished, PhaseStarted, RecordingObserver, StepFinished
-from engine.importers import ImportFailed, import_file, preview, read_item_metadata
+from engine import readers
+from engine.importers import ImportFailed, import_file, preview
 from engine.sequences import build_sequences
 from engine.store import dataset_stats, list_datasets, load_log, open_store
 
@@ -381,7 +380,7 @@ def big_ratings(path: Path, rows: int) -> Path:
 
 
 def test_cancel_while_reading_leaves_the_store_unchanged(store, existing, tmp_path, monkeypatch):
-    monkeypatch.setattr(importers, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 4096)
     monkeypatch.setattr(importers, "PROGRESS_INTERVAL", 0.0)
     observer = RecordingObserver(cancel_when=lambda e: isinstance(e, StepFinished))
     with pytest.raises(Cancelled):

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 import engine
 from engine.events import (ArchitectureWeights, Cancelled, EpochFinished, Message, Observer, PhaseFinished,
