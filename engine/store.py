@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import platformdirs
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -31,6 +32,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 import engine
 from engine.events import (ArchitectureWeights, EpochFinished, Event, Observer, PhaseFinished,
                            StepFinished)
+from engine.migrations import upgrade_to_head
 from engine.sequences import InteractionLog
 
 RUN_STATUSES = ("running", "finished", "failed", "cancelled", "interrupted")
@@ -162,16 +164,15 @@ def default_store_url() -> str:
     """`AUTOMLP_DB` if set, else a SQLite file `store.sqlite` in the user's data directory."""
     if os.environ.get("AUTOMLP_DB"):
         return os.environ["AUTOMLP_DB"]
-    import platformdirs
-
     folder = Path(platformdirs.user_data_dir("automlp-studio", appauthor=False))
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'store.sqlite'}"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    # WAL lets the GUI read while a run writes; NORMAL sync is durable at each checkpoint and safe
-    # against corruption in WAL mode; foreign keys make deletes cascade.
+    # WAL lets the GUI read while a run or an import writes. NORMAL sync in WAL mode keeps the file
+    # consistent through a crash (a power cut may lose the last commits, never corrupt the store).
+    # Foreign keys make deletes cascade.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -194,8 +195,6 @@ def open_store(url: str | None = None) -> Store:
     if is_sqlite:
         event.listen(db, "connect", _sqlite_pragmas)
     try:
-        from engine.migrations import upgrade_to_head
-
         upgrade_to_head(db)
     except sa.exc.DatabaseError as error:
         db.dispose()
