@@ -13,8 +13,9 @@ import tempfile
 from pathlib import Path
 
 
-def render_pages(window, folder: str | Path, size=(1280, 820)) -> list[Path]:
-    """Shows each page of `window` in turn and saves `<n>-<page>.png` in `folder`; returns the paths."""
+def render_pages(window, folder: str | Path, size=(1280, 820), pages: list[str] | None = None) -> list[Path]:
+    """Shows each page of `window` (or only those titled in `pages`) in turn and saves `<n>-<page>.png`
+    in `folder`; returns the paths."""
     from PySide6.QtWidgets import QApplication
 
     from app.main_window import PAGES
@@ -25,6 +26,8 @@ def render_pages(window, folder: str | Path, size=(1280, 820)) -> list[Path]:
     window.show()
     paths = []
     for number, (title, _, _) in enumerate(PAGES, start=1):
+        if pages is not None and title not in pages:
+            continue
         window.show_page(title)
         QApplication.processEvents()  # lay out and paint the page before grabbing it
         path = folder / f"{number}-{title.lower()}.png"
@@ -39,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("outdir")
     parser.add_argument("--db", help="store URL (default: a temporary store with the demo dataset)")
     parser.add_argument("--theme", choices=("light", "dark"), default="light")
+    parser.add_argument("--pages", nargs="+", metavar="TITLE", help="only these pages, e.g. Data Training")
+    parser.add_argument("--size", default="1280x820", help="window size WIDTHxHEIGHT")
     args = parser.parse_args(argv)
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -61,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                 import_file(session, write_demo_csv(folder), **demo_import_options())
             context.datasets_changed.emit()
         window = MainWindow(context, AppSettings(theme=args.theme))
-        for path in render_pages(window, args.outdir):
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        for path in render_pages(window, args.outdir, (width, height), args.pages):
             print(path)
         window.close()
         context.store.close()

@@ -177,6 +177,7 @@ class DataPage(QWidget):
                 _cell(f"{stats['density']:.4%}", stats["density"]),
                 _cell(time_span_text(stats["time_span"])),
             ])
+        self.datasets_view.resizeColumnsToContents()
         empty = not self.stats
         self.empty_panel.setVisible(empty)
         self.demo_button.setEnabled(empty and self._demo_job is None)
@@ -202,7 +203,8 @@ class DataPage(QWidget):
         stats = self.stats.get(name)
         if stats is None:
             self.summary_label.setText("")
-            self.histogram_curve.setData([0, 1], [0])
+            self.histogram_curve.clear()
+            self.histogram.setRange(xRange=(0, 1), yRange=(0, 1))
             return
         lengths = stats["sequence_length"]
         report = stats.get("import_report") or {}

@@ -114,15 +114,16 @@ def test_open_store_switches_and_a_bad_store_keeps_the_current_one(monkeypatch, 
 def test_closing_remembers_the_store_geometry_and_theme(qtbot, app_context):
     window = MainWindow(app_context, AppSettings())
     qtbot.addWidget(window)
-    window.resize(700, 500)  # inside the offscreen screen (800 x 600)
+    window.resize(760, 540)  # inside the offscreen screen (800 x 600)
     window.show()
+    size = (window.width(), window.height())  # as the pages' minimum sizes allow
     window.set_theme("dark")
     window.close()
     settings = load_settings()
     assert settings.store_url == app_context.store_url and settings.theme == "dark"
     reopened = MainWindow(app_context, settings)
     qtbot.addWidget(reopened)
-    assert (reopened.width(), reopened.height()) == (700, 500)
+    assert (reopened.width(), reopened.height()) == size
     reopened.set_theme("light")
     reopened.close()
 
