@@ -119,15 +119,23 @@ def score_parts(model: AutoMLP, sequences: torch.Tensor) -> tuple[torch.Tensor, 
     (column 0 = 0), both from one joint vector computed at the last position only (engine/inference.py),
     so they equal the forward pass up to float rounding (1e-5) at a fraction of its cost.
     """
-    D = model.shape.embedding_dim
     z = last_position_joint(model, sequences)  # (B, 2D)
-    items = model.items.all_items()  # (N + 1, D)
-    weight = model.output.weight  # (D, 2D) = [W_s | W_l]
     scores = model.score(model.output(z))
-    vectors = torch.stack([z[:, D:] @ weight[:, D:].T, z[:, :D] @ weight[:, :D].T,
-                           model.output.bias.expand(len(z), D)], dim=1)  # (B, 3, D): W_l z_l, W_s z_s, b_o
-    long, short, bias = (vectors @ items.T).unbind(dim=1)  # one product for the three parts
+    items = model.items.all_items()  # (N + 1, D)
+    vectors = part_vectors(model, z)  # (B, 3, D)
+    D = vectors.shape[-1]
+    parts = (vectors.reshape(-1, D) @ items.T).reshape(len(z), 3, -1)  # one GEMM for the three parts
+    long, short, bias = parts.unbind(dim=1)
     return scores, long, short, bias
+
+
+def part_vectors(model: AutoMLP, z: torch.Tensor) -> torch.Tensor:
+    """(B, 2D) joint vectors -> (B, 3, D): W_l z_l, W_s z_s and b_o, whose dot products with an item's
+    vector are its long-term, short-term and bias parts (W_o = [W_s | W_l], z = [z_s ; z_l])."""
+    D = model.shape.embedding_dim
+    weight = model.output.weight  # (D, 2D)
+    return torch.stack([z[:, D:] @ weight[:, D:].T, z[:, :D] @ weight[:, :D].T,
+                        model.output.bias.expand(len(z), D)], dim=1)
 
 
 def _device(model: AutoMLP) -> torch.device:
@@ -254,7 +262,8 @@ def recommend_all_to_csv(model: AutoMLP, data: SequenceData, path: str | Path, n
                 observer.check()
                 users = np.arange(start, min(start + batch_size, data.n_users))
                 sequences = torch.from_numpy(data.histories(split, T, users)).to(device)
-                scores, long, short, bias = score_parts(model, sequences)
+                z = last_position_joint(model, sequences)  # (B, 2D)
+                scores = model.score(model.output(z))  # (B, N + 1)
                 target = torch.from_numpy(targets[users]).to(device)
                 if exclude_history:
                     rows, cols = (torch.from_numpy(a).to(device) for a in _history_cells(data, users, cut))
@@ -263,7 +272,9 @@ def recommend_all_to_csv(model: AutoMLP, data: SequenceData, path: str | Path, n
                 top = torch.topk(_mask(scores, rows, cols, target), n, dim=1)  # (B, n)
                 finite = torch.isfinite(top.values).reshape(-1).cpu().numpy()  # fewer candidates than n
                 index = top.indices
-                columns = [part.gather(1, index).reshape(-1).cpu().numpy() for part in (long, short, bias)]
+                # the parts of the listed items only: (B, 3, D) x (B, n, D) -> (B, 3, n)
+                parts = part_vectors(model, z) @ model.items.all_items()[index].transpose(1, 2)
+                columns = [part.reshape(-1).cpu().numpy() for part in parts.unbind(dim=1)]
                 frame = pd.DataFrame({
                     "user": np.repeat(data.user_ids[users], n),
                     "rank": np.tile(np.arange(1, n + 1), len(users)),
