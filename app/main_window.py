@@ -168,6 +168,7 @@ class MainWindow(QMainWindow):
     def _on_store_changed(self) -> None:
         self.store_label.setText(f"Store: {self.context.store_url or 'none'}")
         self.store_label.setToolTip(self.context.store_url or "")
+        self._on_dataset_selected(self.context.dataset_name or "")  # a new store has its own selection
 
     def _on_dataset_selected(self, name: str) -> None:
         self.dataset_label.setText(f"Dataset: {name or 'none'}")

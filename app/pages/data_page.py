@@ -147,6 +147,7 @@ class DataPage(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
 
+        self.setAcceptDrops(True)  # a file dropped on the page opens the import wizard with it
         context.store_changed.connect(self.reload)
         context.datasets_changed.connect(self.reload)
         context.dataset_selected.connect(self._on_dataset_selected)
@@ -223,6 +224,13 @@ class DataPage(QWidget):
             return
         self.histogram_curve.setData(edges, counts)
         self.histogram.enableAutoRange()
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls() and event.mimeData().urls()[0].isLocalFile():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        self.open_import_wizard(event.mimeData().urls()[0].toLocalFile())
 
     def _on_row_selection_changed(self) -> None:
         rows = self.datasets_view.selectionModel().selectedRows()

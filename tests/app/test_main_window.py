@@ -150,3 +150,38 @@ def test_a_screenshot_of_each_page_is_rendered_and_not_blank(window, app_context
         assert image.width() >= 1000 and image.height() >= 600
         colours = {image.pixel(x, y) for x in range(0, image.width(), 37) for y in range(0, image.height(), 29)}
         assert len(colours) > 3, f"{path.name} looks blank"
+
+
+def test_ctrl_i_opens_the_import_wizard_on_the_data_page(window):
+    window.show_page("Runs")
+    window.import_action.trigger()
+    assert window.current_page_title() == "Data"
+    wizard = window.pages["Data"].wizard
+    assert wizard.isVisible() and wizard.currentPage() is wizard.file_page
+    wizard.reject()
+
+
+def test_an_error_box_carries_the_full_traceback_in_its_details():
+    from app.widgets import error_box
+
+    try:
+        raise ValueError("the engine's message")
+    except ValueError as error:
+        box = error_box(None, "Title", str(error), error)
+    assert box.text() == "the engine's message"
+    assert "Traceback" in box.detailedText() and "ValueError" in box.detailedText()
+
+
+def test_main_opens_the_store_given_with_db(monkeypatch, qtbot, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    from app.main import main
+
+    monkeypatch.setattr(QApplication, "exec", lambda self: 0)  # return instead of running the event loop
+    path = tmp_path / "given.sqlite"
+    assert main(["--db", str(path)]) == 0
+    windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+    assert windows and windows[-1].context.store_url == f"sqlite:///{path}"
+    for window in windows:
+        window.close()
+    windows[-1].context.store.close()
