@@ -19,6 +19,7 @@ from pathlib import Path
 
 FORMATS = ("movielens", "csv", "recbole", "pairs", "sequences", "parquet")
 ROLES = ("user", "item", "time", "rating")
+UTF8_BOM = b"\xef\xbb\xbf"  # spreadsheet programs start UTF-8 CSV files with it; it is not data
 
 # Column names recognised without a mapping (lower case, without '_' and ' ').
 ROLE_NAMES = {
@@ -103,7 +104,7 @@ def head_lines(path: Path, encoding: str | None, count: int = 20) -> list[str]:
     `encoding` is None): what detection looks at."""
     with open(path, "rb") as handle:
         raw = handle.read(64 << 10)
-    text = raw.decode(encoding or "utf-8", errors="replace" if encoding is None else "strict")
+    text = raw.removeprefix(UTF8_BOM).decode(encoding or "utf-8", errors="replace" if encoding is None else "strict")
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[: count] if len(raw) < (64 << 10) else lines[: min(count, max(len(lines) - 1, 1))]
 

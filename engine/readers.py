@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from engine.events import Observer
-from engine.formats import ROLE_NAMES, Detected, ImportFailed, detect_format, head_lines, normal_name
+from engine.formats import ROLE_NAMES, UTF8_BOM, Detected, ImportFailed, detect_format, head_lines, normal_name
 
 METADATA_FORMATS = ("movielens-movies", "recbole-item", "item2attributes")
 BLOCK_BYTES = 8 << 20  # parse in blocks of about 8 MiB: progress, cancel, bounded parser memory
@@ -108,6 +108,8 @@ def _blocks(path: Path, limit_rows: int | None):
             if not block.endswith(b"\n"):
                 block += handle.readline()
             done += len(block)
+            if line == 1:
+                block = block.removeprefix(UTF8_BOM)
             yield block, line, done
             line += block.count(b"\n")
             if limit_rows is not None:
@@ -470,6 +472,6 @@ def read_item_metadata(path: str | Path, format: str | None = None,
 
 
 def _decode_whole(path: Path, encoding: str) -> str:
-    data = path.read_bytes()
+    data = path.read_bytes().removeprefix(UTF8_BOM)
     _decode_check(path, data, 1, encoding)
     return data.decode(encoding)

@@ -113,6 +113,15 @@ def test_csv_with_an_explicit_mapping_uses_those_columns(store, tmp_path):
         assert load_log(session, "log").items.tolist() == ["i2", "i1"]
 
 
+def test_spreadsheet_csv_with_byte_order_mark_and_crlf_lines(store, tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfuser,item,timestamp\r\nu,a,3\r\nu,b,1\r\n")
+    report = import_(store, path)
+    assert (report.users, report.items, report.has_timestamps) == (1, 2, True)
+    with store.session() as session:
+        assert load_log(session, "excel").items.tolist() == ["b", "a"]
+
+
 def test_tsv_without_header_is_detected(store, tmp_path):
     path = write(tmp_path / "log.tsv", "1\t5\t300\n1\t6\t200\n2\t5\t100\n")
     report = import_(store, path)
