@@ -40,9 +40,13 @@ class GrowingSeries:
 
     def replace(self, x: np.ndarray, y: np.ndarray) -> None:
         """Sets the whole series (e.g. the exact history known at the end of a phase)."""
-        self.clear()
-        for xi, yi in zip(np.asarray(x, dtype=float), np.asarray(y, dtype=float)):
-            self.append(xi, yi)
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        capacity = max(len(self._x), 1)
+        while capacity < len(x):
+            capacity *= 2
+        self._x, self._y = np.empty(capacity), np.empty(capacity)
+        self._x[:len(x)], self._y[:len(y)] = x, y
+        self._size = len(x)
 
     def clear(self) -> None:
         self._size = 0
@@ -69,6 +73,33 @@ def ema(values: np.ndarray, weight: float) -> np.ndarray:
         debias *= weight
         out[i] = last / (1.0 - debias)
     return out
+
+
+class EmaSmoother:
+    """`ema(values, weight)` kept up to date incrementally: a repaint smooths only the points added since
+    the last one, so that long runs cost the GUI thread nothing extra. A new weight, or a series that was
+    replaced (`reset()`), smooths everything again once."""
+
+    def __init__(self) -> None:
+        self._out = GrowingSeries()
+        self._weight: float | None = None
+        self._last, self._debias = 0.0, 1.0
+
+    def reset(self) -> None:
+        self._out.clear()
+        self._weight = None
+
+    def smooth(self, values: np.ndarray, weight: float) -> np.ndarray:
+        if weight != self._weight or len(values) < len(self._out):
+            self._out.clear()
+            self._weight, self._last, self._debias = weight, 0.0, 1.0
+        if weight <= 0:
+            return np.asarray(values, dtype=np.float64)
+        for value in values[len(self._out):]:
+            self._last = self._last * weight + (1.0 - weight) * float(value)
+            self._debias *= weight
+            self._out.append(len(self._out), self._last / (1.0 - self._debias))
+        return self._out.y
 
 
 def make_plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:

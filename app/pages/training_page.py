@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar,
                                QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
 
-from app.plots import GrowingSeries, add_curve, colour, ema, make_plot
+from app.plots import EmaSmoother, GrowingSeries, add_curve, colour, make_plot
 from app.worker import RunThread, RunWorker
 from engine.metrics import protocol_label
 
@@ -86,6 +86,7 @@ class TrainingPage(QWidget):
         self.final_plot.getPlotItem().legend.setVisible(False)
         # Curves are created once; each run only resets their buffers (weights: one curve per candidate).
         self.loss_series = {key: GrowingSeries() for key in LOSS_CURVES}
+        self.loss_smoothers = {key: EmaSmoother() for key in LOSS_CURVES}
         self.loss_raw_curves, self.loss_curves = {}, {}
         for index, key in enumerate(LOSS_CURVES):
             self.loss_raw_curves[key] = add_curve(self.loss_plot, None, index, width=1, alpha=70)
@@ -196,8 +197,9 @@ class TrainingPage(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.eta_label.setText("")
-        for series in self.loss_series.values():
+        for key, series in self.loss_series.items():
             series.clear()
+            self.loss_smoothers[key].reset()
         self._dirty.add("loss")
         label = protocol_label(config.protocol, config.eval_negatives)
         self._rebuild_curves(self.metrics_plot, self.metric_curves, self.metric_series,
@@ -294,8 +296,9 @@ class TrainingPage(QWidget):
             for column, length in enumerate(search["candidates"]):
                 if length in self.weight_series:
                     self.weight_series[length].replace(steps, history[:, column])
-            self.loss_series[("search", "train_loss")].replace(steps, search["train_losses"])
-            self.loss_series[("search", "valid_loss")].replace(steps, search["valid_losses"])
+            for name in ("train_loss", "valid_loss"):
+                self.loss_series[("search", name)].replace(steps, search[name.replace("_loss", "_losses")])
+                self.loss_smoothers[("search", name)].reset()
             self._show_final_weights(search)
             verdict = (f"decisive: margin {search['margin']:.3f} > noise {search['noise']:.3f}"
                        if search["decisive"] else
@@ -351,7 +354,7 @@ class TrainingPage(QWidget):
             weight = self.smoothing_slider.value() / 100
             for key, series in self.loss_series.items():
                 self.loss_raw_curves[key].setData(series.x, series.y)
-                self.loss_curves[key].setData(series.x, ema(series.y, weight))
+                self.loss_curves[key].setData(series.x, self.loss_smoothers[key].smooth(series.y, weight))
         if "metrics" in self._dirty:
             for key, series in self.metric_series.items():
                 self.metric_curves[key].setData(series.x, series.y)

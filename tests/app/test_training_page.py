@@ -119,3 +119,23 @@ def test_shutdown_during_a_run_cancels_and_joins_the_thread(qtbot, page, context
     page.shutdown()
     assert thread.isFinished() and not page.running
     page.shutdown()  # idle: nothing to do
+
+
+def test_the_smoothing_slider_smooths_the_loss_curves_but_not_the_raw_ones(qtbot, page):
+    from engine.events import StepFinished
+
+    page._on_phase_started("search", 100, "")
+    losses = [5.0, 1.0, 5.0, 1.0, 5.0, 1.0]
+    for step, loss in enumerate(losses, 1):
+        page._on_step_finished(StepFinished("search", step, 100, {"train_loss": loss}, 1.0))
+    key = ("search", "train_loss")
+    page.smoothing_slider.setValue(0)
+    page._repaint()
+    assert list(page.loss_curves[key].getData()[1]) == losses
+    page.smoothing_slider.setValue(90)
+    page._repaint()
+    smoothed = page.loss_curves[key].getData()[1]
+    assert smoothed[0] == 5.0  # debiased: the first point is not pulled towards zero
+    assert max(smoothed[1:]) - min(smoothed[1:]) < 4.0 * 0.5
+    assert list(page.loss_raw_curves[key].getData()[1]) == losses
+    assert page.eta_label.text() == "ETA 1 s" and page.progress.value() == 6
