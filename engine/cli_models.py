@@ -15,13 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from engine.bundle import Bundle, BundleError, bundle_digest, load_bundle, save_bundle
 from engine.cli_data import add_store_argument, resolve_store_url
 from engine.recommend import RecommendError, Recommendations, recommend, recommend_all_to_csv
-from engine.store import Artifact, StoreError, add_artifact, get_run, open_store
+from engine.store import StoreError, add_artifact, get_run, latest_artifact, open_store
 
 BUNDLE_KIND = "bundle"
 
@@ -36,8 +35,7 @@ def bundle_for_run(session: Session, run_id: int) -> Path:
     """The path of the newest bundle a run saved. StoreError if the run does not exist or saved none;
     BundleError if the bundle changed since it was recorded."""
     get_run(session, run_id)  # StoreError naming the id if there is no such run
-    artifact = session.scalars(sa.select(Artifact).where(Artifact.run_id == run_id, Artifact.kind == BUNDLE_KIND)
-                               .order_by(Artifact.id.desc())).first()
+    artifact = latest_artifact(session, run_id, BUNDLE_KIND)
     if artifact is None:
         raise StoreError(f"run {run_id} has no saved bundle (it may have failed or been cancelled)")
     path = Path(artifact.path)
