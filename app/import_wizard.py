@@ -294,9 +294,10 @@ class ImportWizard(QWizard):
         page.import_button.setEnabled(False)  # done: Finish closes, a second click would only fail
         filtered = (f"; filtered out {report.users_filtered} users, {report.items_filtered} items"
                     if report.users_filtered or report.items_filtered else "")
+        titles = f", {report.titles:,} titles" if report.titles else ""
         page.status_label.setText(
             f"Imported {report.name!r}: {report.interactions:,} interactions, {report.users:,} users, "
-            f"{report.items:,} items in {report.seconds:.1f} s{filtered}.")
+            f"{report.items:,} items{titles} in {report.seconds:.1f} s{filtered}.")
         page.completeChanged.emit()
         self.context.datasets_changed.emit()
         self.context.select_dataset(report.name)

@@ -113,7 +113,7 @@ class DataPage(QWidget):
         popular_view.setModel(self.popular_model)
         popular_view.verticalHeader().setVisible(False)
         popular_view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        popular_view.horizontalHeader().setStretchLastSection(True)
+        popular_view.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)  # long titles elide
 
         buttons = QHBoxLayout()
         buttons.addWidget(QLabel("<b>Datasets</b>"))
