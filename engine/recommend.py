@@ -292,3 +292,33 @@ def recommend_all_to_csv(model: AutoMLP, data: SequenceData, path: str | Path, n
         raise
     observer.emit(PhaseFinished("recommend", clock.elapsed))
     return written
+
+
+@torch.inference_mode()
+def user_table(model: AutoMLP, data: SequenceData, n: int = 10, exclude_history: bool = True, split: str = "test",
+               batch_size: int = 512, observer: Observer | None = None) -> pd.DataFrame:
+    """One row per user, for finding and sorting users: columns user (external id), history (length of
+    the split's input sequence), target (external id of the held-out item), target_rank (0-based, the
+    ranking of `recommend`) and hit (target_rank < n). Checks the observer's cancel flag per batch."""
+    _check(data, model, n, split)
+    observer = observer or Observer()
+    if model.training:
+        model.eval()
+    device = _device(model)
+    T, cut = model.shape.max_length, (2 if split == "valid" else 1)
+    targets = data.targets(split)
+    ranks = []
+    for start in range(0, data.n_users, batch_size):
+        observer.check()
+        users = np.arange(start, min(start + batch_size, data.n_users))
+        sequences = torch.from_numpy(data.histories(split, T, users)).to(device)
+        scores = model.score(model.output(last_position_joint(model, sequences)))
+        target = torch.from_numpy(targets[users]).to(device)
+        if exclude_history:
+            rows, cols = (torch.from_numpy(a).to(device) for a in _history_cells(data, users, cut))
+        else:
+            rows = cols = torch.zeros(0, dtype=torch.long, device=device)
+        ranks.append(rank_of_target(_mask(scores, rows, cols, target), target).cpu().numpy())
+    rank = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
+    return pd.DataFrame({"user": data.user_ids, "history": data.lengths - cut, "target": data.item_ids[targets - 1],
+                         "target_rank": rank, "hit": rank < n})
