@@ -257,6 +257,9 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise BundleError(f"corrupt: {path.name}/{CONFIG} does not describe a model: {exc}") from exc
     data = _rebuild_data(path, info, _load_tensors(path, DATA, files[DATA]))
+    if shape.n_items != data.n_items:
+        raise BundleError(f"mismatched: the model in {path.name} scores {shape.n_items} items but its vocabulary "
+                          f"has {data.n_items}")
     model = build_model(shape, data.features, device)
     weights = _load_tensors(path, WEIGHTS, files[WEIGHTS])
     try:

@@ -155,6 +155,12 @@ def test_weights_that_do_not_fit_the_shape_are_refused(copy):
         load_bundle(copy)
 
 
+def test_a_shape_that_does_not_fit_the_vocabulary_is_refused(copy):
+    rewrite_config(copy, lambda info: info["shape"].update(n_items=info["shape"]["n_items"] + 1))
+    with pytest.raises(BundleError, match="^mismatched: .*items"):
+        load_bundle(copy)
+
+
 def test_a_pickle_renamed_to_safetensors_is_refused_without_unpickling(copy, tmp_path):
     marker = tmp_path / "unpickled"
 
