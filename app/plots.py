@@ -110,6 +110,7 @@ def make_plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
     item.setLabel("bottom", x_label)
     item.setLabel("left", y_label)
     item.showGrid(x=True, y=True, alpha=0.3)
+    item.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" next to a metric reads as a unit
     item.addLegend(offset=(-10, 10))
     item.setClipToView(True)
     item.setDownsampling(auto=True, mode="peak")

@@ -235,10 +235,15 @@ class ExperimentPage(QWidget):
                 values[key] = widget.value()
         return values
 
+    def highlighted(self, key: str) -> QWidget:
+        """The widget that shows `key` as invalid (the list itself, not its buttons)."""
+        widget = self.fields[key]
+        return widget.list if isinstance(widget, CandidateLengthsPanel) else widget
+
     def _validate(self) -> RunConfig | None:
         """Builds a RunConfig from the form; shows its error and highlights the field if it is invalid."""
-        for widget in self.fields.values():
-            widget.setStyleSheet("")
+        for key in self.fields:
+            self.highlighted(key).setStyleSheet("")
         try:
             config = RunConfig(**self.values())
             resolve_device(config.device)  # "cuda" loaded from a file on a machine without a GPU
@@ -247,7 +252,7 @@ class ExperimentPage(QWidget):
             self.error_label.setText(message)
             key = message.split(":", 1)[0].strip()
             if key in self.fields:
-                self.fields[key].setStyleSheet(INVALID_STYLE)
+                self.highlighted(key).setStyleSheet(INVALID_STYLE)
             return None
         self.error_label.setText("")
         return config

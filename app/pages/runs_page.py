@@ -15,12 +15,13 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxL
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.plots import add_curve, export_csv, export_png, make_plot
+from engine.metrics import protocol_label
 from engine.store import list_runs, run_series
 
 SHOWN_METRICS = ("NDCG@10", "HR@10", "MRR@10")
 FIXED_COLUMNS = ("Run", "Started", "Dataset", "Status", "k", "Configuration")
 TAIL_COLUMNS = ("Duration", "Device", "Version")
-DEFAULT_SERIES = "retrain · NDCG@10"
+DEFAULT_SERIES = "retrain · NDCG@10"  # a prefix: the protocol label follows
 
 
 def config_summary(config: dict) -> str:
@@ -42,6 +43,17 @@ def metric_columns(runs) -> list[tuple[str, str]]:
     return [(label, name) for label in labels for name in SHOWN_METRICS]
 
 
+def series_names(frame, config: dict) -> dict[str, tuple[str, str]]:
+    """{display name: (phase, name)} of a run's recorded series; ranking metrics carry the run's protocol
+    label, so that runs measured differently never share a curve name."""
+    label = protocol_label(config.get("protocol", "full"), config.get("eval_negatives", 100))
+    names = {}
+    for phase, name in frame[["phase", "name"]].drop_duplicates().itertuples(index=False):
+        display = f"{phase} · {name}" + (f" [{label}]" if "@" in name else "")
+        names[display] = (phase, name)
+    return names
+
+
 def differing_keys(configs: list[dict]) -> list[str]:
     """The configuration keys whose values differ between the runs (all keys for a single run)."""
     keys = sorted({key for config in configs for key in config})
@@ -57,6 +69,7 @@ class RunsPage(QWidget):
         self.runs = []  # engine.store.Run rows, as listed (detached: the session is closed)
         self._series_cache = {}  # run id -> DataFrame of run_series; a finished run's series never change
         self.curves = {}  # run id -> PlotDataItem of the chosen series
+        self._series_names = {}  # run id -> {display name: (phase, name)}
         self._build()
         context.store_changed.connect(self._on_store_changed)
         context.runs_changed.connect(self.refresh)
@@ -168,16 +181,17 @@ class RunsPage(QWidget):
                 with self.context.sessions() as session:
                     for run_id in missing:
                         self._series_cache[run_id] = run_series(session, run_id)
-        names = sorted({f"{phase} · {name}" for run_id in ids
-                        for phase, name in self._series_cache[run_id][["phase", "name"]].drop_duplicates()
-                        .itertuples(index=False)})
-        current = self.series_combo.currentText() or DEFAULT_SERIES
+        configs = {run.id: run.config or {} for run in self.runs}
+        self._series_names = {run_id: series_names(self._series_cache[run_id], configs.get(run_id, {}))
+                              for run_id in ids}
+        names = sorted({name for names in self._series_names.values() for name in names})
+        current = self.series_combo.currentText()
+        default = next((name for name in names if name.startswith(DEFAULT_SERIES)), names[0] if names else "")
         self.series_combo.blockSignals(True)
         self.series_combo.clear()
         self.series_combo.addItems(names)
         if names:
-            self.series_combo.setCurrentText(current if current in names else
-                                             DEFAULT_SERIES if DEFAULT_SERIES in names else names[0])
+            self.series_combo.setCurrentText(current if current in names else default)
         self.series_combo.blockSignals(False)
         self._show_curves()
         self._show_config_diff(ids)
@@ -194,11 +208,11 @@ class RunsPage(QWidget):
             self.plot.removeItem(curve)
         self.curves = {}
         key = self.series_combo.currentText()
-        if " · " not in key:
-            return
-        phase, name = key.split(" · ", 1)
         self.plot.getPlotItem().setTitle(key)
         for index, run_id in enumerate(self.selected_run_ids()):
+            if key not in self._series_names.get(run_id, {}):
+                continue
+            phase, name = self._series_names[run_id][key]
             frame = self._series_cache[run_id]
             points = frame[(frame["phase"] == phase) & (frame["name"] == name)]
             if points.empty:

@@ -45,11 +45,11 @@ def test_a_candidate_longer_than_T_shows_the_message_and_disables_start(qtbot, p
     assert training.start_button.isEnabled()
     page.fields["max_length"].setValue(3)  # quick demo's K goes up to 8
     assert "candidate_lengths" in page.error_label.text() and "max_length" in page.error_label.text()
-    assert page.fields["candidate_lengths"].styleSheet() == INVALID_STYLE
+    assert page.highlighted("candidate_lengths").styleSheet() == INVALID_STYLE
     assert not training.start_button.isEnabled()
     assert context.config.max_length == 20  # the last valid configuration is kept
     page.fields["max_length"].setValue(30)
-    assert page.error_label.text() == "" and page.fields["candidate_lengths"].styleSheet() == ""
+    assert page.error_label.text() == "" and page.highlighted("candidate_lengths").styleSheet() == ""
     assert training.start_button.isEnabled() and context.config.max_length == 30
     training.shutdown()
 

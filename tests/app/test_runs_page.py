@@ -69,7 +69,7 @@ def test_selecting_one_run_selects_it_in_the_context(qtbot, page, context):
 def test_two_selected_runs_overlay_their_curves_and_show_the_differing_keys(page):
     ids = [run.id for run in page.runs[-2:]]
     page.select_runs(ids)
-    assert page.series_combo.currentText() == "retrain · NDCG@10"
+    assert page.series_combo.currentText() == "retrain · NDCG@10 [full]"
     assert sorted(page.curves) == sorted(ids)
     for curve in page.curves.values():
         x, y = curve.getData()
