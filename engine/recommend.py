@@ -81,6 +81,16 @@ class Recommendations:
         """How many of the top-n items are also in the long-term-only top-n."""
         return len({r.item for r in self.items} & {r.item for r in self.long_term_items})
 
+    def to_frame(self) -> pd.DataFrame:
+        """The top-n as a table (for a CSV of what a view shows): user, rank (1 = first), item, title,
+        score, long, short, bias, long_rank (1 = first by the long part alone)."""
+        return pd.DataFrame({
+            "user": [self.user_id] * len(self.items), "rank": [r.rank + 1 for r in self.items],
+            "item": [r.item_id for r in self.items], "title": [r.title for r in self.items],
+            "score": [r.score for r in self.items], "long": [r.long for r in self.items],
+            "short": [r.short for r in self.items], "bias": [r.bias for r in self.items],
+            "long_rank": [r.long_rank + 1 for r in self.items]})
+
     def rank_changes(self) -> list[tuple[RecommendedItem, int]]:
         """(item, places moved up by the short-term part) for each top-n item: long_rank - rank."""
         return [(r, r.long_rank - r.rank) for r in self.items]

@@ -141,3 +141,12 @@ def test_user_table_gives_every_users_rank_as_recommend_does(trained):
         assert (row.target_rank, row.hit, row.history) == (recs.target_rank, recs.hit, len(recs.history))
         assert row.target == recs.target.item_id
     assert table["hit"].mean() == pytest.approx(evaluate(model, data, "test", "full")["HR@10"])
+
+
+def test_shown_recommendations_become_a_table(trained):
+    model, data = trained
+    recs = recommend(model, data, "u9", n=4)
+    frame = recs.to_frame()
+    assert list(frame["rank"]) == [1, 2, 3, 4]
+    assert list(frame["item"]) == [r.item_id for r in recs.items]
+    np.testing.assert_allclose(frame["long"] + frame["short"] + frame["bias"], frame["score"], atol=1e-5)
