@@ -135,7 +135,8 @@ def main() -> None:
         "all_users_csv_s": round(all_users_s, 3), "csv_mb": round(csv_bytes / 1e6, 2),
         "export_with_onnx_s": round(export_s, 2),
         "torch_forward_median_ms": round(torch_ms, 3), "onnx_forward_median_ms": round(ort_ms, 3),
-        "torch_last_position_median_ms": round(last_ms, 3), "torch_forward_p90_ms": round(torch_p90, 3), "onnx_forward_p90_ms": round(ort_p90, 3),
+        "torch_last_position_median_ms": round(last_ms, 3),
+        "torch_forward_p90_ms": round(torch_p90, 3), "onnx_forward_p90_ms": round(ort_p90, 3),
     }
     line = json.dumps(record)
     print(line)

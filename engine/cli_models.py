@@ -11,7 +11,6 @@ store as for the data commands.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
