@@ -89,6 +89,25 @@ def test_onnx_scores_match_torch(trained, saved):
     assert np.isneginf(got[:, 0]).all()
 
 
+def test_item_features_travel_with_the_bundle(tmp_path):
+    from engine.bundle import Bundle
+    from engine.config import RunConfig
+    from engine.model import ModelShape, build_model
+    from engine.sequences import build_sequences
+    from engine.synthetic import planted_log
+
+    log = planted_log(n_users=30, n_items=20, min_length=5, max_length=8)
+    log.item_features = {"genre": {f"i{i}": [f"g{i % 3}", f"g{i % 5}"][: 1 + i % 2] for i in range(1, 21)}}
+    data = build_sequences(log)
+    config = RunConfig(candidate_lengths=[2], max_length=6, embedding_dim=8, sequence_hidden=8, channel_hidden=8)
+    model = build_model(ModelShape.from_config(config, data.n_items, [2], data.features), data.features).eval()
+    path = save_bundle(Bundle(model, data, config, 2), data, tmp_path / "features")
+    loaded = load_bundle(path)
+    assert np.array_equal(loaded.data.features[0].values, data.features[0].values)
+    assert list(loaded.data.features[0].vocabulary) == list(data.features[0].vocabulary)
+    assert torch.equal(scores(loaded.model, loaded.data), scores(model, data))
+
+
 def test_zip_bundle_round_trips(trained, tmp_path):
     result, data = trained
     path = save_bundle(result, data, tmp_path / "tiny.zip", zip=True)
