@@ -11,12 +11,13 @@ import importlib
 import json
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, QListWidget, QMainWindow, QMessageBox,
-                               QStackedWidget, QWidget)
+from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, QListWidget, QMainWindow,
+                               QMessageBox, QProgressDialog, QStackedWidget, QWidget)
 
 import engine
+from app.engine_job import EngineJob
 from app.settings import AppSettings, save_settings
 from app.theme import apply_theme, restyle_plots
 from app.widgets import OpenStoreDialog, show_error
@@ -59,9 +60,12 @@ def run_record(run) -> dict:
 
 
 class MainWindow(QMainWindow):
+    bundle_exported = Signal(str)  # the path a run's model bundle was written to
+
     def __init__(self, context, settings: AppSettings | None = None) -> None:
         super().__init__()
         self.context = context
+        self._jobs: set[EngineJob] = set()  # background exports still running
         self.settings = settings or AppSettings()
         self.setWindowTitle(f"AutoMLP Studio {engine.__version__}")
         self.resize(1280, 820)
@@ -204,31 +208,86 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Configuration loaded from {path}", 5000)
 
     def export_selected_run(self) -> None:
-        """Writes the selected run's stored record (configuration, status, chosen length, metrics) as JSON.
-
-        The model bundle export (engine bundle: safetensors + config.json) is not in the engine yet; when
-        it lands, this action offers it for runs that have a bundle artifact."""
+        """Exports the selected run: its model bundle (a .zip, or a folder for any other name) when the run
+        saved one, or its stored record (configuration, status, chosen length, metrics) as .json."""
         run_id = self.context.run_id
         if run_id is None:
             QMessageBox.information(self, "Export", "Select a run on the Runs page first.")
             return
+        from engine.cli_models import bundle_for_run
         from engine.store import get_run
 
         try:
             with self.context.sessions() as session:
                 record = run_record(get_run(session, run_id))
+                try:
+                    bundle_for_run(session, run_id)
+                    has_bundle = True
+                except Exception:  # none saved (failed or cancelled run), moved or changed: summary only
+                    has_bundle = False
         except Exception as error:
             show_error(self, "Cannot export the run", str(error), error)
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Export run summary", f"run-{run_id}.json", "JSON (*.json)")
+        filters = ["Run summary (*.json)"]
+        if has_bundle:
+            filters = ["Model bundle, zipped (*.zip)", "Model bundle folder (*)"] + filters
+        name = f"run-{run_id}-bundle.zip" if has_bundle else f"run-{run_id}.json"
+        path, _ = QFileDialog.getSaveFileName(self, f"Export run {run_id}", name, ";;".join(filters))
         if not path:
             return
+        if Path(path).suffix.lower() == ".json" or not has_bundle:
+            self._write_run_summary(record, Path(path).with_suffix(".json"))
+        else:
+            self.export_bundle(run_id, Path(path))
+
+    def _write_run_summary(self, record: dict, path: Path) -> None:
         try:
-            Path(path).write_text(json.dumps(record, indent=1, default=str))
+            path.write_text(json.dumps(record, indent=1, default=str))
         except OSError as error:
             show_error(self, "Cannot export the run", str(error), error)
             return
-        self.statusBar().showMessage(f"Run {run_id} exported to {path}", 5000)
+        self.statusBar().showMessage(f"Run {record['id']} exported to {path}", 5000)
+
+    def export_bundle(self, run_id: int, path: Path) -> EngineJob:
+        """Copies the run's bundle (re-checked on loading) to `path` (.zip: one file) on a background
+        thread, with a progress dialog that can cancel it. Returns the job."""
+        sessions = self.context.sessions
+
+        def task(observer):
+            from engine.bundle import load_bundle, save_bundle
+            from engine.cli_models import bundle_for_run
+
+            with sessions() as session:
+                source = bundle_for_run(session, run_id)
+            bundle = load_bundle(source)
+            return save_bundle(bundle, bundle.data, path, zip=path.suffix.lower() == ".zip", observer=observer)
+
+        from engine.bundle import BundleError
+        from engine.store import StoreError
+
+        progress = QProgressDialog(f"Exporting run {run_id}…", "Cancel", 0, 100, self)
+        progress.setWindowModality(Qt.WindowModal)
+        progress.setMinimumDuration(300)  # no flash for a quick copy
+        job = EngineJob(task, (BundleError, StoreError, OSError), self)
+        job.progressed.connect(progress.setValue)
+        progress.canceled.connect(job.cancel)
+
+        def finish(message: str | None = None, error: str | None = None, details: str = "") -> None:
+            progress.reset()
+            job.wait()
+            self._jobs.discard(job)
+            if error:
+                show_error(self, "Cannot export the run", error, details=details or None)
+            elif message:
+                self.statusBar().showMessage(message, 8000)
+                self.bundle_exported.emit(str(path))
+
+        job.succeeded.connect(lambda out: finish(f"Run {run_id}: model bundle written to {out}"))
+        job.failed.connect(lambda message, details: finish(error=message, details=details))
+        job.cancelled.connect(lambda: finish())
+        self._jobs.add(job)
+        job.start()
+        return job
 
     # ------------------------------------------------------------ view and closing
 
@@ -243,6 +302,9 @@ class MainWindow(QMainWindow):
         for page in self.pages.values():
             if hasattr(page, "shutdown"):
                 page.shutdown()
+        for job in list(self._jobs):
+            job.cancel()
+            job.wait()
         self.settings.geometry = self.saveGeometry()
         if self.context.store_url:
             self.settings.store_url = self.context.store_url

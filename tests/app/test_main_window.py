@@ -185,3 +185,34 @@ def test_main_opens_the_store_given_with_db(monkeypatch, qtbot, tmp_path):
     for window in windows:
         window.close()
     windows[-1].context.store.close()
+
+
+def test_export_copies_the_selected_runs_model_bundle(monkeypatch, qtbot, window, app_context, planted_csv,
+                                                      tmp_path):
+    from types import SimpleNamespace
+
+    from engine.bundle import load_bundle, save_bundle
+    from engine.cli_models import record_bundle
+    from engine.importers import import_file
+    from engine.model import ModelShape, build_model
+    from engine.sequences import build_sequences
+    from engine.store import load_log
+
+    # An untrained model saved as a run's bundle, as a finished run leaves it (training is not under test).
+    config = app_context.config.replace(candidate_lengths=[1, 2], max_length=8, embedding_dim=8)
+    with app_context.sessions() as session:
+        import_file(session, planted_csv, name="planted", min_user_interactions=3)
+        data = build_sequences(load_log(session, "planted"), 3)
+        run_id = create_run(session, "planted", config.to_dict(), "cpu")
+        model = build_model(ModelShape.from_config(config, data.n_items))
+        source = save_bundle(SimpleNamespace(model=model, config=config, chosen_length=2, metrics={}), data,
+                             tmp_path / "runs" / f"run-{run_id}")
+        record_bundle(session, run_id, source)
+        finish_run(session, run_id, 2, {}, 1.0)
+    app_context.select_run(run_id)
+    path = tmp_path / "exported.zip"
+    answer_file_dialogs(monkeypatch, path)
+    with qtbot.waitSignal(window.bundle_exported, timeout=20_000):
+        window.export_action.trigger()
+    exported = load_bundle(path)
+    assert exported.chosen_length == 2 and exported.data.fingerprint() == data.fingerprint()
