@@ -216,3 +216,19 @@ def test_export_copies_the_selected_runs_model_bundle(monkeypatch, qtbot, window
         window.export_action.trigger()
     exported = load_bundle(path)
     assert exported.chosen_length == 2 and exported.data.fingerprint() == data.fingerprint()
+
+
+def test_open_store_accepts_a_file_path_or_a_url(monkeypatch, window, app_context, tmp_path):
+    from app.widgets import OpenStoreDialog, store_url_from_text
+
+    assert store_url_from_text("postgresql://me@db/automlp") == "postgresql://me@db/automlp"
+    typed = tmp_path / "typed.sqlite"
+
+    def accept_typed(dialog):
+        dialog.url_edit.setText(str(typed))
+        return 1
+
+    monkeypatch.setattr(OpenStoreDialog, "exec", accept_typed)
+    window.open_store_action.trigger()
+    assert app_context.store_url == f"sqlite:///{typed}" and typed.exists()
+    assert window.settings.store_url == app_context.store_url
