@@ -86,3 +86,10 @@ def test_delete_asks_for_confirmation(monkeypatch, page, app_context, planted_cs
 def test_length_histogram_uses_wider_bins_for_long_ranges():
     edges, counts = length_histogram(np.arange(1, 1001), max_bins=50)
     assert len(counts) == 50 and counts.sum() == 1000
+
+
+def test_shutdown_during_the_demo_import_leaves_no_thread_running(page):
+    page.import_demo()
+    job = page._demo_job
+    page.shutdown()  # what the main window's closeEvent calls
+    assert not job.is_running()
