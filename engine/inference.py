@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.model import AutoMLP, BandedTokenLinear, ChannelMixer, MaskedTokenLinear, SequenceMixer, SRSMLP
+from engine.model import AutoMLP, ChannelMixer, MaskedTokenLinear, SequenceMixer, SRSMLP, split_look_back
 
 
 def last_position_joint(model: AutoMLP, sequences: torch.Tensor) -> torch.Tensor:
@@ -27,38 +27,36 @@ def last_position_joint(model: AutoMLP, sequences: torch.Tensor) -> torch.Tensor
     if not model.shape.causal or model.training:
         return model.joint(sequences)
     x = model.items.all_items()[sequences]  # (B, T, D); input dropout is the identity in eval mode
-    x_long = _last_output(model.long_term, x)  # (B, D)
+    x_long = _last_output(model.long_term, x, model.shape.max_length)  # (B, D)
     x_short = 0
-    for weight, module in zip(model.candidate_weights(), model.short_term):
-        x_short = x_short + weight * _last_output(module, x)
+    for weight, module, k in zip(model.candidate_weights(), model.short_term, model.shape.candidate_lengths):
+        x_short = x_short + weight * _last_output(module, x, k)
     return model.output_norm(torch.cat([x_short, x_long], dim=-1))  # Eq. 4: [x_s ; x_l]
 
 
-def _look_back(token_map) -> int:
-    if isinstance(token_map, BandedTokenLinear):
-        return token_map.look_back
-    if isinstance(token_map, MaskedTokenLinear):
-        return int(token_map.mask[-1].sum().item()) - 1  # the last row reads itself and look_back before it
-    raise TypeError(f"not a causal token map: {type(token_map).__name__}")
+def _last_output(module: SRSMLP, x: torch.Tensor, window: int) -> torch.Tensor:
+    """The output at the last position of a causal stack whose receptive field is `window`: (B, n, D) -> (B, D).
 
-
-def _last_output(module: SRSMLP, x: torch.Tensor) -> torch.Tensor:
-    """The stack's output at the last position: (B, n, D) -> (B, D)."""
+    The look-backs of its token maps come from the shape (as the model built them), not from the
+    weights, so that the sizes below are plain integers and the function traces for ONNX export.
+    """
     layers = list(module.layers)
+    look_backs = iter(split_look_back(window, 2 * sum(isinstance(layer, SequenceMixer) for layer in layers)))
+    maps = [(next(look_backs), next(look_backs)) if isinstance(layer, SequenceMixer) else None for layer in layers]
     # walk backwards: how many trailing positions each layer must produce for one final output
     produce, needed = [], 1
-    for layer in reversed(layers):
+    for pair in reversed(maps):
         produce.append(needed)
-        if isinstance(layer, SequenceMixer):
-            needed += _look_back(layer.fc1) + _look_back(layer.fc2)
+        if pair is not None:
+            needed += pair[0] + pair[1]
     produce.reverse()
-    x = x[:, -needed:]  # (B, m, D): the receptive field
-    for layer, m_out in zip(layers, produce):
+    x = x[:, -needed:]  # (B, window, D): the receptive field
+    for layer, pair, m_out in zip(layers, maps, produce):
         if isinstance(layer, SequenceMixer):
             y = layer.norm(x).transpose(1, 2)  # (B, D, m_in)
-            m_mid = m_out + _look_back(layer.fc2)
-            y = _trailing_rows(layer.fc2, F.gelu(_trailing_rows(layer.fc1, y, m_mid)), m_out)  # (B, D, m_out)
-            x = x[:, -m_out:] + y.transpose(1, 2)
+            m_mid = m_out + pair[1]
+            y = _trailing_rows(layer.fc2, F.gelu(_trailing_rows(layer.fc1, y, m_mid, pair[0])), m_out, pair[1])
+            x = x[:, -m_out:] + y.transpose(1, 2)  # (B, m_out, D)
         elif isinstance(layer, ChannelMixer):
             x = layer(x[:, -m_out:])
         else:
@@ -66,7 +64,7 @@ def _last_output(module: SRSMLP, x: torch.Tensor) -> torch.Tensor:
     return x[:, -1]
 
 
-def _trailing_rows(token_map, y: torch.Tensor, m_out: int) -> torch.Tensor:
+def _trailing_rows(token_map, y: torch.Tensor, m_out: int, look_back: int) -> torch.Tensor:
     """The last m_out outputs of a causal token map over the trailing m_in positions y: (..., m_in) -> (..., m_out).
 
     Every one of those outputs reads only positions inside y (m_in >= m_out + look_back), so cutting the
@@ -76,8 +74,10 @@ def _trailing_rows(token_map, y: torch.Tensor, m_out: int) -> torch.Tensor:
     if isinstance(token_map, MaskedTokenLinear):
         weight = token_map.weight[-m_out:, -m_in:] * token_map.mask[-m_out:, -m_in:]
         return F.linear(y, weight, token_map.bias[-m_out:])
+    if token_map.weight.shape[1] != look_back + 1:  # a banded map stores one column per diagonal
+        raise TypeError(f"token map has {token_map.weight.shape[1]} diagonals, expected {look_back + 1}")
     out = token_map.bias[-m_out:]
     weight = token_map.weight[-m_out:]  # (m_out, look_back + 1): row t holds w[t, j] for x[t - j]
-    for j in range(token_map.look_back + 1):
+    for j in range(look_back + 1):
         out = out + y[..., m_in - m_out - j:m_in - j] * weight[:, j]
     return out
