@@ -12,8 +12,8 @@ Measured (medians over --repeats calls, random users; the machine is shared, so 
 - `recommend(model, data, user, n=10)`: the whole call (lookup, forward, parts, masking, top-n, ranks),
   with torch's default threads and with one thread (small tensors gain nothing from a second thread);
 - `recommend_all_to_csv` for every user (batch 512) into a temporary folder;
-- the scores of one sequence, (1, T) -> (1, N + 1): torch's full forward pass (what model.onnx holds),
-  onnxruntime on the exported model, and torch at the last position only (what `recommend` runs).
+- the scores of one sequence, (1, T) -> (1, N + 1): torch's full forward pass, torch at the last position
+  only (what `recommend` runs), and onnxruntime on the exported model.onnx (the last-position graph).
 Prints one JSON line and appends it to benchmarks/results/recommend.jsonl.
 """
 
