@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--retrain-epochs", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--switch-interval", type=float, default=0.0,
+                        help="sys.setswitchinterval in seconds (0: the app's setting)")
     parser.add_argument("--no-save", action="store_true", help="print only, do not append to the results")
     args = parser.parse_args(argv)
 
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> dict:
     from engine.presets import quick_demo
     from tests.app.store_data import store_planted_dataset
 
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     app = QApplication.instance() or QApplication(sys.argv)
@@ -105,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs",
         "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "switch_interval_ms": sys.getswitchinterval() * 1e3,
         "load_average": os.getloadavg()[0],
         "users": args.users, "search_epochs": args.search_epochs, "retrain_epochs": args.retrain_epochs,
         "device": page.summary["device"], "run_seconds": round(seconds, 1), "ticks": int(len(values)),
