@@ -136,7 +136,7 @@ class SequenceMixer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, n, D) -> (B, n, D)
         y = self.norm(x).transpose(1, 2)  # (B, D, n)
-        y = self.fc2(self.dropout(F.gelu(self.fc1(y))))  # (B, D, n)
+        y = self.fc2(F.gelu(self.fc1(y)))  # (B, D, n)
         return x + self.dropout(y.transpose(1, 2))
 
 
@@ -151,7 +151,9 @@ class ChannelMixer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, n, D) -> (B, n, D)
-        return x + self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(self.norm(x))))))
+        # Dropout on each block's output only: on a CPU, drawing the masks cost a quarter of a training
+        # step when the hidden activations were dropped too (profiled on MovieLens-1M).
+        return x + self.dropout(self.fc2(F.gelu(self.fc1(self.norm(x)))))
 
 
 class SRSMLP(nn.Module):

@@ -44,9 +44,10 @@ def test_a_run_searches_retrains_and_reports_both_protocols(data):
 @pytest.mark.parametrize("mode", ["causal", "sampled", "faithful"])
 @pytest.mark.parametrize("loss", ["ce", "bce"])
 def test_every_mode_and_loss_learns(data, mode, loss):
-    result = retrain(data, tiny(mode=mode, loss=loss, negatives=4, retrain_epochs=4, patience=10), 2)
+    result = retrain(data, tiny(mode=mode, loss=loss, negatives=4, retrain_epochs=6, patience=10), 2)
     losses = [epoch["train_loss"] for epoch in result.history]
-    assert losses[-1] < losses[0]
+    # one window per user and epoch is a noisy estimate: compare the first and the last two epochs
+    assert np.mean(losses[-2:]) < losses[0]
 
 
 def test_retraining_keeps_the_best_validation_epoch(data):
