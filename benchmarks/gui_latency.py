@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import os
 import platform
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--switch-interval", type=float, default=0.0,
                         help="sys.setswitchinterval in seconds (0: the app's setting)")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() after start-up, so that full collections skip the imported modules")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="diagnosis: never feed the plots, to separate their cost from the rest")
+    parser.add_argument("--repaint-ms", type=int, default=0, help="the page's repaint interval (0: its own)")
     parser.add_argument("--no-save", action="store_true", help="print only, do not append to the results")
     args = parser.parse_args(argv)
 
@@ -83,12 +89,33 @@ def main(argv: list[str] | None = None) -> dict:
     repaint = page._repaint
 
     def timed_repaint() -> None:
+        if args.no_plots:
+            page._dirty.clear()
+            return
         begin = time.perf_counter()
         repaint()
         repaint_ms.append((time.perf_counter() - begin) * 1e3)
 
+    if args.repaint_ms:
+        page._repaint_timer.setInterval(args.repaint_ms)
     page._repaint_timer.timeout.disconnect()
     page._repaint_timer.timeout.connect(timed_repaint)
+    # Garbage collections stop every thread holding the GIL: time them to tell them from the OS's stalls.
+    gc_pauses: list[float] = []
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        elif page.running:
+            gc_pauses.append((time.perf_counter() - gc_started[0]) * 1e3)
+            if gc_pauses[-1] > 20 and os.environ.get("GUI_LATENCY_TRACE"):
+                print(f"{time.monotonic() - started:7.2f} s  gc gen {info['generation']} {gc_pauses[-1]:6.1f} ms "
+                      f"collected {info['collected']}", file=sys.stderr)
+
+    if args.gc_freeze:
+        gc.freeze()
+    gc.callbacks.append(on_gc)
     probe.timeout.connect(on_tick)
     loop = QEventLoop()
     page.runner.running_changed.connect(lambda running: None if running else loop.quit())
@@ -98,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     page.start()
     loop.exec()
     probe.stop()
+    gc.callbacks.remove(on_gc)
     seconds = time.monotonic() - started
     page.shutdown()
     if page.summary is None:
@@ -115,8 +143,11 @@ def main(argv: list[str] | None = None) -> dict:
         "device": page.summary["device"], "run_seconds": round(seconds, 1), "ticks": int(len(values)),
         "p50_ms": round(float(np.percentile(values, 50)), 2), "p95_ms": round(float(np.percentile(values, 95)), 2),
         "p99_ms": round(float(np.percentile(values, 99)), 2), "max_ms": round(float(values.max()), 2),
-        "repaint_p99_ms": round(float(np.percentile(repaint_ms, 99)), 2),
-        "repaint_max_ms": round(float(max(repaint_ms)), 2),
+        "repaint_p99_ms": round(float(np.percentile(repaint_ms, 99)), 2) if repaint_ms else None,
+        "repaint_max_ms": round(float(max(repaint_ms)), 2) if repaint_ms else None, "no_plots": args.no_plots,
+        "repaint_interval_ms": page._repaint_timer.interval(),
+        "gc_freeze": args.gc_freeze, "gc_collections": len(gc_pauses),
+        "gc_max_ms": round(max(gc_pauses, default=0.0), 2),
     }
     print(json.dumps(result))
     if not args.no_save:
