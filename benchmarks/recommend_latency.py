@@ -38,7 +38,6 @@ sys.path.insert(0, str(ROOT))
 
 from engine.bundle import save_bundle  # noqa: E402
 from engine.config import RunConfig  # noqa: E402
-from engine.inference import last_position_joint  # noqa: E402
 from engine.model import ModelShape, build_model  # noqa: E402
 from engine.recommend import recommend, recommend_all_to_csv  # noqa: E402
 from engine.sequences import InteractionLog, build_sequences  # noqa: E402
@@ -119,8 +118,6 @@ def main() -> None:
         with torch.inference_mode():
             torch_ms, torch_p90 = median_ms(lambda i: model(torch.from_numpy(sequences[i % 6040:i % 6040 + 1])),
                                             args.repeats)
-            last_ms, _ = median_ms(lambda i: model.score(model.output(last_position_joint(
-                model, torch.from_numpy(sequences[i % 6040:i % 6040 + 1])))), args.repeats)
 
     record = {
         "benchmark": "recommend_latency", "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -135,7 +132,6 @@ def main() -> None:
         "all_users_csv_s": round(all_users_s, 3), "csv_mb": round(csv_bytes / 1e6, 2),
         "export_with_onnx_s": round(export_s, 2),
         "torch_forward_median_ms": round(torch_ms, 3), "onnx_forward_median_ms": round(ort_ms, 3),
-        "torch_last_position_median_ms": round(last_ms, 3),
         "torch_forward_p90_ms": round(torch_p90, 3), "onnx_forward_p90_ms": round(ort_p90, 3),
     }
     line = json.dumps(record)

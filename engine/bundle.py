@@ -35,7 +35,6 @@ import torch
 import engine
 from engine.config import ConfigError, RunConfig
 from engine.events import Message, Observer, PhaseFinished, PhaseStarted, StepFinished
-from engine.inference import last_position_joint
 from engine.model import AutoMLP, ModelShape, build_model
 from engine.sequences import ItemFeatureTable, SequenceData
 
@@ -187,7 +186,7 @@ def _json_ready(value):
 class _Scorer(torch.nn.Module):
     """What model.onnx computes: (B, T) int64 left-padded sequences -> (B, N + 1) scores.
 
-    The model's forward scores, computed at the last position only (engine/inference.py): the graph
+    The model's forward scores, computed at the last position only (AutoMLP.joint prunes the causal form to the last position): the graph
     is a fraction of the full pass's size and cost; the export checks it against the full pass.
     """
 
@@ -196,7 +195,7 @@ class _Scorer(torch.nn.Module):
         self.model = model
 
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:
-        return self.model.score(self.model.output(last_position_joint(self.model, sequences)))
+        return self.model.score(self.model.output(self.model.joint(sequences)))
 
 
 def _export_onnx(model: AutoMLP, data: SequenceData, target: Path, observer: Observer) -> None:

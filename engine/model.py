@@ -74,6 +74,10 @@ def band_mask(n: int, look_back: int) -> torch.Tensor:
     return ((offsets >= 0) & (offsets <= look_back)).float()
 
 
+# Activations are position-major, (n, B, D): a token map is then one (n x n) @ (n x B*D) product and a
+# channel map one (n*B x D) @ (D x D') product, with no transposed copies in between.
+
+
 class MaskedTokenLinear(nn.Module):
     """A linear map along positions whose weight is multiplied by a fixed band mask: y = (W * M) x + b."""
 
@@ -85,8 +89,12 @@ class MaskedTokenLinear(nn.Module):
         self.weight = nn.Parameter((torch.rand(n, n) * 2 - 1) * bound * mask)
         self.bias = nn.Parameter(torch.zeros(n))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., n) -> (..., n)
-        return F.linear(x, self.weight * self.mask, self.bias)
+    def forward(self, x: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
+        """x: (m_in, ...) the trailing m_in positions -> (n_out, ...) the trailing n_out outputs."""
+        m_in, n_out = x.shape[0], n_out or x.shape[0]
+        weight = (self.weight * self.mask)[-n_out:, -m_in:]
+        out = torch.addmm(self.bias[-n_out:, None], weight, x.reshape(m_in, -1))
+        return out.view(n_out, *x.shape[1:])
 
 
 class BandedTokenLinear(nn.Module):
@@ -103,11 +111,18 @@ class BandedTokenLinear(nn.Module):
         self.weight = nn.Parameter((torch.rand(n, look_back + 1) * 2 - 1) * bound)
         self.bias = nn.Parameter(torch.zeros(n))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., n) -> (..., n)
-        out = x * self.weight[:, 0] + self.bias
+    def forward(self, x: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
+        """x: (m_in, ...) the trailing m_in positions -> (n_out, ...) the trailing n_out outputs."""
+        m_in, n_out = x.shape[0], n_out or x.shape[0]
+        column = (n_out,) + (1,) * (x.dim() - 1)
+        weight = self.weight[-n_out:]
+        out = x[m_in - n_out:] * weight[:, 0].view(column) + self.bias[-n_out:].view(column)
         for j in range(1, self.look_back + 1):
-            shifted = F.pad(x[..., :-j], (j, 0))  # shifted[t] = x[t - j], zero before the start
-            out = out + shifted * self.weight[:, j]
+            start = m_in - n_out - j  # output r reads input r - j; before the first position it reads 0
+            piece = x[max(start, 0):m_in - j]
+            if start < 0:
+                piece = F.pad(piece, (0, 0) * (x.dim() - 1) + (-start, 0))
+            out = out + piece * weight[:, j].view(column)
         return out
 
 
@@ -126,6 +141,7 @@ class SequenceMixer(nn.Module):
                  look_backs: tuple[int, int] | None) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
+        self.look_backs = look_backs
         if look_backs is None:  # paper form
             self.fc1 = nn.Linear(n_positions, hidden)
             self.fc2 = nn.Linear(hidden, n_positions)
@@ -134,10 +150,18 @@ class SequenceMixer(nn.Module):
             self.fc2 = causal_token_linear(n_positions, look_backs[1])
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, n, D) -> (B, n, D)
-        y = self.norm(x).transpose(1, 2)  # (B, D, n)
-        y = self.fc2(F.gelu(self.fc1(y)))  # (B, D, n)
-        return x + self.dropout(y.transpose(1, 2))
+    def forward(self, x: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
+        """(m_in, B, D) trailing positions -> (n_out, B, D); the paper form always takes all n positions."""
+        n_out = n_out or x.shape[0]
+        y = self.norm(x)  # (m_in, B, D)
+        if self.look_backs is None:
+            flat = y.reshape(y.shape[0], -1)  # (n, B*D)
+            hidden = F.gelu(torch.addmm(self.fc1.bias[:, None], self.fc1.weight, flat))  # (R_s, B*D)
+            y = torch.addmm(self.fc2.bias[:, None], self.fc2.weight, hidden).view(x.shape)[-n_out:]
+        else:
+            hidden_rows = min(n_out + self.look_backs[1], x.shape[0])  # what fc2's n_out outputs read
+            y = self.fc2(F.gelu(self.fc1(y, hidden_rows)), n_out)  # (n_out, B, D)
+        return x[-n_out:] + self.dropout(y)
 
 
 class ChannelMixer(nn.Module):
@@ -150,7 +174,7 @@ class ChannelMixer(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, n, D) -> (B, n, D)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., D)
         # Dropout on each block's output only: on a CPU, drawing the masks cost a quarter of a training
         # step when the hidden activations were dropped too (profiled on MovieLens-1M).
         return x + self.dropout(self.fc2(F.gelu(self.fc1(self.norm(x)))))
@@ -166,15 +190,40 @@ class SRSMLP(nn.Module):
     def __init__(self, n_positions: int, shape: ModelShape, window: int | None) -> None:
         super().__init__()
         look_backs = None if window is None else split_look_back(window, 2 * shape.num_layers)
-        layers = []
+        self.sequence_mixers = nn.ModuleList()
+        self.channel_mixers = nn.ModuleList()
         for layer in range(shape.num_layers):
             pair = None if look_backs is None else (look_backs[2 * layer], look_backs[2 * layer + 1])
-            layers.append(SequenceMixer(n_positions, shape.embedding_dim, shape.sequence_hidden, shape.dropout, pair))
-            layers.append(ChannelMixer(shape.embedding_dim, shape.channel_hidden, shape.dropout))
-        self.layers = nn.Sequential(*layers)
+            self.sequence_mixers.append(SequenceMixer(n_positions, shape.embedding_dim, shape.sequence_hidden,
+                                                      shape.dropout, pair))
+            self.channel_mixers.append(ChannelMixer(shape.embedding_dim, shape.channel_hidden, shape.dropout))
+        # In the causal form, how many trailing positions each layer must produce so that the last
+        # position's output is exact: what `last()` computes instead of all n.
+        self._trailing = None
+        if look_backs is not None:
+            needed, self._trailing = 1, []
+            for layer in reversed(range(shape.num_layers)):
+                self._trailing.insert(0, needed)
+                needed += look_backs[2 * layer] + look_backs[2 * layer + 1]
+            self._receptive_field = needed
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, n, D) -> (B, n, D)
-        return self.layers(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (n, B, D) -> (n, B, D)
+        for sequence_mixer, channel_mixer in zip(self.sequence_mixers, self.channel_mixers):
+            x = channel_mixer(sequence_mixer(x))
+        return x
+
+    def last(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, B, D) -> (B, D): the output at the last position only.
+
+        In the causal form it reads only the receptive field and computes only the rows the next layer
+        needs (for T = 200 a small fraction of the products); the paper form needs every position.
+        """
+        if self._trailing is None:
+            return self.forward(x)[-1]
+        x = x[-self._receptive_field:]
+        for sequence_mixer, channel_mixer, rows in zip(self.sequence_mixers, self.channel_mixers, self._trailing):
+            x = channel_mixer(sequence_mixer(x, rows))
+        return x[-1]
 
 
 class ItemEmbedding(nn.Module):
@@ -261,16 +310,17 @@ class AutoMLP(nn.Module):
         """LayerNorm([x_s ; x_l]) for each sequence: (B, 2D), or (B, T, 2D) with all_positions (causal)."""
         if all_positions and not self.shape.causal:
             raise ValueError("all_positions needs the causal form of the model")
-        x = self.input_dropout(self.items.all_items()[sequences])  # (B, T, D)
-        last = slice(None) if all_positions else slice(-1, None)
-        x_long = self.long_term(x)[:, last]  # (B, t, D)
-        weights = self.candidate_weights()
+        x = self.input_dropout(self.items.all_items()[sequences.T])  # (T, B, D)
+
+        def run(module: SRSMLP, inputs: torch.Tensor) -> torch.Tensor:
+            return module(inputs) if all_positions else module.last(inputs)  # (T, B, D) or (B, D)
+
+        x_long = run(self.long_term, x)
         x_short = 0
-        for weight, module, k in zip(weights, self.short_term, self.shape.candidate_lengths):
-            window = x if self.shape.causal else x[:, -k:]
-            x_short = x_short + weight * module(window)[:, last]
+        for weight, module, k in zip(self.candidate_weights(), self.short_term, self.shape.candidate_lengths):
+            x_short = x_short + weight * run(module, x if self.shape.causal else x[-k:])
         z = self.output_norm(torch.cat([x_short, x_long], dim=-1))  # Eq. 4: [x_s ; x_l]
-        return z if all_positions else z[:, 0]
+        return z.transpose(0, 1) if all_positions else z
 
     def hidden(self, sequences: torch.Tensor, all_positions: bool = False) -> torch.Tensor:
         """h = W_o LayerNorm([x_s ; x_l]) + b_o: (B, D), or (B, T, D) with all_positions."""

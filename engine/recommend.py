@@ -17,7 +17,6 @@ import pandas as pd
 import torch
 
 from engine.events import Observer, PhaseFinished, PhaseStarted, StepClock, StepFinished, Throttle
-from engine.inference import last_position_joint
 from engine.metrics import rank_of_target
 from engine.model import AutoMLP
 from engine.sequences import SequenceData
@@ -126,10 +125,10 @@ def score_parts(model: AutoMLP, sequences: torch.Tensor) -> tuple[torch.Tensor, 
     """(scores, long, short, bias), each (B, N + 1), from one pass over (B, T) left-padded sequences.
 
     The scores are the model's forward scores (column 0 = -inf) and the parts AutoMLP.contributions
-    (column 0 = 0), both from one joint vector computed at the last position only (engine/inference.py),
+    (column 0 = 0), both from one joint vector computed at the last position only (AutoMLP.joint prunes the causal form to the last position),
     so they equal the forward pass up to float rounding (1e-5) at a fraction of its cost.
     """
-    z = last_position_joint(model, sequences)  # (B, 2D)
+    z = model.joint(sequences)  # (B, 2D)
     scores = model.score(model.output(z))
     items = model.items.all_items()  # (N + 1, D)
     vectors = part_vectors(model, z)  # (B, 3, D)
@@ -272,7 +271,7 @@ def recommend_all_to_csv(model: AutoMLP, data: SequenceData, path: str | Path, n
                 observer.check()
                 users = np.arange(start, min(start + batch_size, data.n_users))
                 sequences = torch.from_numpy(data.histories(split, T, users)).to(device)
-                z = last_position_joint(model, sequences)  # (B, 2D)
+                z = model.joint(sequences)  # (B, 2D)
                 scores = model.score(model.output(z))  # (B, N + 1)
                 target = torch.from_numpy(targets[users]).to(device)
                 if exclude_history:
@@ -322,7 +321,7 @@ def user_table(model: AutoMLP, data: SequenceData, n: int = 10, exclude_history:
         observer.check()
         users = np.arange(start, min(start + batch_size, data.n_users))
         sequences = torch.from_numpy(data.histories(split, T, users)).to(device)
-        scores = model.score(model.output(last_position_joint(model, sequences)))
+        scores = model.score(model.output(model.joint(sequences)))
         target = torch.from_numpy(targets[users]).to(device)
         if exclude_history:
             rows, cols = (torch.from_numpy(a).to(device) for a in _history_cells(data, users, cut))

@@ -19,24 +19,24 @@ def small_shape(mode="causal", candidates=(2, 3, 6), layers=2, features=()) -> M
 def test_sequence_mixer_equals_equation_1_by_hand():
     torch.manual_seed(0)
     mixer = SequenceMixer(n_positions=3, dim=2, hidden=4, dropout=0.0, look_backs=None)
-    x = torch.randn(1, 3, 2)  # (B, T, D)
+    x = torch.randn(3, 1, 2)  # (T, B, D): activations are position-major
     expected = torch.empty_like(x)
     normed = F.layer_norm(x, (2,), mixer.norm.weight, mixer.norm.bias)
     for d in range(2):  # Eq. 1 column by column: x^d + W2 g(W1 LayerNorm(x)^d)
-        column = normed[0, :, d]
+        column = normed[:, 0, d]
         hidden = F.gelu(mixer.fc1.weight @ column + mixer.fc1.bias)
-        expected[0, :, d] = x[0, :, d] + mixer.fc2.weight @ hidden + mixer.fc2.bias
+        expected[:, 0, d] = x[:, 0, d] + mixer.fc2.weight @ hidden + mixer.fc2.bias
     assert torch.allclose(mixer(x), expected, atol=1e-6)
 
 
 def test_channel_mixer_equals_equation_2_by_hand():
     torch.manual_seed(0)
     mixer = ChannelMixer(dim=3, hidden=5, dropout=0.0)
-    x = torch.randn(1, 2, 3)
+    x = torch.randn(2, 1, 3)  # (T, B, D)
     expected = torch.empty_like(x)
     for t in range(2):  # Eq. 2 row by row: x^t + W4 g(W3 LayerNorm(x^t))
-        row = F.layer_norm(x[0, t], (3,), mixer.norm.weight, mixer.norm.bias)
-        expected[0, t] = x[0, t] + mixer.fc2.weight @ F.gelu(mixer.fc1.weight @ row + mixer.fc1.bias) + mixer.fc2.bias
+        row = F.layer_norm(x[t, 0], (3,), mixer.norm.weight, mixer.norm.bias)
+        expected[t, 0] = x[t, 0] + mixer.fc2.weight @ F.gelu(mixer.fc1.weight @ row + mixer.fc1.bias) + mixer.fc2.bias
     assert torch.allclose(mixer(x), expected, atol=1e-6)
 
 
@@ -55,10 +55,11 @@ def test_look_backs_add_up_to_the_window(length, maps):
 def test_every_module_keeps_its_shape(mode):
     shape = small_shape(mode)
     model = AutoMLP(shape)
-    x = torch.randn(3, 8, 4)
-    assert model.long_term(x).shape == (3, 8, 4)
+    x = torch.randn(8, 3, 4)  # (T, B, D)
+    assert model.long_term(x).shape == (8, 3, 4)
+    assert model.long_term.last(x).shape == (3, 4)
     for k, module in zip(shape.candidate_lengths, model.short_term):
-        window = x if shape.causal else x[:, -k:]
+        window = x if shape.causal else x[-k:]
         assert module(window).shape == window.shape
     sequences = torch.randint(0, 13, (3, 8))
     assert model.joint(sequences).shape == (3, 8)
@@ -67,15 +68,28 @@ def test_every_module_keeps_its_shape(mode):
     assert model.items.all_items().shape == (13, 4)
 
 
+@pytest.mark.parametrize("max_length,candidates,layers", [(8, (2, 3, 6), 2), (30, (1, 5, 20, 30), 2),
+                                                         (40, (3, 40), 3), (12, (4,), 1)])
+def test_last_position_output_equals_the_full_pass(max_length, candidates, layers, token_form):
+    config = RunConfig(candidate_lengths=list(candidates), max_length=max_length, num_layers=layers,
+                       embedding_dim=8, channel_hidden=8, dropout=0.0)
+    model = AutoMLP(ModelShape.from_config(config, n_items=50)).eval()
+    sequences = torch.randint(0, 51, (4, max_length))
+    sequences[0, : max_length // 2] = 0  # a padded history
+    full = model.joint(sequences, all_positions=True)[:, -1]
+    torch.testing.assert_close(model.joint(sequences), full, atol=1e-5, rtol=0)
+
+
 def test_causal_model_predicts_at_every_position():
     model = AutoMLP(small_shape("causal"))
     assert model.hidden(torch.randint(0, 13, (2, 8)), all_positions=True).shape == (2, 8, 4)
 
 
 def receptive_field(module, inputs, position) -> list[int]:
+    """The input positions whose gradient reaches the output at `position` (inputs: (T, 1, D))."""
     inputs = inputs.clone().requires_grad_(True)
-    (gradient,) = torch.autograd.grad(module(inputs)[0, position].sum(), inputs)
-    return torch.nonzero(gradient[0].abs().sum(dim=1) > 0).flatten().tolist()
+    (gradient,) = torch.autograd.grad(module(inputs)[position, 0].sum(), inputs)
+    return torch.nonzero(gradient[:, 0].abs().sum(dim=1) > 0).flatten().tolist()
 
 
 @pytest.fixture(params=["banded", "masked"])
@@ -104,7 +118,7 @@ def test_causal_short_term_module_sees_exactly_its_last_k_positions(layers, toke
     torch.manual_seed(0)
     shape = small_shape("causal", candidates=(1, 2, 3, 6, 8), layers=layers)
     model = AutoMLP(shape)
-    x = torch.randn(1, 8, 4)
+    x = torch.randn(8, 1, 4)
     for k, module in zip(shape.candidate_lengths, model.short_term):
         for position in (7, 5):
             expected = list(range(max(0, position - k + 1), position + 1))
@@ -114,7 +128,7 @@ def test_causal_short_term_module_sees_exactly_its_last_k_positions(layers, toke
 @pytest.mark.parametrize("layers", [1, 3])
 def test_causal_long_term_module_never_sees_the_future(layers, token_form):
     model = AutoMLP(small_shape("causal", layers=layers))
-    x = torch.randn(1, 8, 4)
+    x = torch.randn(8, 1, 4)
     for position in range(8):
         assert receptive_field(model.long_term, x, position) == list(range(position + 1))
 
@@ -124,11 +138,11 @@ def test_paper_form_short_term_output_depends_on_the_last_k_items_only(layers):
     torch.manual_seed(0)
     shape = small_shape("sampled", candidates=(2, 3, 6), layers=layers)
     model = AutoMLP(shape).eval()
-    embedded = torch.randn(1, 8, 4)
+    embedded = torch.randn(8, 1, 4)
     for k, module in zip(shape.candidate_lengths, model.short_term):
         inputs = embedded.clone().requires_grad_(True)
-        (gradient,) = torch.autograd.grad(module(inputs[:, -k:])[0, -1].sum(), inputs)
-        seen = torch.nonzero(gradient[0].abs().sum(dim=1) > 0).flatten().tolist()
+        (gradient,) = torch.autograd.grad(module(inputs[-k:])[-1, 0].sum(), inputs)
+        seen = torch.nonzero(gradient[:, 0].abs().sum(dim=1) > 0).flatten().tolist()
         assert seen == list(range(8 - k, 8))
 
 

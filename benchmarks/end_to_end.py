@@ -1,0 +1,51 @@
+"""MovieLens-1M end to end with the default settings: import into a fresh store, search, retrain, evaluate.
+
+    python benchmarks/end_to_end.py            # the same as: automlp import ...; automlp run --dataset ml-1m
+
+Prints one JSON line (wall time per stage, peak memory, chosen length, metrics under both protocols) and
+appends it to benchmarks/results/end_to_end.jsonl.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import DATA, append_result, peak_memory_mib  # noqa: E402
+from engine.cli import ProgressBarObserver  # noqa: E402
+from engine.config import RunConfig  # noqa: E402
+from engine.importers import import_file  # noqa: E402
+from engine.store import open_store  # noqa: E402
+from engine.stored_run import run_on_dataset  # noqa: E402
+
+
+def main() -> None:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_store(f"sqlite:///{folder}/store.sqlite")
+        report = import_file(store, DATA / "ml-1m" / "sasrec_ml-1m.txt", name="ml-1m", min_user_interactions=0)
+        imported = time.monotonic()
+        config = RunConfig()
+        run_id, result = run_on_dataset(store, "ml-1m", config, ProgressBarObserver())
+        finished = time.monotonic()
+        store.close()
+    summary = result.summary()
+    append_result("end_to_end.jsonl", {
+        "benchmark": "end_to_end", "dataset": "ml-1m (sasrec_ml-1m.txt)", "config": config.to_dict(),
+        "device": summary["device"], "interactions": report.to_dict().get("interactions"),
+        "chosen_length": result.chosen_length,
+        "search": {k: summary["search"][k] for k in ("final_weights", "margin", "decisive", "steps")},
+        "best_epoch": summary["best_epoch"], "epochs_run": len(summary["epochs"]),
+        "valid_ndcg10_per_epoch": [round(e["NDCG@10"], 4) for e in summary["epochs"]],
+        "test": summary["test_metrics"],
+        "seconds": {"import": imported - started, **summary["seconds"], "total": finished - started},
+        **peak_memory_mib(),
+    })
+
+
+if __name__ == "__main__":
+    main()
