@@ -1,0 +1,164 @@
+"""The Users page over a tiny trained model: history with its window mark, the top-N with its parts and
+bars, the test item, CSV export, refused bundles, and a run selected through the store."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from PySide6.QtCore import QRect
+
+from app.pages.users_page import BAR_COLUMN, MARK_ROLE, PARTS_ROLE, TOP_COLUMNS, UsersPage, bar_segments
+from engine.bundle import save_bundle
+from engine.config import RunConfig
+from engine.events import Observer
+from engine.stored_run import run_on_dataset
+from tests.app.store_data import store_planted_dataset
+from tests.engine.tiny_run import tiny_run
+
+LOAD_TIMEOUT = 20_000
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tmp_path_factory):
+    result, data = tiny_run()
+    return save_bundle(result, data, tmp_path_factory.mktemp("bundle") / "b")
+
+
+@pytest.fixture
+def page(qtbot, app_context):
+    page = UsersPage(app_context)
+    qtbot.addWidget(page)
+    yield page
+    page.shutdown()
+
+
+def open_and_wait(qtbot, page, path) -> None:
+    page.open_bundle(path)
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=LOAD_TIMEOUT)
+
+
+def column(table, name: str) -> list[str]:
+    index = TOP_COLUMNS.index(name)
+    return [table.item(row, index).text() for row in range(table.rowCount())]
+
+
+def test_opening_a_bundle_lists_its_users_and_shows_k(qtbot, page, bundle_path):
+    open_and_wait(qtbot, page, bundle_path)
+    assert page.bundle is not None
+    assert page.user_model.rowCount() == page.bundle.data.n_users
+    assert f"k = {page.bundle.chosen_length}" in page.info_label.text()
+    assert page.message_label.text() == ""
+
+
+def test_typing_filters_the_users_and_enter_selects(qtbot, page, bundle_path):
+    open_and_wait(qtbot, page, bundle_path)
+    user = str(page.bundle.data.user_ids[5])
+    qtbot.keyClicks(page.user_filter, user)
+    assert user in page.user_ids_shown()
+    assert all(user.lower() in shown.lower() for shown in page.user_ids_shown())
+    page.user_filter.returnPressed.emit()
+    assert str(page.recommendations.user_id) == user
+
+
+def test_the_history_marks_exactly_the_last_k_items(qtbot, page, bundle_path):
+    open_and_wait(qtbot, page, bundle_path)
+    assert page.select_user(page.bundle.data.user_ids[3])
+    rec = page.recommendations
+    table = page.history_table
+    assert table.rowCount() == len(rec.history_ids)
+    assert [table.item(row, 1).text() for row in range(table.rowCount())] == [str(i) for i in rec.history_ids]
+    marked = [row for row in range(table.rowCount()) if table.item(row, 0).data(MARK_ROLE)]
+    h = table.rowCount()
+    assert marked == list(range(max(0, h - rec.window), h))
+    assert f"k = {rec.window}" in page.window_label.text()
+
+
+def test_the_top_n_has_n_rows_whose_parts_sum_to_the_score_each_with_a_bar(qtbot, page, bundle_path):
+    open_and_wait(qtbot, page, bundle_path)
+    page.n_spin.setValue(7)
+    page.select_user(page.bundle.data.user_ids[0])
+    table = page.top_table
+    assert table.rowCount() == 7
+    for row, item in enumerate(page.recommendations.items):
+        assert item.long + item.short + item.bias == pytest.approx(item.score, abs=1e-5)
+        long, short = table.item(row, BAR_COLUMN).data(PARTS_ROLE)
+        assert (long, short) == (item.long, item.short)
+        shown = [float(table.item(row, TOP_COLUMNS.index(name)).text()) for name in ("Long", "Short", "Bias")]
+        assert sum(shown) == pytest.approx(float(table.item(row, TOP_COLUMNS.index("Score")).text()), abs=2e-4)
+    assert column(table, "Rank") == [str(r) for r in range(1, 8)]
+
+
+def test_bar_segments_stack_short_on_the_end_of_long():
+    rect = QRect(0, 0, 104, 20)
+    (long_rect, long_name), (short_rect, short_name) = bar_segments(2.0, -1.0, rect, scale=3.0)
+    assert (long_name, short_name) == ("long", "short")
+    assert long_rect.left() == 52 and long_rect.right() > 52
+    assert short_rect.right() == pytest.approx(long_rect.right(), abs=1) and short_rect.left() > 52
+
+
+def test_the_test_item_is_marked_when_it_is_in_the_top_n(qtbot, page, bundle_path):
+    open_and_wait(qtbot, page, bundle_path)
+    page.n_spin.setValue(page.bundle.data.n_items)  # every candidate: the test item is listed
+    page.select_user(page.bundle.data.user_ids[2])
+    rec = page.recommendations
+    assert rec.hit
+    marked = [row for row in range(page.top_table.rowCount()) if page.top_table.item(row, 0).data(MARK_ROLE)]
+    assert marked == [rec.target_rank]
+    assert page.top_table.item(rec.target_rank, 1).text() == str(rec.target.item_id)
+    assert f"ranked {rec.target_rank + 1}" in page.target_label.text() and "hit" in page.target_label.text()
+    assert f"shares {rec.overlap} of" in page.summary_label.text()
+    assert page.long_table.rowCount() == len(rec.long_term_items)
+
+
+def test_the_shown_recommendations_export_to_csv(qtbot, page, bundle_path, tmp_path):
+    open_and_wait(qtbot, page, bundle_path)
+    page.select_user(page.bundle.data.user_ids[1])
+    assert page.export_recommendations(tmp_path / "one.csv") == 10
+    frame = pd.read_csv(tmp_path / "one.csv")
+    assert list(frame["rank"]) == list(range(1, 11))
+    assert [str(i) for i in frame["item"]] == [str(r.item_id) for r in page.recommendations.items]
+
+
+def test_export_all_users_writes_every_users_top_n_on_the_worker(qtbot, page, bundle_path, tmp_path):
+    open_and_wait(qtbot, page, bundle_path)
+    page.n_spin.setValue(5)
+    page.export_all(tmp_path / "all.csv")
+    assert page.is_busy()
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=LOAD_TIMEOUT)
+    frame = pd.read_csv(tmp_path / "all.csv")
+    assert len(frame) == 5 * page.bundle.data.n_users
+    assert "Wrote" in page.message_label.text()
+
+
+def test_a_corrupt_bundle_is_refused_and_the_page_stays_usable(qtbot, page, bundle_path, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in bundle_path.iterdir():
+        (broken / path.name).write_bytes(path.read_bytes())
+    (broken / "config.json").write_text("{ not json")
+    open_and_wait(qtbot, page, broken)
+    assert "corrupt" in page.message_label.text() and page.bundle is None
+    assert page.top_table.rowCount() == 0 and page.user_model.rowCount() == 0
+    open_and_wait(qtbot, page, bundle_path)
+    assert page.bundle is not None and page.top_table.rowCount() == 10
+
+
+def test_selecting_a_stored_run_loads_its_bundle(qtbot, page, app_context, tmp_path):
+    name = store_planted_dataset(app_context.sessions, tmp_path, n_users=40, n_items=60, min_length=8,
+                                 max_length=12)
+    config = RunConfig(candidate_lengths=[1, 2, 4], max_length=10, embedding_dim=16, sequence_hidden=16,
+                       channel_hidden=16, batch_size=32, search_epochs=1, retrain_epochs=1, eval_negatives=20,
+                       device="cpu")
+    run_id, result = run_on_dataset(app_context.store, name, config, Observer())
+    app_context.select_run(run_id)
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=LOAD_TIMEOUT)
+    assert page.source_run_id == run_id and f"run {run_id}" in page.source_label.text()
+    assert f"k = {result.chosen_length}" in page.info_label.text()
+    assert "candidate weights" in page.info_label.text()
+    assert page.top_table.rowCount() == 10
+
+
+def test_a_run_without_a_bundle_shows_why(qtbot, page, app_context):
+    app_context.select_run(999)
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=LOAD_TIMEOUT)
+    assert "run 999" in page.message_label.text() and page.bundle is None
