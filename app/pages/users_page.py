@@ -15,8 +15,9 @@ from pathlib import Path
 from PySide6.QtCore import QRect, QSortFilterProxyModel, Qt, Slot
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
-                               QLineEdit, QProgressBar, QPushButton, QSpinBox, QSplitter, QStyledItemDelegate,
-                               QTableView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                               QLineEdit, QMenu, QProgressBar, QPushButton, QSpinBox, QSplitter, QStyledItemDelegate,
+                               QTableView, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout,
+                               QWidget)
 
 from app.engine_job import EngineJob
 
@@ -144,8 +145,14 @@ class UsersPage(QWidget):
     # ------------------------------------------------------------------ layout
 
     def _build(self) -> None:
-        self.open_button = QPushButton("Open bundle…")
-        self.open_button.clicked.connect(self._on_open_clicked)
+        # a bundle is a folder or a .zip: one button, a menu for the two kinds
+        self.open_button = QToolButton()
+        self.open_button.setText("Open bundle…")
+        self.open_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.open_button)
+        menu.addAction("Bundle folder…", self._on_open_folder_clicked)
+        menu.addAction("Bundle .zip…", self._on_open_zip_clicked)
+        self.open_button.setMenu(menu)
         self.source_label = QLabel("No model: select a finished run on the Runs page, or open a bundle.")
         self.info_label = QLabel("")
         self.message_label = QLabel("")
@@ -219,6 +226,10 @@ class UsersPage(QWidget):
         self.target_label = QLabel("")
         self.summary_label = QLabel("")
         self.summary_label.setWordWrap(True)
+        legend = QLabel(f'<span style="color:{LONG_COLOUR.name()}">■</span> long-term part &nbsp; '
+                        f'<span style="color:{SHORT_COLOUR.name()}">■</span> short-term part, stacked from the '
+                        'zero line; score = long + short + bias &nbsp; '
+                        f'<span style="background:{TARGET_COLOUR.name()}">&nbsp;test item&nbsp;</span>')
         self.top_table = _table(TOP_COLUMNS)
         self.parts_delegate = PartsDelegate(self.top_table)
         self.top_table.setItemDelegateForColumn(BAR_COLUMN, self.parts_delegate)
@@ -242,6 +253,7 @@ class UsersPage(QWidget):
         column.addLayout(options)
         column.addWidget(self.target_label)
         column.addWidget(self.summary_label)
+        column.addWidget(legend)
         column.addWidget(tables, 1)
 
         right = QSplitter(Qt.Orientation.Vertical)
@@ -481,8 +493,8 @@ class UsersPage(QWidget):
         moved_in = sum(1 for r in rec.items if r.long_rank >= rec.n)
         self.summary_label.setText(
             f"The top {rec.n} by the long-term part alone shares {rec.overlap} of {rec.n} items with the combined "
-            f"top {rec.n}: the short-term part (last {rec.window} items) brought in {moved_in} "
-            f"item{'s' if moved_in != 1 else ''}.")
+            f"top {rec.n}: the short-term part (window k = {rec.window}) brought in {moved_in} "
+            f"item{'s' if moved_in != 1 else ''} from outside the long-term top {rec.n}.")
 
     def _show_history(self, rec) -> None:
         h, k = len(rec.history_ids), rec.window
@@ -580,15 +592,15 @@ class UsersPage(QWidget):
             self._job.cancel()
 
     @Slot()
-    def _on_open_clicked(self) -> None:
-        # A bundle is a folder or a .zip: offer the zip, with a button for a folder
-        path, _ = QFileDialog.getOpenFileName(self, "Open model bundle (a .zip; Cancel to pick a folder)", "",
-                                              "Model bundles (*.zip config.json);;All files (*)")
-        if not path:
-            path = QFileDialog.getExistingDirectory(self, "Open model bundle folder")
+    def _on_open_folder_clicked(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open model bundle folder")
         if path:
-            if Path(path).name == "config.json":
-                path = str(Path(path).parent)
+            self.open_bundle(path)
+
+    @Slot()
+    def _on_open_zip_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open model bundle", "", "Model bundles (*.zip);;All files (*)")
+        if path:
             self.open_bundle(path)
 
     # ------------------------------------------------------------------ context

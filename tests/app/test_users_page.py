@@ -162,3 +162,19 @@ def test_a_run_without_a_bundle_shows_why(qtbot, page, app_context):
     app_context.select_run(999)
     qtbot.waitUntil(lambda: not page.is_busy(), timeout=LOAD_TIMEOUT)
     assert "run 999" in page.message_label.text() and page.bundle is None
+
+
+def test_a_second_load_while_one_runs_replaces_it(qtbot, page, bundle_path, tmp_path):
+    page.open_bundle(tmp_path / "missing")
+    page.open_bundle(bundle_path)  # asked while the first is still loading: the newest wins
+    qtbot.waitUntil(lambda: not page.is_busy() and page.bundle is not None, timeout=LOAD_TIMEOUT)
+    assert page.message_label.text() == "" and page.top_table.rowCount() == 10
+
+
+def test_changing_n_and_exclusion_recomputes_the_top_n(qtbot, page, bundle_path):
+    open_and_wait(qtbot, page, bundle_path)
+    page.select_user(page.bundle.data.user_ids[0])
+    page.n_spin.setValue(4)
+    assert page.top_table.rowCount() == 4
+    page.exclude_check.setChecked(False)
+    assert page.recommendations.exclude_history is False and page.top_table.rowCount() == 4
