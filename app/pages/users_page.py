@@ -10,6 +10,7 @@ recommendations take a few ms: they are computed on the GUI thread.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from PySide6.QtCore import QRect, QSortFilterProxyModel, Qt, Slot
@@ -92,6 +93,13 @@ def _table(columns, sortable: bool = False) -> QTableWidget:
 
 def candidate_weights_text(weights: dict) -> str:
     return ", ".join(f"k={k}: {w:.3f}" for k, w in sorted(weights.items(), key=lambda kv: int(kv[0])))
+
+
+def natural_key(value):
+    """A sort key that puts "u3" before "u29": numbers as they are, digit runs in text zero-padded."""
+    if isinstance(value, str):
+        return re.sub(r"\d+", lambda match: match.group().zfill(12), value)
+    return value.item() if hasattr(value, "item") else value
 
 
 def load_task(path=None, sessions=None, run_id: int | None = None):
@@ -398,7 +406,7 @@ class UsersPage(QWidget):
         self.user_view.setSortingEnabled(False)
         self.user_model.setRowCount(len(users))
         for row, (user, length, target, rank, hit) in enumerate(users.itertuples(index=False)):
-            values = [(user, user), (length, int(length)), (target, str(target)), (int(rank) + 1, int(rank)),
+            values = [(user, natural_key(user)), (length, int(length)), (target, str(target)), (int(rank) + 1, int(rank)),
                       ("hit" if hit else "miss", bool(hit))]
             for column, (shown, key) in enumerate(values):
                 cell = QStandardItem(str(shown))
@@ -453,7 +461,7 @@ class UsersPage(QWidget):
         index = self.user_view.currentIndex()
         if not index.isValid() or self.bundle is None:
             return None
-        return self.user_proxy.index(index.row(), 0).data(SORT_ROLE)
+        return self.user_proxy.index(index.row(), 0).data()  # the id as shown; recommend matches text
 
     def _show_user(self) -> None:
         from engine.recommend import RecommendError, recommend

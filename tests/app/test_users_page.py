@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from PySide6.QtCore import QRect
+from PySide6.QtCore import QRect, Qt
 
 from app.pages.users_page import BAR_COLUMN, MARK_ROLE, PARTS_ROLE, TOP_COLUMNS, UsersPage, bar_segments
 from engine.bundle import save_bundle
@@ -178,3 +178,12 @@ def test_changing_n_and_exclusion_recomputes_the_top_n(qtbot, page, bundle_path)
     assert page.top_table.rowCount() == 4
     page.exclude_check.setChecked(False)
     assert page.recommendations.exclude_history is False and page.top_table.rowCount() == 4
+
+
+def test_users_sort_naturally_and_by_history_length(qtbot, page, bundle_path):
+    open_and_wait(qtbot, page, bundle_path)
+    shown = page.user_ids_shown()
+    assert shown.index("u3") < shown.index("u29")
+    page.user_view.sortByColumn(1, Qt.SortOrder.DescendingOrder)
+    lengths = [int(page.user_proxy.index(row, 1).data()) for row in range(page.user_proxy.rowCount())]
+    assert lengths == sorted(lengths, reverse=True)
