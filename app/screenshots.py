@@ -37,6 +37,41 @@ def render_pages(window, folder: str | Path, size=(1280, 820), pages: list[str] 
     return paths
 
 
+def train_demo(window, context) -> None:
+    """Starts the quick-demo run on the demo dataset from the Training page and waits for it to end."""
+    import time
+
+    from PySide6.QtWidgets import QApplication
+
+    from app.demo import DEMO_NAME
+    from engine.presets import quick_demo
+
+    context.select_dataset(DEMO_NAME)
+    context.set_config(quick_demo())
+    training = window.pages["Training"]
+    window.show_page("Training")
+    training.start()
+    while training.running:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    QApplication.processEvents()
+    if context.run_id is None:  # let the Users page show the run just made
+        from engine.store import list_runs
+
+        with context.sessions() as session:
+            runs = list_runs(session)
+        if runs:
+            context.select_run(max(run.id for run in runs))
+    users = window.pages["Users"]
+    if hasattr(users, "is_busy"):  # the Users page loads the bundle on a thread: wait, then pick a user
+        while users.is_busy():
+            QApplication.processEvents()
+            time.sleep(0.02)
+        shown = users.user_ids_shown()
+        if shown:
+            users.select_user(shown[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outdir")
@@ -44,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--theme", choices=("light", "dark"), default="light")
     parser.add_argument("--pages", nargs="+", metavar="TITLE", help="only these pages, e.g. Data Training")
     parser.add_argument("--size", default="1280x820", help="window size WIDTHxHEIGHT")
+    parser.add_argument("--train", action="store_true",
+                        help="first train the quick demo on the demo dataset, so that Training, Runs and Users "
+                             "show a finished run")
     args = parser.parse_args(argv)
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -66,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 import_file(session, write_demo_csv(folder), **demo_import_options())
             context.datasets_changed.emit()
         window = MainWindow(context, AppSettings(theme=args.theme))
+        if args.train:
+            train_demo(window, context)
         width, height = (int(v) for v in args.size.lower().split("x"))
         for path in render_pages(window, args.outdir, (width, height), args.pages):
             print(path)

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import append_result, load_dataset, peak_memory_mib  # noqa: E402
-from engine.cli import ProgressBarObserver  # noqa: E402
+from engine.progress_bar import ProgressBarObserver  # noqa: E402
 from engine.config import RunConfig, parse_override  # noqa: E402
 from engine.presets import PRESETS  # noqa: E402
 from engine.runner import run_automlp  # noqa: E402

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import DATA, append_result, peak_memory_mib  # noqa: E402
-from engine.cli import ProgressBarObserver  # noqa: E402
+from engine.progress_bar import ProgressBarObserver  # noqa: E402
 from engine.config import RunConfig  # noqa: E402
 from engine.importers import import_file  # noqa: E402
 from engine.store import open_store  # noqa: E402

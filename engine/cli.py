@@ -12,50 +12,16 @@ import json
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from engine.bundle import BundleError
 from engine.cli_data import add_data_commands, add_store_argument, resolve_store_url
 from engine.cli_models import add_model_commands
 from engine.config import ConfigError, RunConfig, parse_override
-from engine.events import (ArchitectureWeights, Cancelled, EpochFinished, Message, Observer, PhaseFinished,
-                           PhaseStarted, StepFinished)
+from engine.events import Cancelled
 from engine.importers import ImportFailed, read_interactions
 from engine.presets import PRESETS
+from engine.progress_bar import ProgressBarObserver
 from engine.store import StoreError, open_store
 from engine.sequences import DataError, InteractionLog, build_sequences
-
-
-class ProgressBarObserver(Observer):
-    """Shows each phase as a tqdm bar, epochs and messages as lines above it."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        super().__init__()
-        self.quiet = quiet
-        self.bar: tqdm | None = None
-
-    def emit(self, event) -> None:
-        if self.quiet:
-            return
-        if isinstance(event, PhaseStarted):
-            self.bar = tqdm(total=event.total_steps, desc=event.phase, unit="step", dynamic_ncols=True,
-                            file=sys.stderr)
-            if event.description:
-                tqdm.write(f"{event.phase}: {event.description}", file=sys.stderr)
-        elif isinstance(event, StepFinished) and self.bar is not None:
-            self.bar.update(event.step - self.bar.n)
-            self.bar.set_postfix({k: f"{v:.4f}" for k, v in event.losses.items()}, refresh=False)
-        elif isinstance(event, ArchitectureWeights) and self.bar is not None:
-            self.bar.set_postfix_str(" ".join(f"k{k}={w:.2f}" for k, w in zip(event.candidates, event.weights)))
-        elif isinstance(event, EpochFinished):
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items() if k != "epoch")
-            tqdm.write(f"{event.phase} epoch {event.epoch}: {shown} [{event.protocol}]", file=sys.stderr)
-        elif isinstance(event, PhaseFinished) and self.bar is not None:
-            self.bar.update(self.bar.total - self.bar.n)
-            self.bar.close()
-            self.bar = None
-        elif isinstance(event, Message):
-            tqdm.write(("warning: " if event.level == "warning" else "") + event.text, file=sys.stderr)
 
 
 def read_log(path: Path) -> InteractionLog:

@@ -17,10 +17,8 @@ import datetime
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
-from engine.events import Observer, PhaseFinished, PhaseStarted, StepFinished
 from engine.importers import FORMATS, ImportFailed, import_file
+from engine.progress_bar import ProgressBarObserver
 from engine.store import (StoreError, dataset_stats, default_store_url, delete_dataset, list_datasets,
                           open_store, to_json)
 
@@ -86,27 +84,6 @@ def parse_mapping(text: str | None) -> dict[str, str] | None:
     return mapping
 
 
-class ImportProgressBar(Observer):
-    """The import phase as a tqdm bar on stderr (percent)."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        super().__init__()
-        self.quiet = quiet
-        self.bar: tqdm | None = None
-
-    def emit(self, event) -> None:
-        if self.quiet:
-            return
-        if isinstance(event, PhaseStarted):
-            self.bar = tqdm(total=event.total_steps, desc=event.description or event.phase, unit="%",
-                            file=sys.stderr, dynamic_ncols=True)
-        elif isinstance(event, StepFinished) and self.bar is not None:
-            self.bar.update(event.step - self.bar.n)
-        elif isinstance(event, PhaseFinished) and self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 def _run(handler):
     """Prints store and import errors as one line and returns exit status 2."""
     def wrapped(args) -> int:
@@ -122,7 +99,7 @@ def _run(handler):
 def command_import(args) -> int:
     separator = {"tab": "\t", "\\t": "\t", "space": " "}.get(args.separator, args.separator)
     store = open_store(resolve_store_url(args))
-    progress = ImportProgressBar(quiet=args.quiet)
+    progress = ProgressBarObserver(quiet=args.quiet)
     try:
         with store.session() as session:
             report = import_file(session, args.file, name=args.name, format=args.format,

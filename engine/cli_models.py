@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from engine.bundle import Bundle, BundleError, bundle_digest, load_bundle, save_bundle
 from engine.cli_data import add_store_argument, resolve_store_url
+from engine.progress_bar import ProgressBarObserver
 from engine.recommend import RecommendError, Recommendations, recommend, recommend_all_to_csv
 from engine.store import StoreError, add_artifact, get_run, latest_artifact, open_store
 
@@ -97,7 +98,6 @@ def _open(args) -> Bundle:
 
 
 def command_recommend(args) -> int:
-    from engine.cli import ProgressBarObserver  # engine.cli imports this module
 
     if args.all and args.out is None:
         raise RecommendError("--all needs --out FILE.csv")
@@ -113,7 +113,6 @@ def command_recommend(args) -> int:
 
 
 def command_export(args) -> int:
-    from engine.cli import ProgressBarObserver
 
     args.bundle = None
     bundle = _open(args)

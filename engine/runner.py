@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import torch
 
 from engine.config import RunConfig
 from engine.events import Message, Observer, PhaseFinished, PhaseStarted

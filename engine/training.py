@@ -10,7 +10,6 @@ Training modes (DESIGN.md, Training modes):
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
