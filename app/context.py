@@ -33,10 +33,15 @@ class AppContext(QObject):
             self.open_store(store_url)
 
     def open_store(self, url: str) -> None:
-        """Opens (creating if needed) the store at `url`; raises the store's error if it cannot."""
-        from engine.store import open_store
+        """Opens (creating if needed) the store at `url`; raises the store's error if it cannot.
+
+        Runs left `running` by a process that is gone (killed, crashed) are marked `interrupted`, so that
+        the Runs page never shows a run as running that is not."""
+        from engine.store import mark_interrupted_runs, open_store
 
         store = open_store(url)
+        with store.session() as session:
+            mark_interrupted_runs(session)
         if self.store is not None:
             self.store.close()
         self.store, self.sessions, self.store_url = store, store.session, url

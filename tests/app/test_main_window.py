@@ -232,3 +232,20 @@ def test_open_store_accepts_a_file_path_or_a_url(monkeypatch, window, app_contex
     window.open_store_action.trigger()
     assert app_context.store_url == f"sqlite:///{typed}" and typed.exists()
     assert window.settings.store_url == app_context.store_url
+
+
+def test_opening_a_store_marks_runs_of_dead_processes_interrupted(tmp_path):
+    from app.context import AppContext
+    from engine.store import create_run, get_run, open_store
+
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    store = open_store(url)
+    with store.session() as session:
+        run_id = create_run(session, "any", {}, "cpu")
+        get_run(session, run_id).pid = 2**22 + 12345  # no such process
+        session.commit()
+    store.close()
+    context = AppContext(url)
+    with context.sessions() as session:
+        assert get_run(session, run_id).status == "interrupted"
+    context.store.close()
