@@ -238,6 +238,7 @@ class UsersPage(QWidget):
                         f'<span style="color:{SHORT_COLOUR.name()}">■</span> short-term part, stacked from the '
                         'zero line; score = long + short + bias &nbsp; '
                         f'<span style="background:{TARGET_COLOUR.name()}">&nbsp;test item&nbsp;</span>')
+        legend.setWordWrap(True)  # else its one line sets the whole window's minimum width
         self.top_table = _table(TOP_COLUMNS)
         self.parts_delegate = PartsDelegate(self.top_table)
         self.top_table.setItemDelegateForColumn(BAR_COLUMN, self.parts_delegate)
