@@ -58,13 +58,7 @@ def preview(path: str | Path, *, format: str | None = None, mapping: dict | None
     seconds) / rating when mapped) with the detected format and mapping. Raises ImportFailed."""
     detected = detect_format(path, format=format, separator=separator, mapping=mapping, encoding=encoding)
     parsed = read_parsed(Path(path), detected, None, Observer(), limit_rows=rows)
-    frame = pd.DataFrame({"user": parsed.user_names[parsed.user_codes],
-                          "item": parsed.item_names[parsed.item_codes]})
-    if parsed.seconds is not None:
-        frame["timestamp"] = parsed.seconds
-    if parsed.ratings is not None:
-        frame["rating"] = parsed.ratings
-    return Preview(frame=frame, detected=detected)
+    return Preview(frame=_frame(parsed), detected=detected)
 
 
 def read_interactions(path: str | Path, *, format: str | None = None, mapping: dict | None = None,
@@ -75,6 +69,11 @@ def read_interactions(path: str | Path, *, format: str | None = None, mapping: d
     filtering: for scripts and tests. Raises ImportFailed."""
     detected = detect_format(path, format=format, separator=separator, mapping=mapping, encoding=encoding)
     parsed = read_parsed(Path(path), detected, Path(times_file) if times_file else None, observer or Observer())
+    return _frame(parsed)
+
+
+def _frame(parsed: Parsed) -> pd.DataFrame:
+    """Parsed columns as a table: user, item (external ids), and timestamp / rating when present."""
     frame = pd.DataFrame({"user": parsed.user_names[parsed.user_codes],
                           "item": parsed.item_names[parsed.item_codes]})
     if parsed.seconds is not None:
