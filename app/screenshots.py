@@ -62,6 +62,10 @@ def train_demo(window, context) -> None:
             runs = list_runs(session)
         if runs:
             context.select_run(max(run.id for run in runs))
+    runs_page = window.pages["Runs"]
+    if context.run_id is not None and hasattr(runs_page, "select_runs"):
+        runs_page.refresh()
+        runs_page.select_runs([context.run_id])
     users = window.pages["Users"]
     if hasattr(users, "is_busy"):  # the Users page loads the bundle on a thread: wait, then pick a user
         while users.is_busy():
