@@ -1,0 +1,259 @@
+"""SASRec (Kang & McAuley, ICDM 2018): the self-attention baseline AutoMLP is compared with (issue 6).
+
+Item embedding (the same `ItemEmbedding` as AutoMLP, scaled by sqrt(D)) plus a learned positional
+embedding, L causal self-attention blocks with pre-LayerNorm and a pointwise feed-forward network, dropout,
+a final LayerNorm, and scores against the shared item embedding. It offers the interface that the engine's
+training and evaluation code uses for AutoMLP (`hidden`, `score`, `items.all_items()`, `shape.max_length`,
+`arch_parameters()`, `network_parameters()`, `forward` at the last position), so that `batch_loss`,
+`training_batches` and `evaluate` train and measure both models with the same code.
+
+Shapes: B batch, T max length, D embedding size, H heads, N items (internal ids 1..N, 0 pads). Inputs are
+left-padded, so the most recent item sits at the last position and positions count back from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config import RunConfig
+from engine.events import EpochFinished, Message, Observer, PhaseFinished, PhaseStarted, StepClock, StepFinished, Throttle
+from engine.metrics import evaluate, protocol_label
+from engine.model import ItemEmbedding
+from engine.runner import REPORTED_PROTOCOLS, RunResult
+from engine.sequences import SequenceData
+from engine.training import RetrainResult, batch_loss, resolve_device, seed_everything, steps_per_epoch, training_batches
+
+
+@dataclass(frozen=True)
+class SASRecShape:
+    """Everything needed to rebuild a SASRec model; `from_config` takes the sizes AutoMLP uses."""
+
+    n_items: int
+    max_length: int  # T
+    num_layers: int  # L blocks
+    embedding_dim: int  # D
+    ffn_hidden: int  # the feed-forward network's width: AutoMLP's channel-mixer width R_c
+    num_heads: int
+    dropout: float
+    feature_sizes: tuple[int, ...] = ()  # item features, fused into the item vectors as AutoMLP does
+    feature_widths: tuple[int, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: RunConfig, n_items: int, features=(), num_heads: int = 1) -> "SASRecShape":
+        if config.embedding_dim % num_heads:
+            raise ValueError(f"embedding_dim {config.embedding_dim} is not divisible by {num_heads} heads")
+        return cls(n_items=n_items, max_length=config.max_length, num_layers=config.num_layers,
+                   embedding_dim=config.embedding_dim, ffn_hidden=config.channel_hidden, num_heads=num_heads,
+                   dropout=config.dropout, feature_sizes=tuple(len(f.vocabulary) for f in features),
+                   feature_widths=tuple(f.values.shape[1] for f in features))
+
+
+def attention_mask(real: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool, True at items -> (B, 1, T, T) bool, True where query t may read key s.
+
+    Causal (s <= t) and never a padding key, except that every position reads itself: a padding query
+    then has one key instead of none, so a fully padded row gives finite outputs, not NaN.
+    """
+    T = real.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=real.device).tril()
+    itself = torch.eye(T, dtype=torch.bool, device=real.device)
+    return (causal & (real[:, None, :] | itself))[:, None]  # (B, 1, T, T)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head causal self-attention through torch's fused scaled_dot_product_attention."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """x (B, T, D), mask (B, 1, T, T) -> (B, T, D); with last_only the last query only: (B, 1, D)."""
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=-1)  # each (B, T, D)
+        if last_only:
+            q, mask = q[:, -1:], mask[:, :, -1:]
+
+        def heads(t: torch.Tensor) -> torch.Tensor:  # (B, n, D) -> (B, H, n, D/H)
+            return t.reshape(B, t.shape[1], self.heads, D // self.heads).transpose(1, 2)
+
+        y = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(B, -1, D))
+
+
+class Block(nn.Module):
+    """x + Attention(LayerNorm(x)), then x + FFN(LayerNorm(x)) with ReLU, as SASRec's pointwise network."""
+
+    def __init__(self, shape: SASRecShape) -> None:
+        super().__init__()
+        D = shape.embedding_dim
+        self.attention_norm = nn.LayerNorm(D)
+        self.attention = SelfAttention(D, shape.num_heads, shape.dropout)
+        self.ffn_norm = nn.LayerNorm(D)
+        self.ffn = nn.Sequential(nn.Linear(D, shape.ffn_hidden), nn.ReLU(), nn.Dropout(shape.dropout),
+                                 nn.Linear(shape.ffn_hidden, D))
+        self.dropout = nn.Dropout(shape.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """(B, T, D) -> (B, T, D), or (B, 1, D) with last_only."""
+        attended = self.attention(self.attention_norm(x), mask, last_only)
+        x = (x[:, -1:] if last_only else x) + self.dropout(attended)
+        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+
+
+class SASRec(nn.Module):
+    """The baseline, with AutoMLP's interface: no architecture weights, scores h . E_i with column 0 = -inf."""
+
+    alpha = None  # nothing to search
+
+    def __init__(self, shape: SASRecShape) -> None:
+        super().__init__()
+        self.shape = shape
+        self.items = ItemEmbedding(shape)  # reads n_items, embedding_dim and the feature sizes only
+        self.positions = nn.Embedding(shape.max_length, shape.embedding_dim)
+        nn.init.normal_(self.positions.weight, std=0.02)
+        self.input_dropout = nn.Dropout(shape.dropout)
+        self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.num_layers))
+        self.final_norm = nn.LayerNorm(shape.embedding_dim)
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        return list(self.parameters())
+
+    def hidden(self, sequences: torch.Tensor, all_positions: bool = False) -> torch.Tensor:
+        """(B, T) left-padded item ids -> (B, D) at the last position, or (B, T, D) with all_positions.
+
+        T may be shorter than max_length: positions are counted back from the most recent item.
+        """
+        T = sequences.shape[1]
+        x = self.items.all_items()[sequences] * math.sqrt(self.shape.embedding_dim)  # (B, T, D)
+        x = self.input_dropout(x + self.positions.weight[self.shape.max_length - T:])
+        mask = attention_mask(sequences > 0)  # (B, 1, T, T)
+        for index, block in enumerate(self.blocks):
+            # The last position needs every position of the earlier blocks, but only itself of the last one.
+            x = block(x, mask, last_only=not all_positions and index == len(self.blocks) - 1)
+        x = self.final_norm(x)
+        return x if all_positions else x[:, -1]
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., N + 1) scores h . E_i; column 0 (padding) is -inf."""
+        scores = hidden @ self.items.all_items().T
+        scores[..., 0] = float("-inf")
+        return scores
+
+    def forward(self, sequences: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, N + 1)
+        return self.score(self.hidden(sequences))
+
+
+def build_sasrec(shape: SASRecShape, features=(), device: torch.device | str = "cpu") -> SASRec:
+    """A fresh model on `device`, with the data's item feature values loaded."""
+    model = SASRec(shape).to(device)
+    model.items.set_feature_values([torch.as_tensor(f.values) for f in features])
+    return model
+
+
+def fit(model: nn.Module, data: SequenceData, config: RunConfig, rng: np.random.Generator,
+        observer: Observer | None = None, device: torch.device | None = None,
+        description: str = "") -> RetrainResult:
+    """Trains `model` exactly as `engine.training.retrain` trains AutoMLP, and returns the same result.
+
+    Same epochs of `training_batches`, `batch_loss`, Adam (config.lr, betas 0.9/0.999, weight_decay),
+    validation with `evaluate` under config.protocol after every epoch, early stopping on validation
+    NDCG@10 with config.patience, the best epoch's weights restored. Events: phase "retrain".
+
+    `retrain` builds its AutoMLP inside its loop, so this is its loop with the model passed in; once
+    `retrain` takes a model factory, this function is that loop and can go.
+    """
+    observer = observer or Observer()
+    device = device or next(model.parameters()).device
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999),
+                                 weight_decay=config.weight_decay)
+    label = protocol_label(config.protocol, config.eval_negatives)
+    total = steps_per_epoch(data, config) * config.retrain_epochs
+    observer.emit(PhaseStarted("retrain", total, description or f"up to {config.retrain_epochs} epochs"))
+    clock, throttle = StepClock(total), Throttle()
+    result = RetrainResult(model=model)
+    best_state, best_score, waited, step = None, -1.0, 0, 0
+    for epoch in range(1, config.retrain_epochs + 1):
+        model.train()
+        losses = []
+        for batch in training_batches(data, config, rng, device):
+            observer.check()
+            loss = batch_loss(model, batch, config)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            step += 1
+            if throttle.ready():
+                observer.emit(StepFinished("retrain", step, total, {"train_loss": losses[-1]}, clock.eta(step)))
+        valid = evaluate(model, data, "valid", config.protocol, config.eval_negatives, config.seed, observer=observer)
+        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), **valid}
+        result.history.append(record)
+        observer.emit(EpochFinished("retrain", epoch, record, label))
+        if valid["NDCG@10"] > best_score:
+            best_score, best_state, waited = valid["NDCG@10"], copy.deepcopy(model.state_dict()), 0
+            result.best_epoch, result.best_valid = epoch, valid
+        else:
+            waited += 1
+            if waited >= config.patience:
+                result.stopped_early = True
+                observer.emit(Message(f"early stop after epoch {epoch}: validation NDCG@10 has not improved "
+                                      f"for {config.patience} epochs (best {best_score:.4f} at epoch "
+                                      f"{result.best_epoch})"))
+                break
+    model.load_state_dict(best_state)
+    result.seconds = clock.elapsed
+    observer.emit(PhaseFinished("retrain", result.seconds))
+    return result
+
+
+def train_baseline(data: SequenceData, config: RunConfig, observer: Observer | None = None,
+                   device: torch.device | None = None, num_heads: int = 1) -> RetrainResult:
+    """Trains a fresh SASRec of the configuration's sizes (T, L, D, R_c as the FFN width, dropout) with
+    AutoMLP's retraining: the same seed, batches, loss, optimiser, validation and early stopping.
+
+    Returns a RetrainResult whose `model` is the SASRec with the best validation epoch's weights.
+    `candidate_lengths` and the search settings are ignored.
+    """
+    device = device or resolve_device(config.device)
+    rng = seed_everything(config.seed + 1)
+    shape = SASRecShape.from_config(config, data.n_items, data.features, num_heads)
+    model = build_sasrec(shape, data.features, device)
+    return fit(model, data, config, rng, observer, device,
+               f"SASRec baseline, {num_heads} head(s), up to {config.retrain_epochs} epochs")
+
+
+def run_baseline(data: SequenceData, config: RunConfig, observer: Observer | None = None,
+                 num_heads: int = 1) -> RunResult:
+    """`train_baseline`, then the test targets under both reported protocols, as `run_automlp` does.
+
+    The RunResult has no search and `chosen_length` None (SASRec attends over all T positions).
+    """
+    observer = observer or Observer()
+    config.validate()
+    device = resolve_device(config.device)
+    observer.emit(Message(f"SASRec baseline on {data.name}: {data.n_users} users, {data.n_items} items; "
+                          f"device {device}; mode {config.mode}"))
+    trained = train_baseline(data, config, observer, device, num_heads)
+    started = time.monotonic()
+    observer.emit(PhaseStarted("evaluate", len(REPORTED_PROTOCOLS)))
+    test = {protocol_label(protocol, config.eval_negatives):
+            evaluate(trained.model, data, "test", protocol, config.eval_negatives, config.seed, observer=observer)
+            for protocol in REPORTED_PROTOCOLS}
+    seconds = {"retrain": trained.seconds, "evaluate": time.monotonic() - started}
+    observer.emit(PhaseFinished("evaluate", seconds["evaluate"]))
+    return RunResult(config, str(device), None, trained.model, None, trained, test, seconds)
