@@ -125,18 +125,21 @@ class Throttle:
 
 
 class StepClock:
-    """Estimates the remaining seconds of a phase from the mean time per step so far."""
+    """Estimates the remaining seconds of a phase from the mean time per step so far. A resumed phase
+    starts the clock at the steps and seconds its checkpoint had already done."""
 
-    def __init__(self, total_steps: int) -> None:
+    def __init__(self, total_steps: int, done_steps: int = 0, done_seconds: float = 0.0) -> None:
         self.total_steps = total_steps
+        self.done_steps = done_steps
+        self.done_seconds = done_seconds
         self.start = time.monotonic()
 
     def eta(self, step: int) -> float | None:
-        if step <= 0:
+        if step <= self.done_steps:
             return None
-        per_step = (time.monotonic() - self.start) / step
+        per_step = (time.monotonic() - self.start) / (step - self.done_steps)
         return per_step * max(self.total_steps - step, 0)
 
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.start
+        return self.done_seconds + time.monotonic() - self.start

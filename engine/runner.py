@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
+import torch
 
+from engine.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from engine.config import RunConfig
 from engine.events import Message, Observer, PhaseFinished, PhaseStarted
 from engine.metrics import evaluate, protocol_label
 from engine.model import AutoMLP
-from engine.search import SearchResult, search
+from engine.search import SearchResult, search, search_outcome
 from engine.sequences import SequenceData
 from engine.training import RetrainResult, resolve_device, retrain
 
@@ -58,25 +63,50 @@ class RunResult:
         return out
 
 
-def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None = None) -> RunResult:
+def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None = None,
+                checkpoint_path: str | Path | None = None, resume: Checkpoint | None = None) -> RunResult:
     """Search (if there are several candidates), retrain with the chosen length, and evaluate the test
-    targets under the full-ranking and popularity-sampled protocols. Raises `Cancelled` if cancelled."""
+    targets under the full-ranking and popularity-sampled protocols. Raises `Cancelled` if cancelled.
+
+    With `checkpoint_path`, the state after every epoch is saved there (engine.checkpoint); with `resume`,
+    the run continues from such a checkpoint (CheckpointError if it belongs to other data or settings)
+    and ends as the uninterrupted run would have."""
     observer = observer or Observer()
     config.validate()
     device = resolve_device(config.device)
     observer.emit(Message(f"{data.name}: {data.n_users} users, {data.n_items} items, "
                           f"{data.n_interactions} interactions; device {device}; mode {config.mode}"))
+    fingerprint = data.fingerprint() if checkpoint_path is not None or resume is not None else ""
+    if resume is not None:
+        check_resumable(resume, config, fingerprint)
+    save = None
+    if checkpoint_path is not None:
+        def save(checkpoint: Checkpoint) -> None:
+            checkpoint.fingerprint = fingerprint
+            if checkpoint.phase == "retrain" and found is not None:
+                checkpoint.tensors.update(_search_tensors(found))
+                checkpoint.state["search_seconds"] = found.seconds
+            save_checkpoint(checkpoint, checkpoint_path)
     seconds = {}
     found = None
-    if len(config.candidate_lengths) > 1:
-        found = search(data, config, observer, device)
+    if resume is not None and resume.phase == "retrain":
+        chosen = resume.state["chosen_length"]
+        if "search.alpha" in resume.tensors:
+            found = search_outcome(list(config.candidate_lengths), resume.tensors["search.alpha"].numpy(),
+                                   resume.tensors["search.train_loss"].tolist(),
+                                   resume.tensors["search.valid_loss"].tolist(), resume.state["search_seconds"])
+            seconds["search"] = found.seconds
+    elif len(config.candidate_lengths) > 1:
+        found = search(data, config, observer, device, resume=resume, on_epoch_end=save)
         seconds["search"] = found.seconds
         chosen = found.chosen_length
         observer.emit(Message(f"chosen short-term length k = {chosen} (weights "
                               + ", ".join(f"{k}: {w:.3f}" for k, w in found.final_weights.items()) + ")"))
     else:
         chosen = config.candidate_lengths[0]
-    retrained = retrain(data, config, chosen, observer, device)
+    retrained = retrain(data, config, chosen, observer, device,
+                        resume=resume if resume is not None and resume.phase == "retrain" else None,
+                        on_epoch_end=save)
     seconds["retrain"] = retrained.seconds
     started = time.monotonic()
     observer.emit(PhaseStarted("evaluate", len(REPORTED_PROTOCOLS)))
@@ -88,3 +118,22 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
     seconds["evaluate"] = time.monotonic() - started
     observer.emit(PhaseFinished("evaluate", seconds["evaluate"]))
     return RunResult(config, str(device), chosen, retrained.model, found, retrained, test, seconds)
+
+
+def check_resumable(checkpoint: Checkpoint, config: RunConfig, fingerprint: str) -> None:
+    """CheckpointError unless the checkpoint was written by a run of this configuration on this data."""
+    if checkpoint.fingerprint != fingerprint:
+        raise CheckpointError("the checkpoint was written for other data: the dataset changed since the run "
+                              "started, so it cannot be resumed (start a new run)")
+    saved, wanted = checkpoint.config, json.loads(json.dumps(config.to_dict()))
+    # The device may change: a run started on a GPU can go on on the CPU.
+    differing = sorted(key for key in set(saved) | set(wanted) if key != "device" and saved.get(key) != wanted.get(key))
+    if differing:
+        raise CheckpointError(f"the checkpoint was written with other settings ({', '.join(differing)} differ); "
+                              "resume with the run's own configuration")
+
+
+def _search_tensors(found: SearchResult) -> dict[str, torch.Tensor]:
+    return {"search.alpha": torch.from_numpy(np.asarray(found.alpha_history)),
+            "search.train_loss": torch.tensor(found.train_losses, dtype=torch.float64),
+            "search.valid_loss": torch.tensor(found.valid_losses, dtype=torch.float64)}

@@ -10,10 +10,13 @@ First order is xi = 0: grad_alpha L_val(W, alpha).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
+from engine.checkpoint import (Checkpoint, pack_module, pack_optimizer, pack_rng, unpack_optimizer, unpack_rng,
+                               unpack_state)
 from engine.config import RunConfig
 from engine.events import (ArchitectureWeights, EpochFinished, Message, Observer, PhaseFinished, PhaseStarted,
                            StepClock, StepFinished, Throttle)
@@ -124,8 +127,12 @@ def weight_step(model: AutoMLP, optimizer: torch.optim.Optimizer, batch: Batch, 
 
 
 def search(data: SequenceData, config: RunConfig, observer: Observer | None = None,
-           device: torch.device | None = None) -> SearchResult:
-    """Runs the search phase over config.candidate_lengths and returns alpha's history and the choice."""
+           device: torch.device | None = None, resume: Checkpoint | None = None,
+           on_epoch_end: Callable[[Checkpoint], None] | None = None) -> SearchResult:
+    """Runs the search phase over config.candidate_lengths and returns alpha's history and the choice.
+
+    `on_epoch_end` receives a checkpoint after every epoch; `resume` continues from such a checkpoint
+    exactly as if the search had never stopped."""
     observer = observer or Observer()
     device = device or resolve_device(config.device)
     candidates = list(config.candidate_lengths)
@@ -137,19 +144,28 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
     weight_optimizer = torch.optim.Adam(model.network_parameters(), lr=config.lr, betas=(0.9, 0.999),
                                         weight_decay=config.weight_decay)
     architect = Architect(model, config)
-    valid_stream = validation_batches(data, config, rng, device)
+    alphas, train_losses, valid_losses, step, first_epoch, spent = [], [], [], 0, 1, 0.0
+    if resume is not None:
+        model.load_state_dict(unpack_state(resume.tensors, "model"))
+        unpack_optimizer(weight_optimizer, resume.tensors, resume.state["weight_optimizer"], "weight_optimizer")
+        unpack_optimizer(architect.optimizer, resume.tensors, resume.state["arch_optimizer"], "arch_optimizer")
+        unpack_rng(rng, resume.tensors, resume.state["rng"])
+        alphas = list(resume.tensors["history.alpha"].numpy())
+        train_losses = resume.tensors["history.train_loss"].tolist()
+        valid_losses = resume.tensors["history.valid_loss"].tolist()
+        step, first_epoch, spent = resume.step, resume.epoch + 1, resume.seconds
     total = steps_per_epoch(data, config) * config.search_epochs
     order = "second order" if architect.xi else "first order"
-    observer.emit(PhaseStarted("search", total, f"{len(candidates)} candidates {candidates}, {order}"))
-    clock, throttle = StepClock(total), Throttle()
-    alphas, train_losses, valid_losses = [], [], []
-    step = 0
-    for epoch in range(1, config.search_epochs + 1):
+    resumed = f", resumed after epoch {resume.epoch}" if resume is not None else ""
+    observer.emit(PhaseStarted("search", total, f"{len(candidates)} candidates {candidates}, {order}{resumed}"))
+    clock, throttle = StepClock(total, step, spent), Throttle()
+    for epoch in range(first_epoch, config.search_epochs + 1):
         model.train()
         epoch_train, epoch_valid = [], []
-        for train_batch in training_batches(data, config, rng, device):
+        batches = training_batches(data, config, rng, device)
+        for train_batch, valid_batch in zip(batches, validation_batches(data, config, rng, device)):
             observer.check()
-            valid_loss = architect.step(train_batch, next(valid_stream))
+            valid_loss = architect.step(train_batch, valid_batch)
             loss = weight_step(model, weight_optimizer, train_batch, config)
             step += 1
             alphas.append(model.alpha.detach().cpu().numpy().copy())
@@ -166,14 +182,33 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
                                                   tuple(map(float, weights))))
         observer.emit(EpochFinished("search", epoch, {"train_loss": float(np.mean(epoch_train)),
                                                       "valid_loss": float(np.mean(epoch_valid))}, "loss"))
+        if on_epoch_end is not None:
+            weight_tensors, weight_state = pack_optimizer(weight_optimizer, "weight_optimizer")
+            arch_tensors, arch_state = pack_optimizer(architect.optimizer, "arch_optimizer")
+            rng_tensors, rng_state = pack_rng(rng)
+            on_epoch_end(Checkpoint(
+                "search", epoch, step, clock.elapsed, config.to_dict(), fingerprint="",
+                tensors={**pack_module(model, "model"), **weight_tensors, **arch_tensors, **rng_tensors,
+                         "history.alpha": torch.from_numpy(np.array(alphas)),
+                         "history.train_loss": torch.tensor(train_losses, dtype=torch.float64),
+                         "history.valid_loss": torch.tensor(valid_losses, dtype=torch.float64)},
+                state={"weight_optimizer": weight_state, "arch_optimizer": arch_state, "rng": rng_state}))
     alpha_history = np.array(alphas)
+    result = search_outcome(candidates, alpha_history, train_losses, valid_losses, clock.elapsed)
+    if not result.decisive:
+        observer.emit(Message(f"the search did not decide: k = {result.chosen_length} leads by {result.margin:.3f}, "
+                              f"within the noise ({result.noise:.3f}); run more search epochs or raise arch_lr",
+                              "warning"))
+    observer.emit(PhaseFinished("search", result.seconds))
+    return result
+
+
+def search_outcome(candidates: list[int], alpha_history: np.ndarray, train_losses: list[float],
+                   valid_losses: list[float], seconds: float) -> SearchResult:
+    """The SearchResult of a finished search from its alpha history (steps, M): softmax weights, choice,
+    margin and verdict."""
     weight_history = np.exp(alpha_history - alpha_history.max(axis=1, keepdims=True))
     weight_history /= weight_history.sum(axis=1, keepdims=True)
     chosen, margin, noise, decisive = decide(candidates, weight_history)
-    result = SearchResult(candidates, alpha_history, weight_history, train_losses, valid_losses,
-                          chosen, margin, noise, decisive, clock.elapsed)
-    if not decisive:
-        observer.emit(Message(f"the search did not decide: k = {chosen} leads by {margin:.3f}, within the noise "
-                              f"({noise:.3f}); run more search epochs or raise arch_lr", "warning"))
-    observer.emit(PhaseFinished("search", result.seconds))
-    return result
+    return SearchResult(candidates, alpha_history, weight_history, list(train_losses), list(valid_losses),
+                        chosen, margin, noise, decisive, seconds)

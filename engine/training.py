@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.checkpoint import (Checkpoint, pack_module, pack_optimizer, pack_rng, unpack_optimizer, unpack_rng,
+                               unpack_state)
 from engine.config import ConfigError, RunConfig
 from engine.events import EpochFinished, Message, Observer, PhaseFinished, PhaseStarted, StepClock, StepFinished, Throttle
 from engine.metrics import evaluate, protocol_label
@@ -93,7 +95,9 @@ def training_batches(data: SequenceData, config: RunConfig, rng: np.random.Gener
 
 def validation_batches(data: SequenceData, config: RunConfig, rng: np.random.Generator,
                        device: torch.device) -> Iterator[Batch]:
-    """Endless shuffled minibatches of (validation input, validation target), for the search's alpha steps."""
+    """Shuffled minibatches of (validation input, validation target), for the search's alpha steps;
+    endless: a new permutation of the users each pass. Take a fresh stream each epoch, so that the
+    random state at an epoch's end is all a checkpoint needs to resume the next epoch exactly."""
     targets = data.targets("valid")
     while True:
         order = rng.permutation(data.n_users)
@@ -131,11 +135,13 @@ class RetrainResult:
 
 
 def retrain(data: SequenceData, config: RunConfig, chosen_length: int, observer: Observer | None = None,
-            device: torch.device | None = None) -> RetrainResult:
+            device: torch.device | None = None, resume: Checkpoint | None = None,
+            on_epoch_end: Callable[[Checkpoint], None] | None = None) -> RetrainResult:
     """Trains a fresh model with the long-term module and the `chosen_length` short-term module only.
 
     Adam (config.lr), early stopping on validation NDCG@10 (config.protocol) with config.patience; the
-    best epoch's weights are restored.
+    best epoch's weights are restored. `on_epoch_end` receives a checkpoint after every epoch that the
+    training goes on from (or ends with); `resume` continues from such a checkpoint as if never stopped.
     """
     observer = observer or Observer()
     device = device or resolve_device(config.device)
@@ -146,11 +152,21 @@ def retrain(data: SequenceData, config: RunConfig, chosen_length: int, observer:
                                  weight_decay=config.weight_decay)
     label = protocol_label(config.protocol, config.eval_negatives)
     total = steps_per_epoch(data, config) * config.retrain_epochs
-    observer.emit(PhaseStarted("retrain", total, f"k = {chosen_length}, up to {config.retrain_epochs} epochs"))
-    clock, throttle = StepClock(total), Throttle()
     result = RetrainResult(model=model)
-    best_state, best_score, waited, step = None, -1.0, 0, 0
-    for epoch in range(1, config.retrain_epochs + 1):
+    best_state, best_score, waited, step, first_epoch, spent = None, -1.0, 0, 0, 1, 0.0
+    if resume is not None:
+        model.load_state_dict(unpack_state(resume.tensors, "model"))
+        unpack_optimizer(optimizer, resume.tensors, resume.state["optimizer"], "optimizer")
+        unpack_rng(rng, resume.tensors, resume.state["rng"])
+        best_state = {name: tensor.to(device) for name, tensor in unpack_state(resume.tensors, "best").items()}
+        best_score, waited = resume.state["best_score"], resume.state["waited"]
+        result.history, result.best_epoch, result.best_valid = (resume.state["history"], resume.state["best_epoch"],
+                                                                resume.state["best_valid"])
+        step, first_epoch, spent = resume.step, resume.epoch + 1, resume.seconds
+    resumed = f", resumed after epoch {resume.epoch}" if resume is not None else ""
+    observer.emit(PhaseStarted("retrain", total, f"k = {chosen_length}, up to {config.retrain_epochs} epochs{resumed}"))
+    clock, throttle = StepClock(total, step, spent), Throttle()
+    for epoch in range(first_epoch, config.retrain_epochs + 1):
         model.train()
         losses = []
         for batch in training_batches(data, config, rng, device):
@@ -178,6 +194,16 @@ def retrain(data: SequenceData, config: RunConfig, chosen_length: int, observer:
                                       f"for {config.patience} epochs (best {best_score:.4f} at epoch "
                                       f"{result.best_epoch})"))
                 break
+        if on_epoch_end is not None:
+            optimizer_tensors, optimizer_state = pack_optimizer(optimizer, "optimizer")
+            rng_tensors, rng_state = pack_rng(rng)
+            on_epoch_end(Checkpoint(
+                "retrain", epoch, step, clock.elapsed, config.to_dict(), fingerprint="",
+                tensors={**pack_module(model, "model"), **{f"best.{k}": v for k, v in best_state.items()},
+                         **optimizer_tensors, **rng_tensors},
+                state={"optimizer": optimizer_state, "rng": rng_state, "best_score": best_score, "waited": waited,
+                       "history": result.history, "best_epoch": result.best_epoch, "best_valid": result.best_valid,
+                       "chosen_length": chosen_length}))
     model.load_state_dict(best_state)
     result.seconds = clock.elapsed
     observer.emit(PhaseFinished("retrain", result.seconds))
