@@ -3,24 +3,28 @@
     automlp run --synthetic                      search -> retrain -> evaluate on generated data
     automlp run interactions.csv --set lr=0.002  the same on any file `automlp import` reads
     automlp run --dataset ml-1m --preset paper-ml1m  on a stored dataset, recorded in the store
+    automlp runs                                 the store's runs, which of them can be resumed
+    automlp resume 7                             continue run 7 from its last checkpoint
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from pathlib import Path
 
 from engine.bundle import BundleError
-from engine.cli_data import add_data_commands, add_store_argument, resolve_store_url
+from engine.checkpoint import CheckpointError
+from engine.cli_data import add_data_commands, add_store_argument, open_cli_store
 from engine.cli_models import add_model_commands
 from engine.config import ConfigError, RunConfig, parse_override
 from engine.events import Cancelled
 from engine.importers import ImportFailed, read_interactions
 from engine.presets import PRESETS
 from engine.progress_bar import ProgressBarObserver
-from engine.store import StoreError, open_store
+from engine.store import StoreError
 from engine.sequences import DataError, InteractionLog, build_sequences
 
 
@@ -47,6 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", type=Path, help="write every result (metrics, alpha history, losses) to this file")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=command_run)
+    resume = commands.add_parser("resume", help="continue an interrupted, cancelled or failed run from its "
+                                                "last checkpoint")
+    resume.add_argument("run", type=int, metavar="RUN", help="run id (see `automlp runs`)")
+    resume.add_argument("--json", type=Path, help="write every result to this file")
+    resume.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_store_argument(resume)
+    resume.set_defaults(handler=command_resume)
+    runs = commands.add_parser("runs", help="list the store's runs")
+    runs.add_argument("--dataset", metavar="NAME", help="only the runs of this dataset")
+    add_store_argument(runs)
+    runs.set_defaults(handler=command_runs)
     add_data_commands(commands)  # import, datasets, stats, delete (engine/cli_data.py)
     add_model_commands(commands)  # recommend, export (engine/cli_models.py)
     return parser
@@ -71,15 +86,47 @@ def command_run(args) -> int:
     config = load_run_config(args)
     observer = ProgressBarObserver(quiet=args.quiet)
     if args.dataset:
-        run_id, result = run_on_dataset(open_store(resolve_store_url(args)), args.dataset, config, observer)
+        run_id, result = run_on_dataset(open_cli_store(args), args.dataset, config, observer)
         print(f"run {run_id} recorded in the store; its model bundle: automlp export {run_id} --out DIR")
     else:
         log = planted_log(seed=config.seed) if args.synthetic else read_log(args.file)
         result = run_automlp(build_sequences(log, config.min_user_interactions), config, observer)
+    return report(result, args.json)
+
+
+def command_resume(args) -> int:
+    from engine.stored_run import resume_run
+
+    result = resume_run(open_cli_store(args), args.run, ProgressBarObserver(quiet=args.quiet))
+    print(f"run {args.run} finished; its model bundle: automlp export {args.run} --out DIR")
+    return report(result, args.json)
+
+
+def command_runs(args) -> int:
+    from engine.stored_run import can_resume
+    from engine.store import list_runs
+
+    store = open_cli_store(args)
+    with store.session() as session:
+        runs = list_runs(session, args.dataset)
+    if not runs:
+        print(f"no runs in {store.url}; start one with `automlp run --dataset NAME`")
+        return 0
+    print(f"{'run':>5}  {'dataset':<20}{'status':<13}{'k':>5}{'NDCG@10 full':>14}  started")
+    for run in runs:
+        when = datetime.datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M")
+        full = ((run.metrics or {}).get("test") or {}).get("full", {}).get("NDCG@10")
+        status = run.status + (" (resumable)" if can_resume(store, run.id) else "")
+        print(f"{run.id:>5}  {run.dataset_name[:19]:<20}{status:<13}{run.chosen_length or '-':>5}"
+              f"{'-' if full is None else f'{full:.4f}':>14}  {when}")
+    return 0
+
+
+def report(result, json_path: Path | None) -> int:
     print(format_result(result.summary()))
-    if args.json:
-        args.json.write_text(json.dumps(result.summary(), indent=1))
-        print(f"results written to {args.json}")
+    if json_path:
+        json_path.write_text(json.dumps(result.summary(), indent=1))
+        print(f"results written to {json_path}")
     return 0
 
 
@@ -106,11 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, DataError, ImportFailed, StoreError, BundleError) as exc:
+    except (ConfigError, DataError, ImportFailed, StoreError, BundleError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (Cancelled, KeyboardInterrupt):
-        print("cancelled: nothing was written", file=sys.stderr)
+        print("cancelled (a run on a stored dataset keeps its last checkpoint: `automlp resume RUN` continues it)",
+              file=sys.stderr)
         return 130
 
 

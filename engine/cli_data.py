@@ -19,8 +19,8 @@ from pathlib import Path
 
 from engine.importers import FORMATS, ImportFailed, import_file
 from engine.progress_bar import ProgressBarObserver
-from engine.store import (StoreError, dataset_stats, default_store_url, delete_dataset, list_datasets,
-                          open_store, to_json)
+from engine.store import (Store, StoreError, dataset_stats, default_store_url, delete_dataset, list_datasets,
+                          mark_interrupted_runs, open_store, to_json)
 
 
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +32,18 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
 def resolve_store_url(args: argparse.Namespace) -> str:
     """The store URL a command uses: `--db`, else `AUTOMLP_DB`, else the default SQLite file."""
     return getattr(args, "db", None) or default_store_url()
+
+
+def open_cli_store(args: argparse.Namespace) -> Store:
+    """Opens the command's store and marks runs of dead processes `interrupted` (saying so on stderr), so
+    that no run stays falsely `running`."""
+    store = open_store(resolve_store_url(args))
+    with store.session() as session:
+        count = mark_interrupted_runs(session)
+    if count:
+        print(f"note: {count} run(s) left running by a process that ended are now marked interrupted; "
+              "`automlp runs` lists them and `automlp resume RUN` continues one", file=sys.stderr)
+    return store
 
 
 def add_data_commands(subparsers) -> None:
@@ -98,7 +110,7 @@ def _run(handler):
 @_run
 def command_import(args) -> int:
     separator = {"tab": "\t", "\\t": "\t", "space": " "}.get(args.separator, args.separator)
-    store = open_store(resolve_store_url(args))
+    store = open_cli_store(args)
     progress = ProgressBarObserver(quiet=args.quiet)
     try:
         with store.session() as session:
@@ -121,7 +133,7 @@ def command_import(args) -> int:
 
 @_run
 def command_datasets(args) -> int:
-    store = open_store(resolve_store_url(args))
+    store = open_cli_store(args)
     with store.session() as session:
         datasets = list_datasets(session)
     store.close()
@@ -137,7 +149,7 @@ def command_datasets(args) -> int:
 
 @_run
 def command_stats(args) -> int:
-    store = open_store(resolve_store_url(args))
+    store = open_cli_store(args)
     with store.session() as session:
         stats = dataset_stats(session, args.name)
     store.close()
@@ -169,7 +181,7 @@ def command_delete(args) -> int:
         if input(f"delete dataset {args.name!r} and its interactions? [y/N] ").strip().lower() != "y":
             print("nothing deleted")
             return 1
-    store = open_store(resolve_store_url(args))
+    store = open_cli_store(args)
     with store.session() as session:
         delete_dataset(session, args.name)
     store.close()

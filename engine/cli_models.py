@@ -17,10 +17,10 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from engine.bundle import Bundle, BundleError, bundle_digest, load_bundle, save_bundle
-from engine.cli_data import add_store_argument, resolve_store_url
+from engine.cli_data import add_store_argument, open_cli_store
 from engine.progress_bar import ProgressBarObserver
 from engine.recommend import RecommendError, Recommendations, recommend, recommend_all_to_csv
-from engine.store import StoreError, add_artifact, get_run, latest_artifact, open_store
+from engine.store import StoreError, add_artifact, get_run, latest_artifact
 
 BUNDLE_KIND = "bundle"
 
@@ -88,7 +88,7 @@ def _reporting_errors(handler):
 def _open(args) -> Bundle:
     if args.bundle is not None:
         return load_bundle(args.bundle, getattr(args, "device", "cpu"))
-    store = open_store(resolve_store_url(args))
+    store = open_cli_store(args)
     try:
         with store.session() as session:
             path = bundle_for_run(session, args.run)

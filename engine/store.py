@@ -36,6 +36,7 @@ from engine.migrations import upgrade_to_head
 from engine.sequences import InteractionLog
 
 RUN_STATUSES = ("running", "finished", "failed", "cancelled", "interrupted")
+PHASE_ORDER = ("search", "retrain", "evaluate", "export")
 
 
 class StoreError(Exception):
@@ -133,6 +134,7 @@ class RunSeries(Base):
     step: Mapped[int]
     name: Mapped[str] = mapped_column(sa.String(100))
     value: Mapped[float]
+    per: Mapped[str] = mapped_column(sa.String(10), server_default="step")  # "step" or "epoch": what `step` counts
 
 
 class Artifact(Base):
@@ -367,11 +369,23 @@ def create_run(session: Session, dataset_name: str, config: dict, device: str) -
 
 
 def append_series(session: Session, run_id: int, rows) -> None:
-    """Appends series points `(phase, step, name, value)` to a run in one executemany, and commits."""
-    values = [{"run_id": run_id, "phase": p, "step": int(s), "name": n, "value": float(v)}
-              for p, s, n, v in rows]
+    """Appends series points `(phase, step, name, value, per)` to a run in one executemany, and commits;
+    `per` is "step" or "epoch" (then `step` is the epoch number)."""
+    values = [{"run_id": run_id, "phase": p, "step": int(s), "name": n, "value": float(v), "per": per}
+              for p, s, n, v, per in rows]
     if values:
         session.execute(sa.insert(RunSeries), values)
+    session.commit()
+
+
+def truncate_series(session: Session, run_id: int, phase: str, after_step: int, after_epoch: int) -> None:
+    """Deletes what a run recorded after a checkpoint: points of `phase` past its step or epoch, and every
+    point of the phases after it; commits. A resumed run records them again."""
+    later = PHASE_ORDER[PHASE_ORDER.index(phase) + 1:]
+    session.execute(sa.delete(RunSeries).where(RunSeries.run_id == run_id, sa.or_(
+        RunSeries.phase.in_(later),
+        sa.and_(RunSeries.phase == phase, RunSeries.per == "step", RunSeries.step > after_step),
+        sa.and_(RunSeries.phase == phase, RunSeries.per == "epoch", RunSeries.step > after_epoch))))
     session.commit()
 
 
@@ -391,6 +405,18 @@ def fail_run(session: Session, run_id: int, status: str = "failed", error: str |
     run = _get_run(session, run_id)
     run.status, run.error, run.finished_at = status, error, time.time()
     run.seconds = run.finished_at - run.started_at
+    session.commit()
+
+
+def reopen_run(session: Session, run_id: int) -> None:
+    """Marks an ended, unfinished run "running" again in this process (to resume it); commits.
+    StoreError if it finished or is still running."""
+    run = _get_run(session, run_id)
+    if run.status == "finished":
+        raise StoreError(f"run {run_id} has finished; there is nothing to resume")
+    if run.status == "running" and run.pid is not None and _process_alive(run.pid):
+        raise StoreError(f"run {run_id} is still running (process {run.pid})")
+    run.status, run.error, run.finished_at, run.seconds, run.pid = "running", None, None, None, os.getpid()
     session.commit()
 
 
@@ -450,18 +476,19 @@ def _get_run(session: Session, run_id: int) -> Run:
 
 
 def run_series(session: Session, run_id: int) -> pd.DataFrame:
-    """All series points of a run: columns phase, step, name, value, in insertion order."""
+    """All series points of a run: columns phase, step, name, value, per ("step" or "epoch"), in
+    insertion order."""
     rows = session.execute(
-        sa.select(RunSeries.phase, RunSeries.step, RunSeries.name, RunSeries.value)
+        sa.select(RunSeries.phase, RunSeries.step, RunSeries.name, RunSeries.value, RunSeries.per)
         .where(RunSeries.run_id == run_id).order_by(RunSeries.id)).all()
-    return pd.DataFrame(rows, columns=["phase", "step", "name", "value"])
+    return pd.DataFrame(rows, columns=["phase", "step", "name", "value", "per"])
 
 
 class RunRecorder(Observer):
     """Forwards every event to an inner observer and records the run's curves into run_series.
 
-    Recorded: StepFinished losses (name = loss name), EpochFinished metrics (step = epoch, name =
-    metric), ArchitectureWeights (name `weight/k=<length>` and `alpha/k=<length>`). Points are written
+    Recorded: StepFinished losses (name = loss name, per step), EpochFinished metrics and mean losses
+    (step = epoch number, per epoch), ArchitectureWeights (name `weight/k=<length>` and `alpha/k=<length>`). Points are written
     in batches through its own Session (every `batch_size` points or `interval` seconds, and on
     PhaseFinished and `close()`), so that recording never slows the training loop down.
     """
@@ -472,7 +499,7 @@ class RunRecorder(Observer):
         self.inner = inner or Observer()
         self.run_id = run_id
         self._sessions = sessions
-        self._pending: list[tuple[str, int, str, float]] = []
+        self._pending: list[tuple[str, int, str, float, str]] = []
         self._batch_size = batch_size
         self._interval = interval
         self._last_flush = time.monotonic()
@@ -480,14 +507,14 @@ class RunRecorder(Observer):
     def emit(self, event: Event) -> None:
         self.inner.emit(event)
         if isinstance(event, StepFinished):
-            self._pending += [(event.phase, event.step, k, v) for k, v in event.losses.items()]
+            self._pending += [(event.phase, event.step, k, v, "step") for k, v in event.losses.items()]
         elif isinstance(event, EpochFinished):
-            self._pending += [(event.phase, event.epoch, k, v) for k, v in event.metrics.items()
-                              if isinstance(v, (int, float))]
+            self._pending += [(event.phase, event.epoch, k, v, "epoch") for k, v in event.metrics.items()
+                              if k != "epoch" and isinstance(v, (int, float))]
         elif isinstance(event, ArchitectureWeights):
             for length, alpha, weight in zip(event.candidates, event.alpha, event.weights):
-                self._pending.append(("search", event.step, f"weight/k={length}", weight))
-                self._pending.append(("search", event.step, f"alpha/k={length}", alpha))
+                self._pending.append(("search", event.step, f"weight/k={length}", weight, "step"))
+                self._pending.append(("search", event.step, f"alpha/k={length}", alpha, "step"))
         if isinstance(event, PhaseFinished) or len(self._pending) >= self._batch_size or (
                 self._pending and time.monotonic() - self._last_flush >= self._interval):
             self.flush()

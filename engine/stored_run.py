@@ -1,8 +1,10 @@
 """A run on a stored dataset, recorded in the store: what the GUI's Start button and `automlp run
 --dataset NAME` do.
 
-create the run record -> record its curves while it trains -> save the model bundle next to the store
--> finish the record. A failure or a cancel marks the record `failed` or `cancelled` and leaves no bundle.
+create the run record -> record its curves while it trains, with a checkpoint after every epoch -> save
+the model bundle next to the store -> finish the record. A failure or a cancel marks the record `failed`
+or `cancelled` and leaves no bundle but the last checkpoint, from which `resume_run` continues the run;
+so does a run whose process was killed once the store marks it `interrupted`.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import platformdirs
 import sqlalchemy as sa
 
 from engine.bundle import bundle_digest, save_bundle
+from engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from engine.config import RunConfig
-from engine.events import Cancelled, Observer
+from engine.events import Cancelled, Message, Observer
 from engine.runner import RunResult, run_automlp
 from engine.sequences import build_sequences
-from engine.store import RunRecorder, Store, add_artifact, create_run, fail_run, finish_run, load_log
+from engine.store import (RunRecorder, Store, StoreError, add_artifact, create_run, fail_run, finish_run, get_run,
+                          load_log, mark_interrupted_runs, reopen_run, truncate_series)
 from engine.training import resolve_device
 
 
@@ -30,10 +34,23 @@ def bundle_folder(store: Store) -> Path:
     return Path(platformdirs.user_data_dir("automlp-studio", appauthor=False)) / "runs"
 
 
+def checkpoint_file(store: Store, run_id: int) -> Path:
+    """Where a run of this store keeps its latest checkpoint (beside the bundles)."""
+    return bundle_folder(store) / f"run-{run_id}.checkpoint.safetensors"
+
+
+def can_resume(store: Store, run_id: int) -> bool:
+    """Whether the run ended unfinished (interrupted, cancelled, failed) and left a checkpoint."""
+    with store.session() as session:
+        status = get_run(session, run_id).status
+    return status in ("interrupted", "cancelled", "failed") and checkpoint_file(store, run_id).exists()
+
+
 def run_on_dataset(store: Store, dataset_name: str, config: RunConfig,
                    observer: Observer | None = None) -> tuple[int, RunResult]:
     """Runs AutoMLP on a stored dataset and records everything; returns (run id, result).
 
+    A checkpoint is kept after every epoch until the run finishes, so that `resume_run` can continue it.
     Raises what the run raises (ConfigError, DataError, Cancelled, ...) after recording the outcome.
     """
     observer = observer or Observer()
@@ -44,9 +61,45 @@ def run_on_dataset(store: Store, dataset_name: str, config: RunConfig,
     data = build_sequences(log, config.min_user_interactions)
     with store.session() as session:
         run_id = create_run(session, dataset_name, config.to_dict(), str(device))
+    return run_id, _record(store, run_id, data, config, observer, resume=None)
+
+
+def resume_run(store: Store, run_id: int, observer: Observer | None = None) -> RunResult:
+    """Continues an interrupted, cancelled or failed run from its last checkpoint, in the same record.
+
+    StoreError if the run finished or is running; CheckpointError if it left no usable checkpoint or its
+    dataset changed since. The result equals what the uninterrupted run would have given (same device)."""
+    observer = observer or Observer()
+    with store.session() as session:
+        mark_interrupted_runs(session)
+        run = get_run(session, run_id)
+        if run.status == "finished":
+            raise StoreError(f"run {run_id} has finished; there is nothing to resume")
+        if run.status == "running":
+            raise StoreError(f"run {run_id} is still running (process {run.pid})")
+        dataset_name = run.dataset_name
+    checkpoint = load_checkpoint(checkpoint_file(store, run_id))
+    config = RunConfig.from_dict(checkpoint.config)
+    with store.session() as session:
+        log = load_log(session, dataset_name)
+    data = build_sequences(log, config.min_user_interactions)
+    if data.fingerprint() != checkpoint.fingerprint:
+        raise CheckpointError(f"dataset {dataset_name!r} changed since run {run_id} started: its checkpoint "
+                              "cannot be resumed on other data (start a new run)")
+    with store.session() as session:
+        reopen_run(session, run_id)
+        truncate_series(session, run_id, checkpoint.phase, checkpoint.step, checkpoint.epoch)
+    observer.emit(Message(f"resuming run {run_id} after {checkpoint.phase} epoch {checkpoint.epoch}"))
+    return _record(store, run_id, data, config, observer, resume=checkpoint)
+
+
+def _record(store: Store, run_id: int, data, config: RunConfig, observer: Observer,
+            resume: Checkpoint | None) -> RunResult:
+    """Runs (or resumes) a recorded run: curves into the store, checkpoints beside it, the bundle at the end."""
     recorder = RunRecorder(store.session, run_id, observer)
+    checkpoint = checkpoint_file(store, run_id)
     try:
-        result = run_automlp(data, config, recorder)
+        result = run_automlp(data, config, recorder, checkpoint_path=checkpoint, resume=resume)
         recorder.close()
         path = save_bundle(result, data, bundle_folder(store) / f"run-{run_id}", overwrite=True, observer=observer)
     except BaseException as error:
@@ -65,4 +118,5 @@ def run_on_dataset(store: Store, dataset_name: str, config: RunConfig,
     with store.session() as session:
         add_artifact(session, run_id, str(path), "bundle", bundle_digest(path))
         finish_run(session, run_id, result.chosen_length, metrics, sum(result.seconds.values()))
-    return run_id, result
+    checkpoint.unlink(missing_ok=True)  # the bundle now holds what matters
+    return result

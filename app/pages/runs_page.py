@@ -43,14 +43,18 @@ def metric_columns(runs) -> list[tuple[str, str]]:
     return [(label, name) for label in labels for name in SHOWN_METRICS]
 
 
-def series_names(frame, config: dict) -> dict[str, tuple[str, str]]:
-    """{display name: (phase, name)} of a run's recorded series; ranking metrics carry the run's protocol
-    label, so that runs measured differently never share a curve name."""
+def series_names(frame, config: dict) -> dict[str, tuple[str, str, str]]:
+    """{display name: (phase, name, per)} of a run's recorded series; ranking metrics carry the run's
+    protocol label, so that runs measured differently never share a curve name, and a loss recorded per
+    step and per epoch gives two curves."""
     label = protocol_label(config.get("protocol", "full"), config.get("eval_negatives", 100))
     names = {}
-    for phase, name in frame[["phase", "name"]].drop_duplicates().itertuples(index=False):
-        display = f"{phase} · {name}" + (f" [{label}]" if "@" in name else "")
-        names[display] = (phase, name)
+    for phase, name, per in frame[["phase", "name", "per"]].drop_duplicates().itertuples(index=False):
+        if "@" in name:
+            display = f"{phase} · {name} [{label}]"
+        else:
+            display = f"{phase} · {name}" + (" (epoch mean)" if per == "epoch" else "")
+        names[display] = (phase, name, per)
     return names
 
 
@@ -69,7 +73,7 @@ class RunsPage(QWidget):
         self.runs = []  # engine.store.Run rows, as listed (detached: the session is closed)
         self._series_cache = {}  # run id -> DataFrame of run_series; a finished run's series never change
         self.curves = {}  # run id -> PlotDataItem of the chosen series
-        self._series_names = {}  # run id -> {display name: (phase, name)}
+        self._series_names = {}  # run id -> {display name: (phase, name, per)}
         self._build()
         context.store_changed.connect(self._on_store_changed)
         context.runs_changed.connect(self.refresh)
@@ -212,9 +216,9 @@ class RunsPage(QWidget):
         for index, run_id in enumerate(self.selected_run_ids()):
             if key not in self._series_names.get(run_id, {}):
                 continue
-            phase, name = self._series_names[run_id][key]
+            phase, name, per = self._series_names[run_id][key]
             frame = self._series_cache[run_id]
-            points = frame[(frame["phase"] == phase) & (frame["name"] == name)]
+            points = frame[(frame["phase"] == phase) & (frame["name"] == name) & (frame["per"] == per)]
             if points.empty:
                 continue
             self.curves[run_id] = add_curve(self.plot, f"run {run_id}", index, symbol="o" if len(points) < 50 else None)

@@ -47,7 +47,31 @@ def test_automlp_db_environment_variable_overrides_the_default(monkeypatch):
 
 def test_new_store_has_the_current_schema_version(store):
     with store.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+
+
+def test_a_store_of_the_first_schema_is_upgraded_on_open_with_its_series_kept(tmp_path):
+    import sqlalchemy as sa
+    from alembic import command
+
+    from engine.migrations import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    old = sa.create_engine(url)
+    with old.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.exec_driver_sql("INSERT INTO runs (id, dataset_name, config, status, device, started_at, version) "
+                                   "VALUES (1, 'toy', '{}', 'finished', 'cpu', 0, '0')")
+        connection.exec_driver_sql("INSERT INTO run_series (run_id, phase, step, name, value) VALUES "
+                                   "(1, 'retrain', 1, 'NDCG@10', 0.5), (1, 'retrain', 7, 'train_loss', 2.0)")
+    old.dispose()
+    store = open_store(url)
+    with store.session() as session:
+        frame = run_series(session, 1)
+    store.close()
+    assert frame[["name", "per"]].values.tolist() == [["NDCG@10", "epoch"], ["train_loss", "step"]]
 
 
 def test_sqlite_store_uses_wal_and_foreign_keys(store):
@@ -148,11 +172,11 @@ def test_fail_run_refuses_a_status_that_is_not_a_failure(store):
 def test_series_points_come_back_in_order(store):
     with store.session() as session:
         run_id = create_run(session, "toy", {}, "cpu")
-        append_series(session, run_id, [("search", 1, "train_loss", 2.0), ("search", 2, "train_loss", 1.5)])
+        append_series(session, run_id, [("search", 1, "train_loss", 2.0, "step"), ("search", 2, "train_loss", 1.5, "step")])
         frame = run_series(session, run_id)
     assert frame.to_dict("records") == [
-        {"phase": "search", "step": 1, "name": "train_loss", "value": 2.0},
-        {"phase": "search", "step": 2, "name": "train_loss", "value": 1.5}]
+        {"phase": "search", "step": 1, "name": "train_loss", "value": 2.0, "per": "step"},
+        {"phase": "search", "step": 2, "name": "train_loss", "value": 1.5, "per": "step"}]
 
 
 def test_list_runs_is_newest_first_and_filters_by_dataset(store):
@@ -167,7 +191,7 @@ def test_list_runs_is_newest_first_and_filters_by_dataset(store):
 def test_deleting_a_run_deletes_its_series_and_artifacts(store):
     with store.session() as session:
         run_id = create_run(session, "toy", {}, "cpu")
-        append_series(session, run_id, [("retrain", 1, "loss", 1.0)])
+        append_series(session, run_id, [("retrain", 1, "loss", 1.0, "step")])
         add_artifact(session, run_id, "/tmp/bundle", "bundle", "0" * 64)
         session.delete(get_run(session, run_id))
         session.commit()

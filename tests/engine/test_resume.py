@@ -1,0 +1,127 @@
+"""Resuming stored runs: a run killed or cancelled between epochs is marked interrupted (or cancelled),
+`automlp resume RUN` continues it in the same record, and it ends as the uninterrupted run does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from engine.checkpoint import CheckpointError
+from engine.cli import main as cli_main
+from engine.config import RunConfig
+from engine.events import Cancelled, EpochFinished, RecordingObserver
+from engine.importers import import_file
+from engine.store import StoreError, get_run, open_store, run_series
+from engine.stored_run import can_resume, checkpoint_file, resume_run, run_on_dataset
+from engine.synthetic import planted_log
+
+CONFIG = RunConfig(candidate_lengths=[1, 2, 4], max_length=10, embedding_dim=16, sequence_hidden=16,
+                   channel_hidden=16, batch_size=32, search_epochs=2, retrain_epochs=3, eval_negatives=20,
+                   device="cpu", seed=4)
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    log = planted_log(n_users=60, n_items=150, min_length=8, max_length=14)
+    csv = tmp_path / "planted.csv"
+    pd.DataFrame({"user": log.users, "item": log.items, "timestamp": log.timestamps}).to_csv(csv, index=False)
+    with store.session() as session:
+        import_file(session, csv, name="planted", min_user_interactions=3)
+    yield store
+    store.close()
+
+
+def cancel_after(phase: str, epoch: int) -> RecordingObserver:
+    return RecordingObserver(cancel_when=lambda e: isinstance(e, EpochFinished) and (e.phase, e.epoch) == (phase, epoch))
+
+
+def recorded(store, run_id: int):
+    with store.session() as session:
+        run = get_run(session, run_id)
+        return run.status, run.chosen_length, run.metrics, run_series(session, run_id)
+
+
+def test_a_cancelled_stored_run_resumes_in_its_record_to_the_uninterrupted_result(store):
+    _, uninterrupted = run_on_dataset(store, "planted", CONFIG)
+    with pytest.raises(Cancelled):
+        run_on_dataset(store, "planted", CONFIG, cancel_after("search", 1))
+    assert can_resume(store, 2)
+    resumed = resume_run(store, 2)
+    assert resumed.test_metrics == uninterrupted.test_metrics
+    status, chosen, metrics, series = recorded(store, 2)
+    assert status == "finished" and chosen == uninterrupted.chosen_length
+    assert not checkpoint_file(store, 2).exists()  # the bundle replaces it
+
+
+def test_a_resumed_run_records_each_curve_point_once(store):
+    with pytest.raises(Cancelled):
+        run_on_dataset(store, "planted", CONFIG, cancel_after("retrain", 2))
+    resume_run(store, 1)
+    *_, series = recorded(store, 1)
+    keys = series[["phase", "name", "per", "step"]]
+    assert not keys.duplicated().any()
+    epochs = series[(series["phase"] == "retrain") & (series["name"] == "NDCG@10")]["step"].tolist()
+    assert epochs == [1, 2, 3]
+
+
+def test_a_finished_run_cannot_be_resumed(store):
+    run_id, _ = run_on_dataset(store, "planted", CONFIG)
+    assert not can_resume(store, run_id)
+    with pytest.raises(StoreError, match="finished"):
+        resume_run(store, run_id)
+
+
+def test_a_run_cancelled_before_its_first_epoch_ended_has_no_checkpoint_to_resume(store):
+    with pytest.raises(Cancelled):
+        run_on_dataset(store, "planted", CONFIG, RecordingObserver(cancel_when=lambda e: True))
+    assert not can_resume(store, 1)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        resume_run(store, 1)
+
+
+def test_resume_of_a_run_whose_checkpoint_was_damaged_is_refused_and_the_record_kept(store):
+    with pytest.raises(Cancelled):
+        run_on_dataset(store, "planted", CONFIG, cancel_after("search", 1))
+    checkpoint_file(store, 1).write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError):
+        resume_run(store, 1)
+    assert recorded(store, 1)[0] == "cancelled"
+
+
+KILLED_RUN = textwrap.dedent("""
+    import os, signal, sys
+    from engine.config import RunConfig
+    from engine.events import EpochFinished, Observer
+    from engine.store import open_store
+    from engine.stored_run import run_on_dataset
+
+    class KillAfterRetrainEpoch2(Observer):
+        def emit(self, event):  # killed after epoch 2's metrics, before its checkpoint is written
+            if isinstance(event, EpochFinished) and (event.phase, event.epoch) == ("retrain", 2):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    run_on_dataset(open_store(sys.argv[1]), "planted", RunConfig.from_dict(eval(sys.argv[2])),
+                   KillAfterRetrainEpoch2())
+""")
+
+
+def test_a_killed_run_is_marked_interrupted_by_the_cli_and_resumes_to_the_uninterrupted_result(store, capsys):
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, store.url, repr(CONFIG.to_dict())],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert recorded(store, 1)[0] == "running"  # what the dead process left
+
+    assert cli_main(["runs", "--db", store.url]) == 0
+    listing = capsys.readouterr()
+    assert "interrupted (resumable)" in listing.out and "marked interrupted" in listing.err
+
+    assert cli_main(["resume", "1", "--db", store.url, "--quiet"]) == 0
+    _, uninterrupted = run_on_dataset(store, "planted", CONFIG)
+    status, chosen, metrics, _ = recorded(store, 1)
+    assert status == "finished" and chosen == uninterrupted.chosen_length
+    assert metrics["test"] == uninterrupted.test_metrics
