@@ -19,6 +19,7 @@ class AppContext(QObject):
     config_invalidated = Signal(str)  # the form holds an invalid configuration: the ConfigError text
     runs_changed = Signal()  # a run started, finished, failed or was deleted
     run_selected = Signal(int)  # the run whose model the Users page browses
+    resume_requested = Signal(int)  # continue this interrupted run from its checkpoint (Training page)
 
     def __init__(self, store_url: str | None = None) -> None:
         super().__init__()
@@ -29,6 +30,7 @@ class AppContext(QObject):
         self.config: RunConfig = quick_demo()
         self.config_error: str | None = None  # set while the form is invalid: runs must not start
         self.run_id: int | None = None
+        self.interrupted_runs = 0  # runs of dead processes found when the store was opened
         if store_url is not None:
             self.open_store(store_url)
 
@@ -41,7 +43,7 @@ class AppContext(QObject):
 
         store = open_store(url)
         with store.session() as session:
-            mark_interrupted_runs(session)
+            self.interrupted_runs = mark_interrupted_runs(session)
         if self.store is not None:
             self.store.close()
         self.store, self.sessions, self.store_url = store, store.session, url

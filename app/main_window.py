@@ -98,6 +98,7 @@ class MainWindow(QMainWindow):
 
         context.store_changed.connect(self._on_store_changed)
         context.dataset_selected.connect(self._on_dataset_selected)
+        context.resume_requested.connect(lambda _run_id: self.show_page("Training"))
         self._on_store_changed()
         self._on_dataset_selected(context.dataset_name or "")
         if self.settings.geometry is not None:
@@ -173,6 +174,10 @@ class MainWindow(QMainWindow):
         self.store_label.setText(f"Store: {self.context.store_url or 'none'}")
         self.store_label.setToolTip(self.context.store_url or "")
         self._on_dataset_selected(self.context.dataset_name or "")  # a new store has its own selection
+        if self.context.interrupted_runs:
+            self.statusBar().showMessage(
+                f"{self.context.interrupted_runs} run(s) were interrupted when their process ended: select one "
+                "on the Runs page and press Resume to continue it from its last checkpoint", 30000)
 
     def _on_dataset_selected(self, name: str) -> None:
         self.dataset_label.setText(f"Dataset: {name or 'none'}")

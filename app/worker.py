@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from engine.config import RunConfig
 from engine.events import (ArchitectureWeights, Cancelled, EpochFinished, Message, Observer, PhaseFinished,
                            PhaseStarted, StepFinished)
-from engine.stored_run import run_on_dataset
+from engine.stored_run import resume_run, run_on_dataset
 
 
 class SignalObserver(Observer):
@@ -44,7 +44,8 @@ class SignalObserver(Observer):
 
 
 class RunWorker(QObject):
-    """Runs one stored run when `run()` is invoked (connect it to its QThread's `started`)."""
+    """Runs one stored run when `run()` is invoked (connect it to its QThread's `started`), or resumes
+    the interrupted run `resume_run_id` from its checkpoint."""
 
     phase_started = Signal(str, int, str)  # phase, total steps, description
     step_finished = Signal(object)  # engine.events.StepFinished
@@ -57,9 +58,10 @@ class RunWorker(QObject):
     run_cancelled = Signal()
     done = Signal()  # after any of the three endings: the thread may quit
 
-    def __init__(self, store, dataset_name: str, config: RunConfig) -> None:
+    def __init__(self, store, dataset_name: str, config: RunConfig, resume_run_id: int | None = None) -> None:
         super().__init__()  # no parent: it is moved to its own thread
         self._store = store
+        self._resume_run_id = resume_run_id
         self._dataset_name = dataset_name
         self._config = config
         self.observer = SignalObserver(self)
@@ -72,7 +74,10 @@ class RunWorker(QObject):
     def run(self) -> None:
         try:
             # The engine opens its own Sessions on this thread; the GUI's are never shared.
-            run_id, result = run_on_dataset(self._store, self._dataset_name, self._config, self.observer)
+            if self._resume_run_id is not None:
+                run_id, result = self._resume_run_id, resume_run(self._store, self._resume_run_id, self.observer)
+            else:
+                run_id, result = run_on_dataset(self._store, self._dataset_name, self._config, self.observer)
             summary = result.summary()
             summary["run_id"] = run_id
             self.run_finished.emit(summary)
@@ -101,13 +106,15 @@ class RunThread(QObject):
     def running(self) -> bool:
         return self.thread is not None
 
-    def start(self, store, dataset_name: str, config: RunConfig, connect) -> RunWorker:
+    def start(self, store, dataset_name: str, config: RunConfig, connect,
+              resume_run_id: int | None = None) -> RunWorker:
         """Creates the worker and its thread, calls `connect(worker)` so that the caller's slots are
-        connected before the first event can be emitted, and starts the thread."""
+        connected before the first event can be emitted, and starts the thread (a new run, or the
+        resumption of `resume_run_id`)."""
         if self.running:
             raise RuntimeError("a run is already in progress")
         thread = QThread()
-        worker = RunWorker(store, dataset_name, config)
+        worker = RunWorker(store, dataset_name, config, resume_run_id)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         # quit() is thread-safe; a direct call lets the thread end even while the GUI thread waits on it

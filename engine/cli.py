@@ -116,7 +116,7 @@ def command_runs(args) -> int:
     for run in runs:
         when = datetime.datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M")
         full = ((run.metrics or {}).get("test") or {}).get("full", {}).get("NDCG@10")
-        status = run.status + (" (resumable)" if can_resume(store, run.id) else "")
+        status = run.status + (" (resumable)" if can_resume(store, run.id, run.status) else "")
         print(f"{run.id:>5}  {run.dataset_name[:19]:<20}{status:<13}{run.chosen_length or '-':>5}"
               f"{'-' if full is None else f'{full:.4f}':>14}  {when}")
     return 0

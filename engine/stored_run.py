@@ -39,11 +39,16 @@ def checkpoint_file(store: Store, run_id: int) -> Path:
     return bundle_folder(store) / f"run-{run_id}.checkpoint.safetensors"
 
 
-def can_resume(store: Store, run_id: int) -> bool:
-    """Whether the run ended unfinished (interrupted, cancelled, failed) and left a checkpoint."""
-    with store.session() as session:
-        status = get_run(session, run_id).status
-    return status in ("interrupted", "cancelled", "failed") and checkpoint_file(store, run_id).exists()
+RESUMABLE_STATUSES = ("interrupted", "cancelled", "failed")
+
+
+def can_resume(store: Store, run_id: int, status: str | None = None) -> bool:
+    """Whether the run ended unfinished (interrupted, cancelled, failed) and left a checkpoint. Pass the
+    run's `status` when it is at hand, to spare a query."""
+    if status is None:
+        with store.session() as session:
+            status = get_run(session, run_id).status
+    return status in RESUMABLE_STATUSES and checkpoint_file(store, run_id).exists()
 
 
 def run_on_dataset(store: Store, dataset_name: str, config: RunConfig,

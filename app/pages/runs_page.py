@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxL
 from app.plots import add_curve, export_csv, export_png, make_plot
 from engine.metrics import protocol_label
 from engine.store import list_runs, run_series
+from engine.stored_run import can_resume
 
 SHOWN_METRICS = ("NDCG@10", "HR@10", "MRR@10")
 FIXED_COLUMNS = ("Run", "Started", "Dataset", "Status", "k", "Configuration")
@@ -71,6 +72,7 @@ class RunsPage(QWidget):
         super().__init__(parent)
         self.context = context
         self.runs = []  # engine.store.Run rows, as listed (detached: the session is closed)
+        self.resumable: set[int] = set()  # ids of listed runs that ended unfinished with a checkpoint
         self._series_cache = {}  # run id -> DataFrame of run_series; a finished run's series never change
         self.curves = {}  # run id -> PlotDataItem of the chosen series
         self._series_names = {}  # run id -> {display name: (phase, name, per)}
@@ -83,13 +85,16 @@ class RunsPage(QWidget):
         refresh = QPushButton("Refresh")
         refresh.clicked.connect(self.refresh)
         self.series_combo = QComboBox()
-        self.series_combo.setMinimumContentsLength(24)
+        self.series_combo.setMinimumContentsLength(16)
         self.series_combo.currentTextChanged.connect(self._on_series_changed)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("continue the selected interrupted run from its last checkpoint")
+        self.resume_button.clicked.connect(self._on_resume_clicked)
         png, csv = QPushButton("Export PNG…"), QPushButton("Export CSV…")
         png.clicked.connect(self._on_export_png_clicked)
         csv.clicked.connect(self._on_export_csv_clicked)
         top = QHBoxLayout()
-        for widget in (refresh, QLabel("Series:"), self.series_combo):
+        for widget in (refresh, self.resume_button, QLabel("Series:"), self.series_combo):
             top.addWidget(widget)
         top.addStretch(1)
         top.addWidget(png)
@@ -132,8 +137,9 @@ class RunsPage(QWidget):
         else:
             with self.context.sessions() as session:
                 self.runs = list_runs(session)
-        for run in self.runs:  # a run that is still going may get more points
-            if run.status == "running":
+        self.resumable = {run.id for run in self.runs if can_resume(self.context.store, run.id, run.status)}
+        for run in self.runs:  # a run that is still going (or resumed) may get more points
+            if run.status == "running" or run.id in self.resumable:
                 self._series_cache.pop(run.id, None)
         metrics = metric_columns(self.runs)
         headers = list(FIXED_COLUMNS) + [f"{name} [{label}]" for label, name in metrics] + list(TAIL_COLUMNS)
@@ -143,8 +149,9 @@ class RunsPage(QWidget):
         self.table.setHorizontalHeaderLabels(headers)
         self.table.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
+            status = run.status + (" · resumable" if run.id in self.resumable else "")
             values = [str(run.id), dt.datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M"),
-                      run.dataset_name, run.status, "" if run.chosen_length is None else str(run.chosen_length),
+                      run.dataset_name, status, "" if run.chosen_length is None else str(run.chosen_length),
                       config_summary(run.config or {})]
             for label, name in metrics:
                 value = test_metrics(run).get(label, {}).get(name)
@@ -179,6 +186,7 @@ class RunsPage(QWidget):
     @Slot()
     def _on_selection_changed(self) -> None:
         ids = self.selected_run_ids()
+        self.resume_button.setEnabled(len(ids) == 1 and ids[0] in self.resumable)
         if self.context.sessions is not None:
             missing = [run_id for run_id in ids if run_id not in self._series_cache]
             if missing:
@@ -236,6 +244,12 @@ class RunsPage(QWidget):
         for row, key in enumerate(keys):
             for column, config in enumerate(configs):
                 self.diff_table.setItem(row, column, QTableWidgetItem(str(config.get(key, ""))))
+
+    @Slot()
+    def _on_resume_clicked(self) -> None:
+        ids = self.selected_run_ids()
+        if len(ids) == 1 and ids[0] in self.resumable:
+            self.context.resume_requested.emit(ids[0])
 
     # ------------------------------------------------------------------ export
 

@@ -44,6 +44,7 @@ class TrainingPage(QWidget):
         for signal in (context.store_changed, context.config_changed, context.dataset_selected,
                        context.config_invalidated):
             signal.connect(self._on_context_changed)
+        context.resume_requested.connect(self.resume)
         self._on_context_changed()
 
     # ------------------------------------------------------------------ layout
@@ -163,6 +164,24 @@ class TrainingPage(QWidget):
                   f"T={config.max_length}, mode {config.mode}, device {config.device}")
         self._run_listed = False
         self.runner.start(self.context.store, self.context.dataset_name, config, self._connect_worker)
+
+    @Slot(int)
+    def resume(self, run_id: int) -> None:
+        """Continues an interrupted run from its last checkpoint, watched here like a new run."""
+        from engine.config import RunConfig
+        from engine.store import get_run
+
+        if self.running:
+            QMessageBox.information(self, "A run is in progress",
+                                    f"Run {run_id} can be resumed once the current run has ended or been cancelled.")
+            return
+        with self.context.sessions() as session:
+            run = get_run(session, run_id)
+            config, dataset_name = RunConfig.from_dict(run.config), run.dataset_name
+        self._reset(config)
+        self._log(f"resuming run {run_id} on {dataset_name} from its last checkpoint")
+        self._run_listed = False
+        self.runner.start(self.context.store, dataset_name, config, self._connect_worker, resume_run_id=run_id)
 
     def _connect_worker(self, worker: RunWorker) -> None:
         worker.phase_started.connect(self._on_phase_started)

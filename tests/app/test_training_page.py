@@ -145,3 +145,41 @@ def test_the_smoothing_slider_smooths_the_loss_curves_but_not_the_raw_ones(qtbot
     assert max(smoothed[1:]) - min(smoothed[1:]) < 4.0 * 0.5
     assert list(page.loss_raw_curves[key].getData()[1]) == losses
     assert page.eta_label.text() == "ETA 1 s" and page.progress.value() == 6
+
+
+def test_the_runs_page_resume_button_continues_a_cancelled_run_to_the_end(qtbot, page, context):
+    from app.pages.runs_page import RunsPage
+    from engine.events import EpochFinished, RecordingObserver
+    from engine.events import Cancelled
+    from engine.stored_run import run_on_dataset
+
+    observer = RecordingObserver(cancel_when=lambda e: isinstance(e, EpochFinished) and e.phase == "search")
+    with pytest.raises(Cancelled):
+        run_on_dataset(context.store, context.dataset_name, context.config, observer)
+    runs = RunsPage(context)
+    qtbot.addWidget(runs)
+    runs.select_runs([1])
+    assert runs.resume_button.isEnabled() and "resumable" in runs.table.item(0, 3).text()
+    with qtbot.waitSignal(page.runner.running_changed, timeout=30000, check_params_cb=lambda running: not running):
+        runs.resume_button.click()
+    assert page.summary is not None and page.summary["run_id"] == 1, page.log_pane.toPlainText()
+    assert "resuming run 1" in page.log_pane.toPlainText()
+    with context.sessions() as session:
+        assert get_run(session, 1).status == "finished"
+    runs.select_runs([1])
+    assert not runs.resume_button.isEnabled()
+
+
+def test_a_run_interrupted_by_a_dead_process_is_announced_when_the_store_opens(tmp_path):
+    from engine.store import create_run
+
+    url = f"sqlite:///{tmp_path}/other.sqlite"
+    first = AppContext(url)
+    with first.sessions() as session:
+        run_id = create_run(session, "planted", {}, "cpu")
+        get_run(session, run_id).pid = 2**22 + 12345  # no such process
+        session.commit()
+    first.store.close()
+    reopened = AppContext(url)
+    assert reopened.interrupted_runs == 1
+    reopened.store.close()
