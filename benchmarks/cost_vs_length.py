@@ -3,9 +3,10 @@
 Same data (MovieLens-1M), same D, L, FFN/channel width, dropout and batch size, same training step
 (`training_batches` -> `batch_loss` -> backward -> Adam) for both models. For every (mode, T) the two models
 run back to back (in alternating order over `--rounds`), so that both see the same machine load. Each case
-runs in a fresh subprocess so that its peak memory is its own: on CUDA, the peak of
-`torch.cuda.max_memory_allocated` over the timed steps above what was allocated before them; on the CPU,
-the peak resident set size (ru_maxrss) above the resident size before the first step.
+has its own peak memory: on CUDA, the peak of `torch.cuda.max_memory_allocated` over the timed steps above
+what was allocated before them (reset per case); on the CPU, the peak of torch's own allocations over one
+profiled step (the resident size also holds the allocator's and thread pools' memory), and each case runs
+in a fresh subprocess so that its peak resident set size (ru_maxrss) is its own.
 
     python benchmarks/cost_vs_length.py                           # T = 50 100 200 400, causal and sampled
     python benchmarks/cost_vs_length.py --quick                   # fewer steps: the GPU pass
@@ -103,12 +104,32 @@ def run_case(data, config: RunConfig, model_name: str, warmup: int, steps: int, 
                   "peak_memory_mib": torch.cuda.max_memory_allocated() / 2**20}
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        # ru_maxrss is the process's high-water mark: below the mark set before the steps, the steps'
-        # own peak is unknown (at most that mark minus the resident size before them).
-        memory = {"memory": "peak RSS - RSS before the steps", "step_memory_mib": peak - before,
-                  "peak_memory_mib": peak, "step_memory_is_upper_bound": peak <= peak_before}
+        # The resident size mixes the step's tensors with the allocator's and the thread pools' own
+        # (about 230 MiB here whatever T and the model), so the step's memory is taken from torch's
+        # allocation events instead; the process's peak RSS is kept as the footprint.
+        memory = {"memory": "peak of torch's CPU allocations during one step (profiler, op granularity)",
+                  "step_memory_mib": profiled_peak_mib(step, batches[0]),
+                  "peak_memory_mib": peak, "rss_growth_over_steps_mib": peak - before,
+                  "rss_growth_is_upper_bound": peak <= peak_before}
     return {"step_seconds_all": [round(t, 5) for t in times], "parameters": count_parameters(model),
             "device": str(device), "threads": torch.get_num_threads(), **memory}
+
+
+def profiled_peak_mib(step, batch) -> float:
+    """Runs `step(batch)` under torch's profiler and returns the peak of its running allocation total.
+
+    Each op's own allocations net of its own frees, in start order; tensors freed between ops appear as
+    `[memory]` events with negative sizes. The CPU's counterpart of torch.cuda.max_memory_allocated.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        step(batch)
+    total = highest = 0
+    for event in sorted((e for e in profiler.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start):
+        total += event.self_cpu_memory_usage
+        highest = max(highest, total)
+    return highest / 2**20
 
 
 def spawn_case(data_file: str, args, model_name: str, mode: str, T: int) -> dict:
@@ -156,6 +177,7 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=1, help="SASRec's attention heads (SASRec used 1 on ML-1M)")
     parser.add_argument("--short-length", type=int, default=5, help="AutoMLP's retrained short-term length k")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--subprocesses", action="store_true", help="one process per case on CUDA too")
     parser.add_argument("--no-save", action="store_true", help="print the lines without appending them")
     parser.add_argument("--case", nargs=3, metavar=("MODEL", "MODE", "T"), help=argparse.SUPPRESS)
     parser.add_argument("--data-file", help=argparse.SUPPRESS)
@@ -176,6 +198,9 @@ def main() -> None:
 
     data = build_sequences(load_dataset("ml-1m"))
     run = datetime.datetime.now().isoformat(timespec="seconds")
+    # CUDA's peak counter can be reset between cases, so there the cases share one process and skip the
+    # start-up of a fresh interpreter and CUDA context each; the CPU's peak RSS cannot be reset.
+    in_process = resolve_device(args.device).type == "cuda" and not args.subprocesses
     print(f"# {machine()}; ML-1M {data.n_users} users, {data.n_items} items; run {run}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as folder:
         data_file = os.path.join(folder, "ml-1m.pickle")
@@ -188,7 +213,10 @@ def main() -> None:
                 for round_index in range(args.rounds):
                     order = args.models if round_index % 2 == 0 else args.models[::-1]
                     for name in order:
-                        answers[name].append(spawn_case(data_file, args, name, mode, T))
+                        if in_process:
+                            answers[name].append(run_case(data, config, name, args.warmup, args.steps, args.heads))
+                        else:
+                            answers[name].append(spawn_case(data_file, args, name, mode, T))
                 cases = {name: summarise(name, mode, T, config, answers[name], steps_per_epoch(data, config), run, args)
                          for name in args.models}
                 for record in cases.values():
