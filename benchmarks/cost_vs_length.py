@@ -78,9 +78,8 @@ def run_case(data, config: RunConfig, model_name: str, warmup: int, steps: int, 
         loss.backward()
         optimizer.step()
 
-    # One step on a single sequence first: it creates Adam's state and initialises the runtime's
-    # libraries (about 300 MiB of resident memory on the CPU at the first backward pass), so that the
-    # memory measured below is what the batch itself needs.
+    # One step on a single sequence first: it creates Adam's state and initialises the runtime's lazy
+    # libraries, so that the memory measured below is what a batch itself needs.
     first = batches[0]
     step(type(first)(first.inputs[:1], first.targets[:1]))
     if cuda:
