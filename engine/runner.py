@@ -79,14 +79,17 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
     fingerprint = data.fingerprint() if checkpoint_path is not None or resume is not None else ""
     if resume is not None:
         check_resumable(resume, config, fingerprint)
-    save = None
-    if checkpoint_path is not None:
-        def save(checkpoint: Checkpoint) -> None:
-            checkpoint.fingerprint = fingerprint
-            if checkpoint.phase == "retrain" and found is not None:
-                checkpoint.tensors.update(_search_tensors(found))
-                checkpoint.state["search_seconds"] = found.seconds
-            save_checkpoint(checkpoint, checkpoint_path)
+
+    def save(checkpoint: Checkpoint) -> None:
+        checkpoint.fingerprint = fingerprint
+        if checkpoint.phase == "retrain":
+            checkpoint.state["chosen_length"] = chosen
+        if checkpoint.phase == "retrain" and found is not None:
+            checkpoint.tensors.update(_search_tensors(found))
+            checkpoint.state["search_seconds"] = found.seconds
+        save_checkpoint(checkpoint, checkpoint_path)
+
+    on_epoch_end = save if checkpoint_path is not None else None
     seconds = {}
     found = None
     if resume is not None and resume.phase == "retrain":
@@ -97,7 +100,7 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
                                    resume.tensors["search.valid_loss"].tolist(), resume.state["search_seconds"])
             seconds["search"] = found.seconds
     elif len(config.candidate_lengths) > 1:
-        found = search(data, config, observer, device, resume=resume, on_epoch_end=save)
+        found = search(data, config, observer, device, resume=resume, on_epoch_end=on_epoch_end)
         seconds["search"] = found.seconds
         chosen = found.chosen_length
         observer.emit(Message(f"chosen short-term length k = {chosen} (weights "
@@ -106,18 +109,22 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
         chosen = config.candidate_lengths[0]
     retrained = retrain(data, config, chosen, observer, device,
                         resume=resume if resume is not None and resume.phase == "retrain" else None,
-                        on_epoch_end=save)
+                        on_epoch_end=on_epoch_end)
     seconds["retrain"] = retrained.seconds
+    test, seconds["evaluate"] = evaluate_test(retrained.model, data, config, observer)
+    return RunResult(config, str(device), chosen, retrained.model, found, retrained, test, seconds)
+
+
+def evaluate_test(model, data: SequenceData, config: RunConfig, observer: Observer) -> tuple[dict, float]:
+    """The test metrics under every reported protocol ({label: metrics}) and the seconds they took."""
     started = time.monotonic()
     observer.emit(PhaseStarted("evaluate", len(REPORTED_PROTOCOLS)))
-    test = {}
-    for protocol in REPORTED_PROTOCOLS:
-        label = protocol_label(protocol, config.eval_negatives)
-        test[label] = evaluate(retrained.model, data, "test", protocol, config.eval_negatives, config.seed,
-                               observer=observer)
-    seconds["evaluate"] = time.monotonic() - started
-    observer.emit(PhaseFinished("evaluate", seconds["evaluate"]))
-    return RunResult(config, str(device), chosen, retrained.model, found, retrained, test, seconds)
+    test = {protocol_label(protocol, config.eval_negatives):
+            evaluate(model, data, "test", protocol, config.eval_negatives, config.seed, observer=observer)
+            for protocol in REPORTED_PROTOCOLS}
+    seconds = time.monotonic() - started
+    observer.emit(PhaseFinished("evaluate", seconds))
+    return test, seconds
 
 
 def check_resumable(checkpoint: Checkpoint, config: RunConfig, fingerprint: str) -> None:

@@ -13,23 +13,19 @@ left-padded, so the most recent item sits at the last position and positions cou
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from engine.config import RunConfig
-from engine.events import EpochFinished, Message, Observer, PhaseFinished, PhaseStarted, StepClock, StepFinished, Throttle
-from engine.metrics import evaluate, protocol_label
+from engine.events import Message, Observer
 from engine.model import ItemEmbedding
-from engine.runner import REPORTED_PROTOCOLS, RunResult
+from engine.runner import RunResult, evaluate_test
 from engine.sequences import SequenceData
-from engine.training import RetrainResult, batch_loss, resolve_device, seed_everything, steps_per_epoch, training_batches
+from engine.training import RetrainResult, fit, resolve_device, seed_everything
 
 
 @dataclass(frozen=True)
@@ -165,62 +161,6 @@ def build_sasrec(shape: SASRecShape, features=(), device: torch.device | str = "
     return model
 
 
-def fit(model: nn.Module, data: SequenceData, config: RunConfig, rng: np.random.Generator,
-        observer: Observer | None = None, device: torch.device | None = None,
-        description: str = "") -> RetrainResult:
-    """Trains `model` exactly as `engine.training.retrain` trains AutoMLP, and returns the same result.
-
-    Same epochs of `training_batches`, `batch_loss`, Adam (config.lr, betas 0.9/0.999, weight_decay),
-    validation with `evaluate` under config.protocol after every epoch, early stopping on validation
-    NDCG@10 with config.patience, the best epoch's weights restored. Events: phase "retrain".
-
-    `retrain` builds its AutoMLP inside its loop, so this is its loop with the model passed in; once
-    `retrain` takes a model factory, this function is that loop and can go.
-    """
-    observer = observer or Observer()
-    device = device or next(model.parameters()).device
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999),
-                                 weight_decay=config.weight_decay)
-    label = protocol_label(config.protocol, config.eval_negatives)
-    total = steps_per_epoch(data, config) * config.retrain_epochs
-    observer.emit(PhaseStarted("retrain", total, description or f"up to {config.retrain_epochs} epochs"))
-    clock, throttle = StepClock(total), Throttle()
-    result = RetrainResult(model=model)
-    best_state, best_score, waited, step = None, -1.0, 0, 0
-    for epoch in range(1, config.retrain_epochs + 1):
-        model.train()
-        losses = []
-        for batch in training_batches(data, config, rng, device):
-            observer.check()
-            loss = batch_loss(model, batch, config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            step += 1
-            if throttle.ready():
-                observer.emit(StepFinished("retrain", step, total, {"train_loss": losses[-1]}, clock.eta(step)))
-        valid = evaluate(model, data, "valid", config.protocol, config.eval_negatives, config.seed, observer=observer)
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), **valid}
-        result.history.append(record)
-        observer.emit(EpochFinished("retrain", epoch, record, label))
-        if valid["NDCG@10"] > best_score:
-            best_score, best_state, waited = valid["NDCG@10"], copy.deepcopy(model.state_dict()), 0
-            result.best_epoch, result.best_valid = epoch, valid
-        else:
-            waited += 1
-            if waited >= config.patience:
-                result.stopped_early = True
-                observer.emit(Message(f"early stop after epoch {epoch}: validation NDCG@10 has not improved "
-                                      f"for {config.patience} epochs (best {best_score:.4f} at epoch "
-                                      f"{result.best_epoch})"))
-                break
-    model.load_state_dict(best_state)
-    result.seconds = clock.elapsed
-    observer.emit(PhaseFinished("retrain", result.seconds))
-    return result
-
-
 def train_baseline(data: SequenceData, config: RunConfig, observer: Observer | None = None,
                    device: torch.device | None = None, num_heads: int = 1) -> RetrainResult:
     """Trains a fresh SASRec of the configuration's sizes (T, L, D, R_c as the FFN width, dropout) with
@@ -249,11 +189,6 @@ def run_baseline(data: SequenceData, config: RunConfig, observer: Observer | Non
     observer.emit(Message(f"SASRec baseline on {data.name}: {data.n_users} users, {data.n_items} items; "
                           f"device {device}; mode {config.mode}"))
     trained = train_baseline(data, config, observer, device, num_heads)
-    started = time.monotonic()
-    observer.emit(PhaseStarted("evaluate", len(REPORTED_PROTOCOLS)))
-    test = {protocol_label(protocol, config.eval_negatives):
-            evaluate(trained.model, data, "test", protocol, config.eval_negatives, config.seed, observer=observer)
-            for protocol in REPORTED_PROTOCOLS}
-    seconds = {"retrain": trained.seconds, "evaluate": time.monotonic() - started}
-    observer.emit(PhaseFinished("evaluate", seconds["evaluate"]))
+    test, evaluate_seconds = evaluate_test(trained.model, data, config, observer)
+    seconds = {"retrain": trained.seconds, "evaluate": evaluate_seconds}
     return RunResult(config, str(device), None, trained.model, None, trained, test, seconds)

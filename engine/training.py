@@ -137,17 +137,29 @@ class RetrainResult:
 def retrain(data: SequenceData, config: RunConfig, chosen_length: int, observer: Observer | None = None,
             device: torch.device | None = None, resume: Checkpoint | None = None,
             on_epoch_end: Callable[[Checkpoint], None] | None = None) -> RetrainResult:
-    """Trains a fresh model with the long-term module and the `chosen_length` short-term module only.
-
-    Adam (config.lr), early stopping on validation NDCG@10 (config.protocol) with config.patience; the
-    best epoch's weights are restored. `on_epoch_end` receives a checkpoint after every epoch that the
-    training goes on from (or ends with); `resume` continues from such a checkpoint as if never stopped.
-    """
-    observer = observer or Observer()
+    """Trains a fresh model with the long-term module and the `chosen_length` short-term module only,
+    with `fit`."""
     device = device or resolve_device(config.device)
     rng = seed_everything(config.seed + 1)
     shape = ModelShape.from_config(config, data.n_items, [chosen_length], data.features)
     model = build_model(shape, data.features, device)
+    return fit(model, data, config, rng, observer, device, f"k = {chosen_length}, up to {config.retrain_epochs} epochs",
+               resume, on_epoch_end)
+
+
+def fit(model: torch.nn.Module, data: SequenceData, config: RunConfig, rng: np.random.Generator,
+        observer: Observer | None = None, device: torch.device | None = None, description: str = "",
+        resume: Checkpoint | None = None, on_epoch_end: Callable[[Checkpoint], None] | None = None) -> RetrainResult:
+    """Trains `model` (AutoMLP, or any model with its `hidden`/`score` interface, such as the SASRec
+    baseline) on `training_batches` drawn from `rng`: Adam (config.lr), validation under config.protocol
+    after every epoch, early stopping on validation NDCG@10 with config.patience; the best epoch's weights
+    are restored. Events: phase "retrain".
+
+    `on_epoch_end` receives a checkpoint after every epoch that the training goes on from (or ends with);
+    `resume` continues from such a checkpoint as if never stopped.
+    """
+    observer = observer or Observer()
+    device = device or next(model.parameters()).device
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999),
                                  weight_decay=config.weight_decay)
     label = protocol_label(config.protocol, config.eval_negatives)
@@ -164,7 +176,7 @@ def retrain(data: SequenceData, config: RunConfig, chosen_length: int, observer:
                                                                 resume.state["best_valid"])
         step, first_epoch, spent = resume.step, resume.epoch + 1, resume.seconds
     resumed = f", resumed after epoch {resume.epoch}" if resume is not None else ""
-    observer.emit(PhaseStarted("retrain", total, f"k = {chosen_length}, up to {config.retrain_epochs} epochs{resumed}"))
+    observer.emit(PhaseStarted("retrain", total, (description or f"up to {config.retrain_epochs} epochs") + resumed))
     clock, throttle = StepClock(total, step, spent), Throttle()
     for epoch in range(first_epoch, config.retrain_epochs + 1):
         model.train()
@@ -202,8 +214,7 @@ def retrain(data: SequenceData, config: RunConfig, chosen_length: int, observer:
                 tensors={**pack_module(model, "model"), **{f"best.{k}": v for k, v in best_state.items()},
                          **optimizer_tensors, **rng_tensors},
                 state={"optimizer": optimizer_state, "rng": rng_state, "best_score": best_score, "waited": waited,
-                       "history": result.history, "best_epoch": result.best_epoch, "best_valid": result.best_valid,
-                       "chosen_length": chosen_length}))
+                       "history": result.history, "best_epoch": result.best_epoch, "best_valid": result.best_valid}))
     model.load_state_dict(best_state)
     result.seconds = clock.elapsed
     observer.emit(PhaseFinished("retrain", result.seconds))
