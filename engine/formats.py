@@ -12,6 +12,7 @@ Formats (`format=`):
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ from pathlib import Path
 FORMATS = ("movielens", "csv", "recbole", "pairs", "sequences", "parquet")
 ROLES = ("user", "item", "time", "rating")
 UTF8_BOM = b"\xef\xbb\xbf"  # spreadsheet programs start UTF-8 CSV files with it; it is not data
+HEAD_BYTES = 64 << 10  # what detection reads of a file
+# Lines are split on these bytes before decoding, so only encodings that write them as ASCII can be read.
+_ASCII_SAMPLE = b"\t\n\r ,;:|\"0123456789azAZ"
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 # Column names recognised without a mapping (lower case, without '_' and ' ').
 ROLE_NAMES = {
@@ -56,6 +61,12 @@ def detect_format(path: str | Path, *, format: str | None = None, separator: str
         raise ImportFailed(f"{path.name}: unknown format {format!r}; expected one of {', '.join(FORMATS)}")
     if not path.exists():
         raise ImportFailed(f"{path}: no such file")
+    if not path.is_file():
+        raise ImportFailed(f"{path}: not a file")
+    check_encoding(path, encoding)
+    if separator is not None and not (separator == "::" or (len(separator) == 1 and separator not in '"\r\n')):
+        raise ImportFailed(f"{path.name}: separator {separator!r} cannot be used; give one character other "
+                           f"than a quote or a line end, or '::'")
     suffix = path.suffix.lower()
     if format == "parquet" or (format is None and suffix in (".parquet", ".pq")):
         columns = [str(c) for c in _parquet_columns(path)]
@@ -92,7 +103,8 @@ def detect_format(path: str | Path, *, format: str | None = None, separator: str
         return Detected(format, sep, False, _resolve_mapping(path, columns, mapping or default, False),
                         columns, encoding)
     sep = separator or _sniff_separator(head)
-    rows = list(csv.reader(head[:2], delimiter=sep))
+    # The csv module splits on one character; "::" (read as MovieLens is) has no quoting.
+    rows = [line.split(sep) for line in head[:2]] if len(sep) > 1 else list(csv.reader(head[:2], delimiter=sep))
     has_header = _looks_like_header(rows)
     columns = rows[0] if has_header else [str(i) for i in range(1, len(rows[0]) + 1)]
     return Detected("csv", sep, has_header, _resolve_mapping(path, columns, mapping, has_header), columns,
@@ -101,12 +113,65 @@ def detect_format(path: str | Path, *, format: str | None = None, separator: str
 
 def head_lines(path: Path, encoding: str | None, count: int = 20) -> list[str]:
     """Up to `count` non-blank complete lines from the first 64 KiB (undecodable bytes replaced when
-    `encoding` is None): what detection looks at."""
-    with open(path, "rb") as handle:
-        raw = handle.read(64 << 10)
-    text = raw.removeprefix(UTF8_BOM).decode(encoding or "utf-8", errors="replace" if encoding is None else "strict")
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[: count] if len(raw) < (64 << 10) else lines[: min(count, max(len(lines) - 1, 1))]
+    `encoding` is None): what detection looks at. Raises ImportFailed at a byte `encoding` cannot decode."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(HEAD_BYTES)
+    except OSError as error:
+        raise ImportFailed(f"{path.name}: cannot be read ({error.strerror or error})") from None
+    whole = len(raw) < HEAD_BYTES
+    raw = raw.removeprefix(UTF8_BOM)
+    # Incremental decoding: a character cut at the end of the 64 KiB is left out, not an error.
+    decoder = codecs.getincrementaldecoder(encoding or "utf-8")("replace" if encoding is None else "strict")
+    try:
+        text = decoder.decode(raw, final=whole)
+    except UnicodeDecodeError as error:
+        raise decode_failure(path, raw, 1, error, encoding) from None
+    lines = [line for line in split_lines(text) if line.strip()]
+    return lines[: count] if whole else lines[: min(count, max(len(lines) - 1, 1))]
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as the CSV parser sees them: ends are \\n, \\r\\n or \\r only. (str.splitlines also splits at
+    form feeds, U+0085 (Latin-1 byte 0x85, cp1252's ellipsis) and U+2028, which are data in a field.)"""
+    return _LINE_END.split(text)
+
+
+def count_lines(data: bytes) -> int:
+    """The number of line ends (\\n, \\r\\n or \\r) in `data`."""
+    if b"\r" not in data:  # the usual case: one memchr, then one count
+        return data.count(b"\n")
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+
+
+def line_and_column(data: bytes, offset: int, first_line: int) -> tuple[int, int]:
+    """1-based line and column (in bytes) of byte `offset` of `data`, whose first byte is on `first_line`."""
+    before = data[:offset]
+    return first_line + count_lines(before), offset - max(before.rfind(b"\n"), before.rfind(b"\r"))
+
+
+def decode_failure(path: Path, block: bytes, first_line: int, error: UnicodeDecodeError,
+                   encoding: str) -> ImportFailed:
+    """The ImportFailed for a byte of `block` (starting at line `first_line`) that `encoding` cannot decode."""
+    line, column = line_and_column(block, error.start, first_line)
+    return ImportFailed(
+        f"{path.name} line {line}, column {column}: byte 0x{block[error.start]:02x} "
+        f"is not valid {encoding}; if the file is Latin-1, import it with encoding latin-1")
+
+
+def check_encoding(path: Path, encoding: str | None) -> None:
+    """Raises ImportFailed for an unknown encoding or one that does not write ASCII as ASCII (UTF-16)."""
+    if encoding is None:
+        return
+    try:
+        compatible = _ASCII_SAMPLE.decode(encoding) == _ASCII_SAMPLE.decode("ascii")
+    except LookupError:
+        raise ImportFailed(f"{path.name}: unknown encoding {encoding!r}; try utf-8 or latin-1") from None
+    except UnicodeDecodeError:
+        compatible = False
+    if not compatible:
+        raise ImportFailed(f"{path.name}: encoding {encoding!r} cannot be read: lines and separators must be "
+                           f"ASCII bytes (utf-8, latin-1, cp1252 ...); save the file as UTF-8")
 
 
 def _encoding_of(path: Path, format: str) -> str:

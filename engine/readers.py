@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +25,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from engine.events import Observer
-from engine.formats import ROLE_NAMES, UTF8_BOM, Detected, ImportFailed, detect_format, head_lines, normal_name
+from engine.formats import (ROLE_NAMES, UTF8_BOM, Detected, ImportFailed, check_encoding, count_lines,
+                            decode_failure, detect_format, head_lines, line_and_column, normal_name, split_lines)
 
 METADATA_FORMATS = ("movielens-movies", "recbole-item", "item2attributes")
 BLOCK_BYTES = 8 << 20  # parse in blocks of about 8 MiB: progress, cancel, bounded parser memory
+_LINE_END = re.compile(rb"\r\n|\r|\n")  # the CSV parser's line ends
+_LEADING_BLANK_LINES = re.compile(rb"(?:[ \t\f\v]*(?:\r\n|\r|\n))*")
+LARGEST_TIME = 2 ** 63 // 1000  # timestamps are kept as int64, decimals in thousandths
 
 
 @dataclass
@@ -96,7 +101,8 @@ def read_parsed(path: Path, detected: Detected, times_file: Path | None, observe
 
 
 def _blocks(path: Path, limit_rows: int | None):
-    """Yields (bytes ending at a line end, number of the block's first line, bytes read so far)."""
+    """Yields (bytes ending at a line end, number of the block's first line, bytes read so far). Blank
+    lines before the first line of text are left out, as detection leaves them out (the header follows)."""
     line = 1
     done = 0
     with open(path, "rb") as handle:
@@ -107,26 +113,32 @@ def _blocks(path: Path, limit_rows: int | None):
             if not block.endswith(b"\n"):
                 block += handle.readline()
             done += len(block)
-            if line == 1:
+            if done == len(block):  # the first block
                 block = block.removeprefix(UTF8_BOM)
+                blank = _LEADING_BLANK_LINES.match(block).end()
+                line += count_lines(block[:blank])
+                block = block[blank:]
             yield block, line, done
-            line += block.count(b"\n")
+            line += count_lines(block)
             if limit_rows is not None:
                 return
 
 
 def _decode_check(path: Path, block: bytes, first_line: int, encoding: str) -> None:
-    """Raises ImportFailed naming the line and column of the first byte that `encoding` cannot decode."""
+    """Raises ImportFailed naming the line and column of the first NUL byte, or of the first byte that
+    `encoding` cannot decode."""
+    nul = block.find(b"\x00")
+    if nul >= 0:
+        # Text holds no NUL: this is a binary file, or UTF-16 (every other byte of ASCII text is 0).
+        line, column = line_and_column(block, nul, first_line)
+        raise ImportFailed(f"{path.name} line {line}, column {column}: NUL byte; a text file holds none "
+                           f"(binary, or UTF-16? save it as UTF-8)")
     if block.isascii():  # every encoding we read is ASCII-compatible; this check is 50x faster
         return
     try:
         block.decode(encoding)
     except UnicodeDecodeError as error:
-        start = block.rfind(b"\n", 0, error.start) + 1
-        line = first_line + block.count(b"\n", 0, error.start)
-        raise ImportFailed(
-            f"{path.name} line {line}, column {error.start - start + 1}: byte 0x{block[error.start]:02x} "
-            f"is not valid {encoding}; if the file is Latin-1, import it with encoding latin-1") from None
+        raise decode_failure(path, block, first_line, error, encoding) from None
 
 
 def _read_delimited(path: Path, detected: Detected, observer: Observer, progress,
@@ -138,13 +150,13 @@ def _read_delimited(path: Path, detected: Detected, observer: Observer, progress
     pieces: dict[str, list] = {role: [] for role in wanted}
     time_kind = None
     rows = 0
+    first_block = True
     for block, first_line, done in _blocks(path, limit_rows):
         observer.check()
         _decode_check(path, block, first_line, detected.encoding)
-        header_lines = 1 if (detected.has_header and first_line == 1) else 0
-        # Arrow splits on one character: "::" becomes the ASCII unit separator, which text never holds.
-        data = block.replace(b"::", b"\x1f") if sep == "::" else block
-        table = _parse_block(path, data, first_line, header_lines, detected, "\x1f" if sep == "::" else sep)
+        header_lines = 1 if (detected.has_header and first_block) else 0
+        first_block = False
+        table = _parse_block(path, block, first_line, header_lines, detected)
         if limit_rows is not None:
             table = table.slice(0, limit_rows)
         line_of = _LineFinder(block, first_line, header_lines)
@@ -176,7 +188,7 @@ class _LineFinder:
 
     def __call__(self, row: int) -> int:
         seen = -self.header_lines
-        for offset, line in enumerate(self.block.split(b"\n")):
+        for offset, line in enumerate(_LINE_END.split(self.block)):
             if line.strip():
                 if seen == row:
                     return self.first_line + offset
@@ -184,31 +196,47 @@ class _LineFinder:
         return self.first_line + row + self.header_lines
 
 
-def _parse_block(path: Path, data: bytes, first_line: int, header_lines: int, detected: Detected,
-                 sep: str) -> pa.Table:
+def _parse_block(path: Path, block: bytes, first_line: int, header_lines: int, detected: Detected) -> pa.Table:
     names = [f"c{i}" for i in range(len(detected.columns))]
-    quoted = detected.format == "csv" and sep != "\t"
-    try:
+    sep = detected.separator
+    quoted = detected.format == "csv" and sep not in ("\t", "::")
+    # Arrow splits on one character: "::" becomes the ASCII unit separator, which text never holds.
+    data, sep = (block.replace(b"::", b"\x1f"), "\x1f") if sep == "::" else (block, sep)
+
+    def read(block_size: int) -> pa.Table:
         return pacsv.read_csv(
             io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=header_lines,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=header_lines, block_size=block_size,
                                            encoding=detected.encoding, use_threads=True),
             parse_options=pacsv.ParseOptions(delimiter=sep, quote_char='"' if quoted else False),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                  strings_can_be_null=False))
+
+    try:
+        try:
+            return read(1 << 20)
+        except pa.ArrowInvalid as error:
+            if "straddl" not in str(error):
+                raise
+            # A line longer than Arrow's 1 MiB parser block: parse the whole block as one (no threads).
+            return read(min(len(data) + 1, 2 ** 31 - 1))
     except pa.ArrowInvalid as error:
-        raise _field_count_error(path, data, first_line, header_lines, detected, sep, quoted) or ImportFailed(
+        raise _field_count_error(path, block, first_line, header_lines, detected, quoted) or ImportFailed(
             f"{path.name} line {first_line}: cannot be read as {detected.format} ({error})") from None
 
 
-def _field_count_error(path, data, first_line, header_lines, detected, sep, quoted) -> ImportFailed | None:
+def _field_count_error(path, block, first_line, header_lines, detected, quoted) -> ImportFailed | None:
+    """The ImportFailed naming the first line of `block` with a wrong number of fields, if there is one."""
     expected = len(detected.columns)
-    text = data.decode(detected.encoding, errors="replace")
-    shown_sep = detected.separator
-    for offset, line in enumerate(text.split("\n")):
-        if offset < header_lines or not line.strip():
+    text = block.decode(detected.encoding, errors="replace")
+    shown_sep = sep = detected.separator
+    for offset, line in enumerate(split_lines(text)):
+        if offset < header_lines or not line:  # the parser skips empty lines, not those of spaces
             continue
-        fields = next(csv.reader([line], delimiter=sep)) if quoted else line.rstrip("\r").split(sep)
+        try:
+            fields = next(csv.reader([line], delimiter=sep)) if quoted else line.split(sep)
+        except csv.Error:  # a field beyond the csv module's limit (128 Ki characters): count unquoted
+            fields = line.split(sep)
         if len(fields) != expected:
             hint = ""
             if len(fields) == 1:
@@ -228,14 +256,45 @@ def _check_not_empty(path: Path, column: pa.ChunkedArray, role: str, name: str, 
         raise ImportFailed(f"{path.name} line {line_of(row)}, column {name!r}: the {role} id is empty")
 
 
+def _first_failing(column: pa.ChunkedArray, type_: pa.DataType) -> int:
+    """Row of the first value that Arrow cannot cast to `type_`, when the cast of the whole column failed:
+    a bisection over prefixes, O(n log n), only on the way to an error message."""
+    good, bad = 0, len(column)  # the first `good` rows cast, the first `bad` rows do not
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        try:
+            pc.cast(column.slice(0, middle), type_)
+            good = middle
+        except pa.ArrowInvalid:
+            bad = middle
+    return bad - 1
+
+
 def _parse_numbers(path: Path, column: pa.ChunkedArray, name: str, line_of, role: str) -> np.ndarray:
+    """float64 values of a column of decimal numbers (spaces around them allowed); ImportFailed at the first
+    value that is not a finite number."""
     try:
-        return pc.cast(column, pa.float64()).to_numpy()
+        values = pc.cast(column, pa.float64()).to_numpy()
     except pa.ArrowInvalid:
-        values = pd.to_numeric(pd.Series(column.to_numpy(zero_copy_only=False)), errors="coerce")
-        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        column = pc.utf8_trim_whitespace(column)  # only now: trimming costs a copy of the column
+        try:
+            values = pc.cast(column, pa.float64()).to_numpy()
+        except pa.ArrowInvalid:
+            row = _first_failing(column, pa.float64())
+            raise ImportFailed(f"{path.name} line {line_of(row)}, column {name!r}: {role} "
+                               f"{column[row].as_py()!r} is not a number") from None
+    _check_range(path, values, np.inf, column, name, line_of, role)
+    return values
+
+
+def _check_range(path: Path, values: np.ndarray, limit: float, column, name: str, line_of, role: str) -> None:
+    """ImportFailed at the first value that is not finite or not below `limit` in magnitude."""
+    bad = ~(np.abs(values) < limit)  # NaN compares False
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        what = f"between -{limit:.3g} and {limit:.3g}" if np.isfinite(values[row]) else "a finite number"
         raise ImportFailed(f"{path.name} line {line_of(row)}, column {name!r}: {role} "
-                           f"{column[row].as_py()!r} is not a number") from None
+                           f"{column[row].as_py()!r} is not {what}")
 
 
 def _parse_times(path: Path, column: pa.ChunkedArray, name: str, line_of, kind: str | None):
@@ -243,8 +302,15 @@ def _parse_times(path: Path, column: pa.ChunkedArray, name: str, line_of, kind: 
 
     Kinds: "number" (whole numbers: seconds or milliseconds), "decimal" (decimal numbers, kept in
     thousandths so that their order survives), "date" (ISO strings; nanoseconds). Later blocks keep the
-    first block's kind and unit. Raises ImportFailed at the first value that is neither number nor date.
+    first block's kind and unit. Spaces around a value are ignored. Raises ImportFailed at the first value
+    that is neither number nor date, or a number that int64 cannot hold.
     """
+    if kind in (None, "number"):
+        try:
+            return pc.cast(column, pa.int64()).to_numpy(), "number"  # the usual case, before any copy
+        except pa.ArrowInvalid:
+            pass
+    column = pc.utf8_trim_whitespace(column)
     if kind in (None, "number"):
         try:
             return pc.cast(column, pa.int64()).to_numpy(), "number"
@@ -253,21 +319,24 @@ def _parse_times(path: Path, column: pa.ChunkedArray, name: str, line_of, kind: 
     if kind in (None, "number", "decimal"):
         try:
             values = pc.cast(column, pa.float64()).to_numpy()
-            if kind == "number":  # decimals after whole numbers: same unit, fraction dropped
-                return np.floor(values).astype(np.int64), "number"
-            return np.floor(values * 1000).astype(np.int64), "decimal"
         except pa.ArrowInvalid:
             pass
+        else:
+            if kind == "number":  # decimals after whole numbers: same unit, fraction dropped
+                _check_range(path, values, 2.0 ** 63, column, name, line_of, "timestamp")
+                return np.floor(values).astype(np.int64), "number"
+            _check_range(path, values, LARGEST_TIME, column, name, line_of, "timestamp")
+            return np.floor(values * 1000).astype(np.int64), "decimal"
     strings = pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
     numbers = pd.to_numeric(strings, errors="coerce")
     if kind in ("number", "decimal") or (kind is None and numbers.notna().any()):
-        bad = numbers.isna().to_numpy()  # a column of numbers: the first non-number is the culprit
+        row = _first_failing(column, pa.float64())  # a column of numbers: the first non-number is the culprit
     else:
         dates = pd.to_datetime(strings, format="ISO8601", utc=True, errors="coerce")
         bad = dates.isna().to_numpy()
         if not bad.any():
             return dates.dt.tz_convert(None).to_numpy().astype("datetime64[ns]").astype(np.int64), "date"
-    row = int(np.flatnonzero(bad)[0])
+        row = int(np.flatnonzero(bad)[0])
     expected = {None: "a number or a date", "date": "a date, as the rows above"}.get(
         kind, "a number, as the rows above")
     raise ImportFailed(f"{path.name} line {line_of(row)}, column {name!r}: timestamp {strings[row]!r} "
@@ -348,7 +417,7 @@ def _sequence_tokens(path: Path, detected: Detected, observer: Observer, progres
     for block, first_line, done in _blocks(path, limit_rows):
         observer.check()
         _decode_check(path, block, first_line, detected.encoding)
-        for line in block.decode(detected.encoding).splitlines():
+        for line in split_lines(block.decode(detected.encoding)):
             fields = line.split()
             if not fields:
                 continue
@@ -369,7 +438,10 @@ def _sequence_tokens(path: Path, detected: Detected, observer: Observer, progres
 def _read_parquet(path: Path, detected: Detected, limit_rows: int | None) -> Parsed:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=list(detected.mapping.values()))
+    try:
+        table = pq.read_table(path, columns=list(dict.fromkeys(detected.mapping.values())))
+    except (OSError, pa.ArrowException) as error:  # a damaged file fails anywhere in its pages
+        raise ImportFailed(f"{path.name}: not a readable Parquet file ({error})") from None
     if limit_rows is not None:
         table = table.slice(0, limit_rows)
     if table.num_rows == 0:
@@ -378,21 +450,41 @@ def _read_parquet(path: Path, detected: Detected, limit_rows: int | None) -> Par
     def line_of(row: int) -> int:
         return row + 1  # Parquet has rows, not lines: "line" is the 1-based row number
 
+    def column(role: str) -> pa.ChunkedArray:
+        values = table.column(detected.mapping[role])
+        missing = pc.is_null(values)
+        if pc.any(missing).as_py():
+            row = int(np.flatnonzero(missing.to_numpy(zero_copy_only=False))[0])
+            raise ImportFailed(f"{path.name} line {line_of(row)}, column {detected.mapping[role]!r}: "
+                               f"the {role} is missing (null)")
+        return values
+
+    def strings(role: str) -> pa.ChunkedArray:
+        values = column(role)
+        try:
+            return pc.cast(values, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise ImportFailed(f"{path.name}: column {detected.mapping[role]!r} holds {values.type} values; "
+                               f"the {role} must be text or numbers") from None
+
     mapping = detected.mapping
-    users = pc.cast(table.column(mapping["user"]), pa.string())
-    items = pc.cast(table.column(mapping["item"]), pa.string())
+    users, items = strings("user"), strings("item")
+    for role, values in (("user", users), ("item", items)):
+        _check_not_empty(path, values, role, mapping[role], line_of)
     order_time = seconds = ratings = None
     if "time" in mapping:
-        column = table.column(mapping["time"])
-        if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
-            order_time = pc.cast(pc.cast(column, pa.timestamp("ns", tz="UTC")), pa.int64()).to_numpy()
+        times = column("time")
+        if pa.types.is_timestamp(times.type) or pa.types.is_date(times.type):
+            try:
+                order_time = pc.cast(pc.cast(times, pa.timestamp("ns", tz="UTC")), pa.int64()).to_numpy()
+            except pa.ArrowInvalid as error:  # dates beyond the years 1677-2262 that nanoseconds hold
+                raise ImportFailed(f"{path.name}: column {mapping['time']!r}: {error}") from None
             seconds = order_time // 1_000_000_000
         else:
-            order_time, kind = _parse_times(path, pc.cast(column, pa.string()), mapping["time"], line_of, None)
+            order_time, kind = _parse_times(path, strings("time"), mapping["time"], line_of, None)
             seconds = _to_seconds(order_time, kind)
     if "rating" in mapping:
-        ratings = _parse_numbers(path, pc.cast(table.column(mapping["rating"]), pa.string()),
-                                 mapping["rating"], line_of, "rating")
+        ratings = _parse_numbers(path, strings("rating"), mapping["rating"], line_of, "rating")
     user_codes, user_names = _encode(users.chunks)
     item_codes, item_names = _encode(items.chunks)
     return Parsed(user_codes=user_codes, user_names=user_names, item_codes=item_codes, item_names=item_names,
@@ -407,6 +499,9 @@ def read_item_metadata(path: str | Path, format: str | None = None,
     """(titles {item id: title}, features {feature name: {item id: [values]}}) from a metadata file:
     MovieLens movies.dat, RecBole .item or an item2attributes JSON. Raises ImportFailed."""
     path = Path(path)
+    if not path.is_file():
+        raise ImportFailed(f"{path}: no such file")
+    check_encoding(path, encoding)
     if format is None:
         suffix = path.suffix.lower()
         format = {".json": "item2attributes", ".item": "recbole-item"}.get(suffix)
@@ -421,9 +516,11 @@ def read_item_metadata(path: str | Path, format: str | None = None,
                                    f"(expected one of {', '.join(METADATA_FORMATS)})")
     if format == "item2attributes":
         try:
-            data = json.loads(path.read_text(encoding=encoding or "utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            data = json.loads(_decode_whole(path, encoding or "utf-8"))
+        except json.JSONDecodeError as error:
             raise ImportFailed(f"{path.name}: not a JSON object of item attributes ({error})") from None
+        except RecursionError:
+            raise ImportFailed(f"{path.name}: not a JSON object of item attributes (nested too deeply)") from None
         if not isinstance(data, dict):
             raise ImportFailed(f"{path.name}: expected a JSON object {{item: [attributes]}}")
         return {}, {"attribute": {str(k): [str(v) for v in (vs if isinstance(vs, list) else [vs])]
@@ -431,7 +528,7 @@ def read_item_metadata(path: str | Path, format: str | None = None,
     if format == "movielens-movies":
         titles, genres = {}, {}
         text = _decode_whole(path, encoding or "latin-1")
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(split_lines(text), start=1):
             if not line.strip():
                 continue
             fields = line.split("::")
@@ -443,7 +540,10 @@ def read_item_metadata(path: str | Path, format: str | None = None,
         return titles, {"genre": genres}
     if format == "recbole-item":
         text = _decode_whole(path, encoding or "utf-8")
-        lines = text.splitlines()
+        lines = split_lines(text)
+        if not text.strip():
+            raise ImportFailed(f"{path.name}: the file is empty; expected a header such as "
+                               f"'item_id:token<TAB>movie_title:token_seq'")
         header = [c.split(":") for c in lines[0].split("\t")]
         names = [h[0] for h in header]
         types = [h[1] if len(h) > 1 else "token" for h in header]
@@ -471,6 +571,9 @@ def read_item_metadata(path: str | Path, format: str | None = None,
 
 
 def _decode_whole(path: Path, encoding: str) -> str:
-    data = path.read_bytes().removeprefix(UTF8_BOM)
+    try:
+        data = path.read_bytes().removeprefix(UTF8_BOM)
+    except OSError as error:
+        raise ImportFailed(f"{path.name}: cannot be read ({error.strerror or error})") from None
     _decode_check(path, data, 1, encoding)
     return data.decode(encoding)
