@@ -15,6 +15,8 @@ wrong: "corrupt", "truncated", "tampered", "newer schema" or "mismatched".
 from __future__ import annotations
 
 import dataclasses
+import errno
+import glob
 import hashlib
 import json
 import os
@@ -80,7 +82,9 @@ def save_bundle(result_or_parts, data: SequenceData, path: str | Path, onnx: boo
     `model.onnx` and checks it against onnxruntime (max abs difference < 1e-5, else BundleError).
 
     Everything is written into a temporary sibling and renamed into place at the end, so a failure or a
-    cancel (`Cancelled` from the observer) leaves nothing at `path`. Returns the final path.
+    cancel (`Cancelled` from the observer) leaves nothing at `path` (or the bundle that was there). A
+    write that fails (disk full, no permission) raises BundleError naming `path` and the cause. Returns
+    the final path.
     """
     observer = observer or Observer()
     path = Path(path)
@@ -92,8 +96,12 @@ def save_bundle(result_or_parts, data: SequenceData, path: str | Path, onnx: boo
                           f"{data.n_items}")
     started = time.monotonic()
     observer.emit(PhaseStarted("export", 3 if onnx else 2, str(path)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(path)
+        work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".part"))
+    except OSError as error:
+        raise _write_error(path, error) from error
     try:
         folder = work / "bundle"
         folder.mkdir()
@@ -117,14 +125,55 @@ def save_bundle(result_or_parts, data: SequenceData, path: str | Path, onnx: boo
         else:
             built = folder
         observer.check()
-        if path.exists():  # overwrite: the old bundle goes only once the new one is complete
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        os.replace(built, path)
+        _move_into_place(built, path, work)
+    except OSError as error:
+        raise _write_error(path, error) from error
     finally:
         shutil.rmtree(work, ignore_errors=True)
     observer.emit(StepFinished("export", 3 if onnx else 2, 3 if onnx else 2))
     observer.emit(PhaseFinished("export", time.monotonic() - started))
     return path
+
+
+def _move_into_place(built: Path, path: Path, work: Path) -> None:
+    """Renames the complete bundle `built` to `path`. An old bundle there goes only once the new one is
+    complete, and is first renamed aside (into `work`, removed afterwards): a process killed at any moment
+    leaves the old bundle, the new one, or none at `path`, never a partly deleted one."""
+    if not (path.exists() and (path.is_dir() or built.is_dir())):
+        os.replace(built, path)  # nothing there, or a file over a file: one atomic rename
+        return
+    os.replace(path, work / "replaced")
+    try:
+        os.replace(built, path)
+    except OSError:
+        os.replace(work / "replaced", path)  # the old bundle back, before `work` is removed
+        raise
+
+
+def _remove_stale_parts(path: Path) -> None:
+    """Removes what saves to `path` by processes that were killed left beside it (`.NAME.PID.*.part`)."""
+    for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        pid = part.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            shutil.rmtree(part, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_error(path: Path, error: OSError) -> BundleError:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return BundleError(f"the disk is full: the bundle {path} could not be written ({error.strerror}); "
+                           "nothing was changed there; free some space and try again")
+    return BundleError(f"the bundle {path} could not be written: {error.strerror or error}"
+                       f"{f' ({error.filename})' if error.filename else ''}; nothing was changed there")
 
 
 def _weights_bytes(model: AutoMLP) -> bytes:

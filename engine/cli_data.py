@@ -20,7 +20,7 @@ from pathlib import Path
 from engine.importers import FORMATS, ImportFailed, import_file
 from engine.progress_bar import ProgressBarObserver
 from engine.store import (Store, StoreError, dataset_stats, default_store_url, delete_dataset, list_datasets,
-                          mark_interrupted_runs, open_store, to_json)
+                          mark_interrupted_runs, open_store, store_errors, to_json)
 
 
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +38,8 @@ def open_cli_store(args: argparse.Namespace) -> Store:
     """Opens the command's store and marks runs of dead processes `interrupted` (saying so on stderr), so
     that no run stays falsely `running`."""
     store = open_store(resolve_store_url(args))
+    if store.read_only:  # nothing can be marked; commands that write say why when they try
+        return store
     with store.session() as session:
         count = mark_interrupted_runs(session)
     if count:
@@ -113,7 +115,7 @@ def command_import(args) -> int:
     store = open_cli_store(args)
     progress = ProgressBarObserver(quiet=args.quiet)
     try:
-        with store.session() as session:
+        with store.session() as session, store_errors(store):  # read-only, full: said plainly
             report = import_file(session, args.file, name=args.name, format=args.format,
                                  mapping=parse_mapping(args.mapping), separator=separator,
                                  encoding=args.encoding, times_file=args.times, metadata_files=args.items,

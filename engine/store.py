@@ -13,11 +13,15 @@ no secondary index on this table, which keeps the bulk insert close to SQLite's 
 
 from __future__ import annotations
 
+import errno
+import functools
 import itertools
 import json
 import os
 import sqlite3
 import time
+import urllib.parse
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +45,15 @@ PHASE_ORDER = ("search", "retrain", "evaluate", "export")
 
 class StoreError(Exception):
     """The store cannot be opened or used as asked; the message says why and what to do."""
+
+
+class StoreReadOnly(StoreError):
+    """A write to a store that can only be read (file or folder write-protected, or opened read-only)."""
+
+
+class StoreFull(StoreError):
+    """A write that found no room: the disk is full, or the store reached its size limit. Nothing of it
+    was kept (SQLite rolls the statement or transaction back)."""
 
 
 class Base(DeclarativeBase):
@@ -152,11 +165,15 @@ class Artifact(Base):
 
 @dataclass
 class Store:
-    """An open store: the engine and a session factory (`with store.session() as s: ...`)."""
+    """An open store: the engine and a session factory (`with store.session() as s: ...`).
+
+    `read_only`: the store can be browsed but not changed (a write-protected file or folder, or opened
+    with `read_only=True`); every write raises StoreReadOnly."""
 
     engine: Engine
     session: sessionmaker[Session]
     url: str
+    read_only: bool = False
 
     def close(self) -> None:
         self.engine.dispose()
@@ -171,12 +188,30 @@ def default_store_url() -> str:
     return f"sqlite:///{folder / 'store.sqlite'}"
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def sqlite_path(url: str | sa.engine.URL) -> Path | None:
+    """The file of a SQLite store URL (plain, or a `file:` URI with `uri=true`); None for an in-memory
+    database or another backend."""
+    sa_url = sa.engine.make_url(url)
+    database = sa_url.database
+    if sa_url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if sa_url.query.get("uri") in ("true", "1") and database.startswith("file:"):
+        if sa_url.query.get("mode") == "memory":
+            return None
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(database).path))
+    return Path(database)
+
+
+def _sqlite_pragmas(dbapi_connection, _record, read_only: bool = False) -> None:
     # WAL lets the GUI read while a run or an import writes. NORMAL sync in WAL mode keeps the file
     # consistent through a crash (a power cut may lose the last commits, never corrupt the store).
-    # Foreign keys make deletes cascade.
+    # Foreign keys make deletes cascade. A read-only connection keeps the file's journal mode (setting
+    # one is a write) and refuses writes itself as well (query_only).
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    if read_only:
+        cursor.execute("PRAGMA query_only=ON")
+    else:
+        cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk inserts stay in memory
@@ -184,35 +219,137 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def open_store(url: str | None = None) -> Store:
+def open_store(url: str | None = None, read_only: bool = False) -> Store:
     """Opens (creating if needed) the store at a SQLAlchemy `url` (default: `default_store_url()`) and
-    migrates its schema to the current version. Raises StoreError for a file that is not a database or a
-    store written by a newer release."""
+    migrates its schema to the current version.
+
+    A SQLite file opens read-only (`Store.read_only`, for browsing) when asked (`read_only=True`, or a
+    `file:` URL with `mode=ro&uri=true`) or when the file or its folder is write-protected; SQLite's WAL
+    mode needs to create `-wal` and `-shm` files beside the store. Raises StoreError for a file that is
+    not a database, a store written by a newer release, or a read-only store of an older schema."""
     url = url or default_store_url()
     sa_url = sa.engine.make_url(url)
     is_sqlite = sa_url.get_backend_name() == "sqlite"
-    if is_sqlite and sa_url.database and sa_url.database != ":memory:":
-        _check_sqlite_file(Path(sa_url.database))
-    db = sa.create_engine(url)
+    path = sqlite_path(sa_url)
+    connect_url: str | sa.engine.URL = url
+    if path is not None:
+        read_only = read_only or sa_url.query.get("mode") == "ro" or _write_protected(path)
+        _check_sqlite_file(path, read_only)
+        if read_only:
+            connect_url = _read_only_url(path)
+    elif read_only:
+        raise StoreError(f"{store_label(sa_url)}: only a SQLite file can be opened read-only")
+    db = sa.create_engine(connect_url)
     if is_sqlite:
-        event.listen(db, "connect", _sqlite_pragmas)
+        event.listen(db, "connect", functools.partial(_sqlite_pragmas, read_only=read_only))
+    name = store_label(sa_url)
+    event.listen(db, "handle_error", lambda context: plain_store_error(context.original_exception, name))
     try:
-        upgrade_to_head(db)
-    except sa.exc.DatabaseError as error:
+        upgrade_to_head(db, read_only=read_only)
+    except (StoreReadOnly, sa.exc.DatabaseError) as error:
         db.dispose()
+        if read_only and path is not None and Path(f"{path}-wal").exists():
+            # reading a WAL store needs its -shm file, which SQLite could not create here
+            raise StoreError(f"the store {name} is read-only and cannot be read here: SQLite needs to create "
+                             f"{path.name}-shm beside it to read the changes its -wal file holds; make its "
+                             "folder writable, or copy the store with its -wal file to a writable folder") from error
+        if isinstance(error, StoreError):
+            raise
         raise StoreError(f"{url} cannot be opened as an AutoMLP store: {error.orig}") from error
-    return Store(engine=db, session=sessionmaker(db, expire_on_commit=False), url=url)
+    except StoreError:
+        db.dispose()
+        raise
+    return Store(engine=db, session=sessionmaker(db, expire_on_commit=False), url=url, read_only=read_only)
 
 
-def _check_sqlite_file(path: Path) -> None:
+def store_label(url: str | sa.engine.URL) -> str:
+    """How messages name a store: its file, or its URL without the password."""
+    sa_url = sa.engine.make_url(url)
+    path = sqlite_path(sa_url)
+    return str(path) if path is not None else sa_url.render_as_string(hide_password=True)
+
+
+def _write_protected(path: Path) -> bool:
+    """Whether this process cannot write the store file, or create the -wal and -shm files beside it.
+    (Always False for root, whom permissions do not stop.)"""
+    folder = path.parent
+    return (path.exists() and not os.access(path, os.W_OK)) or (folder.exists() and not os.access(folder, os.W_OK))
+
+
+def _read_only_url(path: Path) -> sa.engine.URL:
+    query = {"mode": "ro", "uri": "true"}
+    # In a folder it cannot write, SQLite cannot create the -shm file a WAL store is read through. With no
+    # -wal file left there (the last writer closed cleanly), the file alone is the whole store and may be
+    # read as immutable.
+    folder = path.parent
+    if not os.access(folder, os.W_OK) and not Path(f"{path}-wal").exists():
+        query["immutable"] = "1"
+    return sa.engine.URL.create("sqlite", database="file:" + urllib.parse.quote(str(path.resolve())),
+                                query=query)
+
+
+def _check_sqlite_file(path: Path, read_only: bool = False) -> None:
     if not path.exists() or path.stat().st_size == 0:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if read_only:
+            raise StoreError(f"{path} is read-only and holds no store yet (it is empty or missing); "
+                             "choose an existing store, or a writable file to create one")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cannot create the store {path}: {error.strerror}") from error
         return
-    with open(path, "rb") as handle:
-        header = handle.read(16)
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(16)
+    except OSError as error:
+        raise StoreError(f"{path} cannot be read: {error.strerror}") from error
     if header != b"SQLite format 3\x00":
         raise StoreError(f"{path} is not an SQLite database (it may be another kind of file); "
                          "choose another store file with --db or AUTOMLP_DB")
+
+
+# ---------------------------------------------------------------- write failures
+
+
+_READ_ONLY_TEXTS = ("readonly database", "read-only", "query_only")
+_FULL_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
+
+
+def plain_store_error(error: BaseException, store: str) -> StoreError | None:
+    """The StoreReadOnly or StoreFull, with a plain message naming `store`, that a database error from a
+    write stands for; None for any other error. `error` is a DBAPI error (sqlite3.OperationalError) or
+    SQLAlchemy's wrapper of one."""
+    original = getattr(error, "orig", None) or error
+    if isinstance(original, OSError):
+        if original.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return None
+        text = "no space left on device"
+    else:
+        text = str(original).lower()
+    if any(part in text for part in _READ_ONLY_TEXTS):
+        return StoreReadOnly(f"the store {store} is read-only (write-protected, or opened read-only): it can be "
+                             "browsed, but importing, training and deleting need to write it; make the file and "
+                             "its folder writable, or copy the store to a writable folder, and open it again")
+    if any(part in text for part in _FULL_TEXTS):
+        return StoreFull(f"the store {store} is full: the disk it is on (or the store's size limit) has no room "
+                         "left, so nothing of this change was written; free some disk space and try again")
+    return None
+
+
+@contextmanager
+def store_errors(store: "Store | Engine | str | sa.engine.URL"):
+    """Turns a read-only or full-disk error raised inside into StoreReadOnly or StoreFull naming the store.
+
+    The store's own engine does this for every statement it runs; this is for code that writes through
+    the raw DBAPI cursor (the importer's bulk insert), whose errors SQLAlchemy never sees."""
+    try:
+        yield
+    except (sqlite3.Error, sa.exc.DBAPIError, OSError) as error:
+        url = store if isinstance(store, (str, sa.engine.URL)) else store.url
+        plain = plain_store_error(error, store_label(url))
+        if plain is None:
+            raise
+        raise plain from error
 
 
 # ---------------------------------------------------------------- datasets

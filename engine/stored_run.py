@@ -13,7 +13,6 @@ import traceback
 from pathlib import Path
 
 import platformdirs
-import sqlalchemy as sa
 
 from engine.bundle import bundle_digest, save_bundle
 from engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint
@@ -22,15 +21,15 @@ from engine.events import Cancelled, Message, Observer
 from engine.runner import RunResult, run_automlp
 from engine.sequences import build_sequences
 from engine.store import (RunRecorder, Store, StoreError, add_artifact, create_run, fail_run, finish_run, get_run,
-                          load_log, mark_interrupted_runs, reopen_run, truncate_series)
+                          load_log, mark_interrupted_runs, reopen_run, sqlite_path, truncate_series)
 from engine.training import resolve_device
 
 
 def bundle_folder(store: Store) -> Path:
     """Where a store keeps its runs' model bundles: beside a SQLite file, else in the user data folder."""
-    url = sa.engine.make_url(store.url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        return Path(url.database).resolve().parent / "runs"
+    path = sqlite_path(store.url)
+    if path is not None:
+        return path.resolve().parent / "runs"
     return Path(platformdirs.user_data_dir("automlp-studio", appauthor=False)) / "runs"
 
 
@@ -107,12 +106,17 @@ def _record(store: Store, run_id: int, data, config: RunConfig, observer: Observ
         result = run_automlp(data, config, recorder, checkpoint_path=checkpoint, resume=resume)
         recorder.close()
         path = save_bundle(result, data, bundle_folder(store) / f"run-{run_id}", overwrite=True, observer=observer)
-    except BaseException as error:
-        recorder.close()
-        status = "cancelled" if isinstance(error, (Cancelled, KeyboardInterrupt)) else "failed"
         with store.session() as session:
-            fail_run(session, run_id, status, "".join(traceback.format_exception(error)).strip())
+            add_artifact(session, run_id, str(path), "bundle", bundle_digest(path))
+            finish_run(session, run_id, result.chosen_length, _final_metrics(result), sum(result.seconds.values()))
+    except BaseException as error:
+        _record_failure(store, run_id, recorder, error)
         raise
+    checkpoint.unlink(missing_ok=True)  # the bundle now holds what matters
+    return result
+
+
+def _final_metrics(result: RunResult) -> dict:
     summary = result.summary()
     metrics = {"test": summary["test_metrics"], "valid": summary["valid_metrics"],
                "valid_protocol": summary["valid_protocol"], "best_epoch": summary["best_epoch"],
@@ -120,8 +124,24 @@ def _record(store: Store, run_id: int, data, config: RunConfig, observer: Observ
     if "search" in summary:
         metrics["search"] = {key: summary["search"][key]
                              for key in ("candidates", "final_weights", "margin", "noise", "decisive", "steps")}
-    with store.session() as session:
-        add_artifact(session, run_id, str(path), "bundle", bundle_digest(path))
-        finish_run(session, run_id, result.chosen_length, metrics, sum(result.seconds.values()))
-    checkpoint.unlink(missing_ok=True)  # the bundle now holds what matters
-    return result
+    return metrics
+
+
+def _record_failure(store: Store, run_id: int, recorder: RunRecorder, error: BaseException) -> None:
+    """Ends the run's record as cancelled or failed, with the error. The store may be what failed (full,
+    read-only): the last curve points are then dropped, and a full store that cannot take the whole
+    traceback gets the one-line message. If even that cannot be written, the record stays `running` until
+    the next start marks it `interrupted`."""
+    try:
+        recorder.close()
+    except StoreError:
+        pass  # the status matters more than the last few points
+    status = "cancelled" if isinstance(error, (Cancelled, KeyboardInterrupt)) else "failed"
+    texts = ("".join(traceback.format_exception(error)).strip(), f"{type(error).__name__}: {error}"[:1000])
+    for text in texts:
+        try:
+            with store.session() as session:
+                fail_run(session, run_id, status, text)
+            return
+        except StoreError:
+            continue

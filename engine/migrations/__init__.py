@@ -24,9 +24,10 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade_to_head(engine: Engine) -> None:
-    """Migrates the database behind `engine` to the newest schema this release knows."""
-    from engine.store import StoreError
+def upgrade_to_head(engine: Engine, read_only: bool = False) -> None:
+    """Migrates the database behind `engine` to the newest schema this release knows. A `read_only`
+    store cannot be migrated: it must have the newest schema already, else StoreError says so."""
+    from engine.store import StoreError, store_label
 
     config = alembic_config()
     script = ScriptDirectory.from_config(config)
@@ -37,10 +38,18 @@ def upgrade_to_head(engine: Engine) -> None:
                 script.get_revision(current)
             except Exception:
                 raise StoreError(
-                    f"the store at {engine.url} has schema version {current!r}, which this release "
+                    f"the store at {store_label(engine.url)} has schema version {current!r}, which this release "
                     f"of AutoMLP Studio does not know: it was written by a newer release; "
                     f"upgrade AutoMLP Studio or choose another store") from None
-        if current == script.get_current_head():
+        head = script.get_current_head()
+        if current == head:
             return
+        if read_only:
+            what = ("holds no AutoMLP store (it is empty, or another program's database)" if current is None
+                    else f"has schema version {current!r}, older than this release's {head!r}, and cannot be "
+                         "upgraded in place")
+            raise StoreError(f"the store at {store_label(engine.url)} is read-only and {what}; make the file and "
+                             "its folder writable (or copy it to a writable folder) and open it again")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
