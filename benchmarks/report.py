@@ -6,7 +6,8 @@
 
 Markdown goes to stdout: the cost against T of AutoMLP and the SASRec baseline (benchmarks/cost_vs_length.py)
 with their ratio and how step time grows with T, and the accuracy of both against the paper's Table 2
-(benchmarks/accuracy.py), each row labelled with its protocol, date and machine. The plot has two panels:
+(benchmarks/accuracy.py), each row labelled with its protocol, date and machine, and the differentiable search
+against exhaustive search (benchmarks/search_vs_exhaustive.py). The plot has two panels:
 seconds per epoch against T (log-log), and accuracy against the paper (bars, popularity-100 protocol).
 It is drawn with pyqtgraph (a dependency of the app) on an offscreen Qt platform.
 """
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 PLOT = ROOT / "benchmarks" / "plots" / "benchmarks.png"
 
@@ -201,6 +203,25 @@ def plot(records: list[dict], path: Path, dataset: str = "ml-1m") -> Path:
     return path
 
 
+def search_table(records: list[dict]) -> str:
+    """Differentiable against exhaustive search, one row per (dataset, seed, settings) whose parts are
+    all recorded (benchmarks/search_vs_exhaustive.py)."""
+    from benchmarks.search_vs_exhaustive import combine
+
+    parts = [r for r in records if r.get("benchmark") == "search_vs_exhaustive_part"]
+    rows = ["| dataset | seed | machine | search: k (weight) | exhaustive: k | validation NDCG@10 [full] per k "
+            "| gap | search + retrain (s) | exhaustive (s) | time ratio |",
+            "|---|---:|---|---|---:|---|---:|---:|---:|---:|"]
+    for c in combine(parts):
+        chosen = str(c["search_choice"])
+        per_k = ", ".join(f"{k}: {v:.4f}" for k, v in c["valid_ndcg10"].items())
+        rows.append(f"| {c['dataset']} | {c['seed']} | {c['machine']} | {chosen} ({c['search_weights'][chosen]:.3f}) "
+                    f"| {c['exhaustive_choice']} | {per_k} | {c['search_choice_gap_ndcg10']:.4f} "
+                    f"| {c['seconds']['differentiable_total']:.0f} | {c['seconds']['exhaustive_total']:.0f} "
+                    f"| {c['time_ratio']:.2f} |")
+    return "\n".join(rows) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of *.jsonl files")
@@ -214,6 +235,8 @@ def main() -> None:
     print(cost_tables(records, args.all))
     print("## Accuracy against the paper and the SASRec baseline\n")
     print(accuracy_table(records, args.all))
+    print("## Differentiable search against exhaustive search\n")
+    print(search_table(records))
     if not args.no_plot:
         print(f"plot written to {plot(records, args.plot, args.dataset)}", file=sys.stderr)
 
