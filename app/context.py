@@ -38,12 +38,19 @@ class AppContext(QObject):
         """Opens (creating if needed) the store at `url`; raises the store's error if it cannot.
 
         Runs left `running` by a process that is gone (killed, crashed) are marked `interrupted`, so that
-        the Runs page never shows a run as running that is not."""
+        the Runs page never shows a run as running that is not (except in a read-only store, which
+        cannot be changed: `store.read_only`)."""
         from engine.store import mark_interrupted_runs, open_store
 
         store = open_store(url)
-        with store.session() as session:
-            self.interrupted_runs = mark_interrupted_runs(session)
+        self.interrupted_runs = 0
+        if not store.read_only:
+            try:
+                with store.session() as session:
+                    self.interrupted_runs = mark_interrupted_runs(session)
+            except Exception:  # e.g. a full disk: the store stays closed, the current one open
+                store.close()
+                raise
         if self.store is not None:
             self.store.close()
         self.store, self.sessions, self.store_url = store, store.session, url

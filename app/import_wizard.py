@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QVBoxLayout, QWidget, QWizard, QWizardPage)
 
 from app.import_job import ImportJob
+from app.widgets import open_error
 from engine.importers import FORMATS, ImportFailed, ImportReport, Preview, preview
 
 SEPARATORS = (("detect", None), ("comma ,", ","), ("tab", "\t"), ("semicolon ;", ";"), ("pipe |", "|"),
@@ -305,6 +306,9 @@ class ImportWizard(QWizard):
 
     def _on_import_failed(self, message: str, details: str) -> None:
         self._show_stopped(message if not details else f"{message}\n\n{details}", error=True)
+        # The page keeps the message; the dialog makes sure it is seen. Open, not exec: this is a queued slot.
+        self.error_box = open_error(self, "Import failed", f"{message}\n\nThe store is unchanged.",
+                                    details=details or None)
 
     def _on_import_cancelled(self) -> None:
         self._show_stopped("Import cancelled; the store is unchanged.", error=False)

@@ -171,9 +171,14 @@ class MainWindow(QMainWindow):
         return True
 
     def _on_store_changed(self) -> None:
-        self.store_label.setText(f"Store: {self.context.store_url or 'none'}")
+        read_only = self.context.store is not None and self.context.store.read_only
+        self.store_label.setText(f"Store: {self.context.store_url or 'none'}{' (read-only)' if read_only else ''}")
         self.store_label.setToolTip(self.context.store_url or "")
         self._on_dataset_selected(self.context.dataset_name or "")  # a new store has its own selection
+        if read_only:
+            self.statusBar().showMessage(
+                "The store is read-only (write-protected, or opened read-only): its datasets and runs can be "
+                "browsed, but importing, training and deleting need a writable store", 30000)
         if self.context.interrupted_runs:
             self.statusBar().showMessage(
                 f"{self.context.interrupted_runs} run(s) were interrupted when their process ended: select one "

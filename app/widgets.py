@@ -5,6 +5,7 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
                                QMessageBox, QPushButton, QVBoxLayout, QWidget)
 
@@ -25,6 +26,16 @@ def show_error(parent: QWidget | None, title: str, message: str, error: BaseExce
                details: str | None = None) -> None:
     """Shows `error_box(...)` modally."""
     error_box(parent, title, message, error, details).exec()
+
+
+def open_error(parent: QWidget | None, title: str, message: str, error: BaseException | None = None,
+               details: str | None = None) -> QMessageBox:
+    """Opens `error_box(...)` window-modal without waiting for it (no nested event loop: for slots that
+    receive a worker's result) and returns it."""
+    box = error_box(parent, title, message, error, details)
+    box.setWindowModality(Qt.WindowModal)
+    box.open()
+    return box
 
 
 def store_url_from_text(text: str) -> str:

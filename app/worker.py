@@ -13,10 +13,17 @@ import traceback
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from engine.config import RunConfig
+from engine.bundle import BundleError
+from engine.checkpoint import CheckpointError
+from engine.config import ConfigError, RunConfig
 from engine.events import (ArchitectureWeights, Cancelled, EpochFinished, Message, Observer, PhaseFinished,
                            PhaseStarted, StepFinished)
+from engine.sequences import DataError
+from engine.store import StoreError
 from engine.stored_run import resume_run, run_on_dataset
+
+# The engine's refusals, whose messages name the problem (file, key, what to do): shown without a type name.
+ENGINE_REFUSALS = (StoreError, CheckpointError, ConfigError, DataError, BundleError)
 
 
 class SignalObserver(Observer):
@@ -83,7 +90,9 @@ class RunWorker(QObject):
             self.run_finished.emit(summary)
         except Cancelled:
             self.run_cancelled.emit()
-        except Exception as error:  # any engine error reaches the user, with its traceback
+        except ENGINE_REFUSALS as error:
+            self.run_failed.emit(str(error), traceback.format_exc())
+        except Exception as error:  # any other engine error reaches the user, with its traceback
             self.run_failed.emit(f"{type(error).__name__}: {error}", traceback.format_exc())
         finally:
             self.done.emit()

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QHBoxL
                                QWidget)
 
 from app.engine_job import EngineJob
+from app.widgets import open_error
 
 WINDOW_COLOUR = QColor(255, 236, 179)  # the short-term window in the history
 TARGET_COLOUR = QColor(200, 235, 200)  # the held-out test item in the top-N
@@ -144,6 +145,7 @@ class UsersPage(QWidget):
         self.source_run_id: int | None = None
         self._job: EngineJob | None = None
         self._job_kind = ""
+        self._load_kind = ""  # "bundle" (opened by path) or "run" (the selected run's): what the load was
         self._pending = None  # a load asked for while another job runs: started when it ends
         self._build()
         context.run_selected.connect(self._on_run_changed)
@@ -306,6 +308,7 @@ class UsersPage(QWidget):
             task = load_task(path=value)
             what = Path(value).name
         self._show_message(f"Loading {what}…")
+        self._load_kind = kind
         self.progress.setRange(0, 0)  # busy: loading reports no steps
         self._start(task, "load", what)
 
@@ -352,6 +355,9 @@ class UsersPage(QWidget):
             self._clear()
             self.source_label.setText(f"No model: {what} could not be opened.")
             self._show_message(f"Cannot open {what}: {message}", error=True, details=details)
+            if self._load_kind == "bundle":  # asked for by name: say so in a dialog (a run selection only here)
+                self.error_box = open_error(self, "Cannot open the model bundle", f"{what}: {message}",
+                                            details=details or None)
         elif kind == "export":
             self._show_message(f"Cannot export: {message}", error=True, details=details)
         self._finish_job()
