@@ -211,8 +211,9 @@ class MainWindow(QMainWindow):
             return
         try:
             config = RunConfig.load_toml(path)
-        except ConfigError as error:  # the message names the key and the problem
-            show_error(self, "Cannot load the configuration", f"{Path(path).name}: {error}")
+        except ConfigError as error:  # the message names the key and the problem; the file is named once
+            message = str(error) if str(error).startswith(f"{Path(path).name}:") else f"{Path(path).name}: {error}"
+            show_error(self, "Cannot load the configuration", message)
             return
         self.context.set_config(config)
         self.statusBar().showMessage(f"Configuration loaded from {path}", 5000)

@@ -8,6 +8,7 @@ start.
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
@@ -293,8 +294,9 @@ class ExperimentPage(QWidget):
         """Loads a TOML configuration into the form; on error shows it inline and returns False."""
         try:
             config = RunConfig.load_toml(path)
-        except ConfigError as error:
-            self.error_label.setText(str(error))
+        except ConfigError as error:  # inline, as the form's own errors; naming the file once
+            name = Path(path).name
+            self.error_label.setText(str(error) if str(error).startswith(f"{name}:") else f"{name}: {error}")
             return False
         self.fill(config)
         self._on_field_changed()

@@ -144,11 +144,22 @@ def test_a_broken_configuration_file_is_named_and_the_configuration_kept(monkeyp
     assert len(errors) == 1
     title, message = errors[0]
     assert title == "Cannot load the configuration"
-    assert "experiment.toml" in message and problem in message
+    assert message.count("experiment.toml") == 1 and problem in message
     assert app_context.config is before
     RunConfig(seed=7).save_toml(path)  # a good file loads
     window.load_config_action.trigger()
     assert app_context.config.seed == 7 and len(errors) == 1
+
+
+def test_the_experiment_pages_load_button_names_the_file_and_the_problem_inline(window, app_context, tmp_path):
+    path = tmp_path / "experiment.toml"
+    path.write_text("version = 1\ncandidate_lengths = [2, 4\n")
+    page = window.pages["Experiment"]
+    assert not page.load_config(str(path))
+    assert page.error_label.text().startswith("experiment.toml: not valid TOML")
+    path.write_text("version = 1\nlearning_rat = 0.01\n")
+    assert not page.load_config(str(path))
+    assert page.error_label.text() == "experiment.toml: learning_rat: unknown configuration key"
 
 
 # ---------------------------------------------------------------- bundles
