@@ -356,7 +356,7 @@ class UsersPage(QWidget):
             self.source_label.setText(f"No model: {what} could not be opened.")
             self._show_message(f"Cannot open {what}: {message}", error=True, details=details)
             if self._load_kind == "bundle":  # asked for by name: say so in a dialog (a run selection only here)
-                self.error_box = open_error(self, "Cannot open the model bundle", f"{what}: {message}",
+                self.error_box = open_error(self, "Cannot open the model bundle", message,  # names the bundle
                                             details=details or None)
         elif kind == "export":
             self._show_message(f"Cannot export: {message}", error=True, details=details)
