@@ -271,6 +271,12 @@ class ItemEmbedding(nn.Module):
         not_padding[0] = 0
         return fused * not_padding
 
+    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., N + 1) scores h . E_i (Eq. 8 before softmax); column 0 (padding) is -inf."""
+        scores = hidden @ self.all_items().T
+        scores[..., 0] = float("-inf")
+        return scores
+
 
 class AutoMLP(nn.Module):
     """Long-term module, one short-term module per candidate length, architecture weights, output layer.
@@ -327,10 +333,7 @@ class AutoMLP(nn.Module):
         return self.output(self.joint(sequences, all_positions))
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(..., D) -> (..., N + 1) scores h . E_i (Eq. 8 before softmax); column 0 (padding) is -inf."""
-        scores = hidden @ self.items.all_items().T
-        scores[..., 0] = float("-inf")
-        return scores
+        return self.items.scores(hidden)
 
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, N + 1)
         return self.score(self.hidden(sequences))

@@ -145,10 +145,7 @@ class SASRec(nn.Module):
         return x if all_positions else x[:, -1]
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(..., D) -> (..., N + 1) scores h . E_i; column 0 (padding) is -inf."""
-        scores = hidden @ self.items.all_items().T
-        scores[..., 0] = float("-inf")
-        return scores
+        return self.items.scores(hidden)
 
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, N + 1)
         return self.score(self.hidden(sequences))

@@ -7,33 +7,18 @@ import subprocess
 import sys
 import textwrap
 
-import pandas as pd
 import pytest
 
 from engine.checkpoint import CheckpointError
 from engine.cli import main as cli_main
 from engine.config import RunConfig
 from engine.events import Cancelled, EpochFinished, RecordingObserver
-from engine.importers import import_file
-from engine.store import StoreError, get_run, open_store, run_series
+from engine.store import StoreError, get_run, run_series
 from engine.stored_run import can_resume, checkpoint_file, resume_run, run_on_dataset
-from engine.synthetic import planted_log
 
 CONFIG = RunConfig(candidate_lengths=[1, 2, 4], max_length=10, embedding_dim=16, sequence_hidden=16,
                    channel_hidden=16, batch_size=32, search_epochs=2, retrain_epochs=3, eval_negatives=20,
                    device="cpu", seed=4)
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = open_store(f"sqlite:///{tmp_path / 'store.sqlite'}")
-    log = planted_log(n_users=60, n_items=150, min_length=8, max_length=14)
-    csv = tmp_path / "planted.csv"
-    pd.DataFrame({"user": log.users, "item": log.items, "timestamp": log.timestamps}).to_csv(csv, index=False)
-    with store.session() as session:
-        import_file(session, csv, name="planted", min_user_interactions=3)
-    yield store
-    store.close()
 
 
 def cancel_after(phase: str, epoch: int) -> RecordingObserver:

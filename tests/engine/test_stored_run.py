@@ -2,29 +2,14 @@
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from engine.bundle import load_bundle
 from engine.cli import main as cli_main
 from engine.config import RunConfig
 from engine.events import Cancelled, RecordingObserver, StepFinished
-from engine.importers import import_file
-from engine.store import get_run, latest_artifact, list_runs, open_store, run_series
+from engine.store import get_run, latest_artifact, list_runs, run_series
 from engine.stored_run import bundle_folder, run_on_dataset
-from engine.synthetic import planted_log
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = open_store(f"sqlite:///{tmp_path / 'store.sqlite'}")
-    log = planted_log(n_users=60, n_items=150, min_length=8, max_length=14)
-    csv = tmp_path / "planted.csv"
-    pd.DataFrame({"user": log.users, "item": log.items, "timestamp": log.timestamps}).to_csv(csv, index=False)
-    with store.session() as session:
-        import_file(session, csv, name="planted", min_user_interactions=3)
-    yield store
-    store.close()
 
 
 def tiny() -> RunConfig:

@@ -1,0 +1,141 @@
+"""Fault injection for training: kill a stored run at random moments with SIGKILL, resume it, and check
+that it ends exactly as the uninterrupted run and that the store loses nothing.
+
+    python benchmarks/kill_campaign.py --rounds 30
+
+Each round starts a small run (planted data, search then retraining) in a child process, kills it after a
+random delay (any moment: mid-step, mid-epoch, while a checkpoint is written, while the bundle is saved),
+then opens the store as the CLI does (runs of dead processes become `interrupted`) and resumes the run as
+many times as it takes, killing the resumed process too in a share of the rounds. Counted: kills, resumes,
+runs whose final test metrics differ from the uninterrupted run's ("mismatch"), and data lost (a store that
+fails its integrity check, a dataset whose interactions changed, a run left `running`, a finished run
+without its bundle). Prints one JSON line and appends it to benchmarks/results/kill_campaign.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import append_result  # noqa: E402
+from engine.config import RunConfig  # noqa: E402
+from engine.importers import import_file  # noqa: E402
+from engine.store import get_run, latest_artifact, list_runs, load_log, mark_interrupted_runs, open_store  # noqa: E402
+from engine.stored_run import can_resume, resume_run, run_on_dataset  # noqa: E402
+from engine.synthetic import planted_log  # noqa: E402
+
+CONFIG = RunConfig(candidate_lengths=[1, 2, 4], max_length=12, embedding_dim=16, sequence_hidden=16,
+                   channel_hidden=32, batch_size=32, search_epochs=3, retrain_epochs=4, eval_negatives=20,
+                   device="cpu", seed=11)
+
+CHILD = """
+import sys
+from engine.config import RunConfig
+from engine.store import open_store
+from engine.stored_run import resume_run, run_on_dataset
+store = open_store(sys.argv[1])
+if sys.argv[2] == "start":
+    run_on_dataset(store, "planted", RunConfig.from_dict(eval(sys.argv[3])))
+else:
+    resume_run(store, int(sys.argv[2]))
+"""
+
+
+def make_store(folder: Path) -> str:
+    url = f"sqlite:///{folder / 'store.sqlite'}"
+    store = open_store(url)
+    log = planted_log(n_users=150, n_items=80, min_length=8, max_length=16, seed=5)
+    csv = folder / "planted.csv"
+    csv.write_text("user,item,timestamp\n" + "".join(
+        f"{u},{i},{t}\n" for u, i, t in zip(log.users, log.items, log.timestamps)))
+    with store.session() as session:
+        import_file(session, csv, name="planted", min_user_interactions=3)
+    store.close()
+    return url
+
+
+def child(url: str, what: str, kill_after: float | None) -> bool:
+    """Runs the child; kills it after `kill_after` seconds if it is still going. True if it was killed."""
+    process = subprocess.Popen([sys.executable, "-c", CHILD, url, what, repr(CONFIG.to_dict())],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        process.wait(timeout=kill_after)
+        if process.returncode != 0:
+            raise RuntimeError(f"the child failed: {process.stderr.read()[-2000:]}")
+        return False
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    folder = Path(tempfile.mkdtemp(prefix="kill-campaign-"))
+    url = make_store(folder)
+    store = open_store(url)
+    with store.session() as session:
+        reference_log = load_log(session, "planted")
+    started = time.monotonic()
+    _, reference = run_on_dataset(store, "planted", CONFIG)
+    run_seconds = time.monotonic() - started
+    expected = json.loads(json.dumps(reference.test_metrics))
+    kills = resumes = mismatches = lost = fresh_starts = 0
+    for round_number in range(args.rounds):
+        with store.session() as session:
+            before = {run.id for run in list_runs(session)}
+        # a child process starts at about a second; the run itself takes run_seconds
+        killed = child(url, "start", rng.uniform(0.5, 1.5 + run_seconds))
+        kills += killed
+        with store.session() as session:
+            mark_interrupted_runs(session)
+            (run_id,) = {run.id for run in list_runs(session)} - before
+        while True:
+            with store.session() as session:
+                status = get_run(session, run_id).status
+            if status == "finished":
+                break
+            if not can_resume(store, run_id):  # killed before its first checkpoint: nothing to resume
+                fresh_starts += 1
+                break
+            resumes += 1
+            again = child(url, str(run_id), rng.uniform(0.5, 1.5 + run_seconds) if rng.random() < 0.3 else None)
+            kills += again
+            with store.session() as session:
+                mark_interrupted_runs(session)
+        with store.session() as session:
+            run = get_run(session, run_id)
+            if run.status == "finished" and run.metrics["test"] != expected:
+                mismatches += 1
+            bundle = latest_artifact(session, run_id, "bundle")
+            if run.status == "running" or (run.status == "finished" and (bundle is None or not Path(bundle.path).exists())):
+                lost += 1
+        print(f"round {round_number + 1}: run {run_id} {run.status}", file=sys.stderr)
+    with store.engine.connect() as connection:
+        integrity = connection.exec_driver_sql("PRAGMA integrity_check").scalar()
+    with store.session() as session:
+        log = load_log(session, "planted")
+    unchanged = (log.users == reference_log.users).all() and (log.items == reference_log.items).all()
+    lost += (integrity != "ok") + (not unchanged)
+    append_result("kill_campaign.jsonl", {
+        "benchmark": "kill_campaign", "rounds": args.rounds, "seed": args.seed, "kills": kills,
+        "resumes": resumes, "killed_before_first_checkpoint": fresh_starts, "mismatches": mismatches,
+        "data_lost": lost, "integrity_check": integrity, "run_seconds": round(run_seconds, 1),
+        "seconds": round(time.monotonic() - started, 1)})
+
+
+if __name__ == "__main__":
+    main()
