@@ -93,7 +93,7 @@ def main() -> None:
     _, reference = run_on_dataset(store, "planted", CONFIG)
     run_seconds = time.monotonic() - started
     expected = json.loads(json.dumps(reference.test_metrics))
-    kills = resumes = mismatches = lost = fresh_starts = 0
+    kills = resumes = mismatches = lost = fresh_starts = before_record = 0
     for round_number in range(args.rounds):
         with store.session() as session:
             before = {run.id for run in list_runs(session)}
@@ -102,7 +102,11 @@ def main() -> None:
         kills += killed
         with store.session() as session:
             mark_interrupted_runs(session)
-            (run_id,) = {run.id for run in list_runs(session)} - before
+            created = {run.id for run in list_runs(session)} - before
+        if not created:  # killed while starting up, before the run was recorded
+            before_record += 1
+            continue
+        (run_id,) = created
         while True:
             with store.session() as session:
                 status = get_run(session, run_id).status
@@ -132,7 +136,8 @@ def main() -> None:
     lost += (integrity != "ok") + (not unchanged)
     append_result("kill_campaign.jsonl", {
         "benchmark": "kill_campaign", "rounds": args.rounds, "seed": args.seed, "kills": kills,
-        "resumes": resumes, "killed_before_first_checkpoint": fresh_starts, "mismatches": mismatches,
+        "resumes": resumes, "killed_before_the_run_was_recorded": before_record,
+        "killed_before_first_checkpoint": fresh_starts, "mismatches": mismatches,
         "data_lost": lost, "integrity_check": integrity, "run_seconds": round(run_seconds, 1),
         "seconds": round(time.monotonic() - started, 1)})
 
