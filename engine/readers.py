@@ -143,7 +143,6 @@ def _decode_check(path: Path, block: bytes, first_line: int, encoding: str) -> N
 
 def _read_delimited(path: Path, detected: Detected, observer: Observer, progress,
                     limit_rows: int | None) -> Parsed:
-    sep = detected.separator
     size = max(path.stat().st_size, 1)
     columns = detected.columns
     wanted = {role: columns.index(col) for role, col in detected.mapping.items()}
