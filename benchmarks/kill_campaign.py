@@ -3,8 +3,9 @@ that it ends exactly as the uninterrupted run and that the store loses nothing.
 
     python benchmarks/kill_campaign.py --rounds 30
 
-Each round starts a small run (planted data, search then retraining) in a child process, kills it after a
-random delay (any moment: mid-step, mid-epoch, while a checkpoint is written, while the bundle is saved),
+Each round starts a small run (planted data, search then retraining) in a child process and kills it at a
+random moment: after a random number of finished epochs (the child prints one line per epoch), a random
+fraction of an epoch later (mid-step, mid-epoch, while a checkpoint is written, while the bundle is saved),
 then opens the store as the CLI does (runs of dead processes become `interrupted`) and resumes the run as
 many times as it takes, killing the resumed process too in a share of the rounds. Counted: kills, resumes,
 runs whose final test metrics differ from the uninterrupted run's ("mismatch"), and data lost (a store that
@@ -24,13 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import append_result  # noqa: E402
 from engine.config import RunConfig  # noqa: E402
 from engine.importers import import_file  # noqa: E402
 from engine.store import get_run, latest_artifact, list_runs, load_log, mark_interrupted_runs, open_store  # noqa: E402
-from engine.stored_run import can_resume, resume_run, run_on_dataset  # noqa: E402
+from engine.stored_run import can_resume, run_on_dataset  # noqa: E402
 from engine.synthetic import planted_log  # noqa: E402
 
 CONFIG = RunConfig(candidate_lengths=[1, 2, 4], max_length=12, embedding_dim=16, sequence_hidden=16,
@@ -39,14 +42,24 @@ CONFIG = RunConfig(candidate_lengths=[1, 2, 4], max_length=12, embedding_dim=16,
 
 CHILD = """
 import sys
+import torch
+torch.set_num_threads(1)
 from engine.config import RunConfig
+from engine.events import EpochFinished, Observer
 from engine.store import open_store
 from engine.stored_run import resume_run, run_on_dataset
+
+class Progress(Observer):  # one line per finished epoch, so that the parent can aim its kill
+    def emit(self, event):
+        if isinstance(event, EpochFinished):
+            print(event.phase, event.epoch, flush=True)
+
 store = open_store(sys.argv[1])
+print("started", flush=True)
 if sys.argv[2] == "start":
-    run_on_dataset(store, "planted", RunConfig.from_dict(eval(sys.argv[3])))
+    run_on_dataset(store, "planted", RunConfig.from_dict(eval(sys.argv[3])), Progress())
 else:
-    resume_run(store, int(sys.argv[2]))
+    resume_run(store, int(sys.argv[2]), Progress())
 """
 
 
@@ -63,19 +76,25 @@ def make_store(folder: Path) -> str:
     return url
 
 
-def child(url: str, what: str, kill_after: float | None) -> bool:
-    """Runs the child; kills it after `kill_after` seconds if it is still going. True if it was killed."""
+def child(url: str, what: str, kill_after_lines: int | None, then_seconds: float = 0.0) -> bool:
+    """Runs the child; with `kill_after_lines`, SIGKILLs it `then_seconds` after it has printed that many
+    progress lines ("started", then one per finished epoch), if it is still going. True if killed."""
     process = subprocess.Popen([sys.executable, "-c", CHILD, url, what, repr(CONFIG.to_dict())],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        process.wait(timeout=kill_after)
-        if process.returncode != 0:
-            raise RuntimeError(f"the child failed: {process.stderr.read()[-2000:]}")
-        return False
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        return True
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if kill_after_lines is not None:
+        for _ in range(kill_after_lines):
+            if not process.stdout.readline():
+                break
+        try:
+            process.wait(timeout=then_seconds)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return True
+    _, errors = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"the child failed: {errors[-2000:]}")
+    return False
 
 
 def main() -> None:
@@ -83,6 +102,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    torch.set_num_threads(1)  # the parent and its child alternate; neither should crowd the other out
     rng = random.Random(args.seed)
     folder = Path(tempfile.mkdtemp(prefix="kill-campaign-"))
     url = make_store(folder)
@@ -93,12 +113,19 @@ def main() -> None:
     _, reference = run_on_dataset(store, "planted", CONFIG)
     run_seconds = time.monotonic() - started
     expected = json.loads(json.dumps(reference.test_metrics))
+    epochs = CONFIG.search_epochs + CONFIG.retrain_epochs
+    epoch_seconds = run_seconds / epochs
+
+    def kill_at() -> tuple[int, float]:
+        """After a random number of progress lines, a random moment within the next epoch (or, after the
+        last epoch, within the test evaluation and the bundle save)."""
+        return rng.randint(1, epochs + 1), rng.uniform(0.0, epoch_seconds)
+
     kills = resumes = mismatches = lost = fresh_starts = before_record = 0
     for round_number in range(args.rounds):
         with store.session() as session:
             before = {run.id for run in list_runs(session)}
-        # a child process starts at about a second; the run itself takes run_seconds
-        killed = child(url, "start", rng.uniform(0.5, 1.5 + run_seconds))
+        killed = child(url, "start", *kill_at())
         kills += killed
         with store.session() as session:
             mark_interrupted_runs(session)
@@ -116,7 +143,7 @@ def main() -> None:
                 fresh_starts += 1
                 break
             resumes += 1
-            again = child(url, str(run_id), rng.uniform(0.5, 1.5 + run_seconds) if rng.random() < 0.3 else None)
+            again = child(url, str(run_id), *(kill_at() if rng.random() < 0.3 else (None,)))
             kills += again
             with store.session() as session:
                 mark_interrupted_runs(session)
