@@ -13,6 +13,7 @@ only: nothing is ever unpickled. Every refusal is a CheckpointError naming the f
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -50,7 +51,8 @@ class Checkpoint:
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
-    """Writes `checkpoint` to `path` atomically (temporary sibling, fsync, rename); returns the path."""
+    """Writes `checkpoint` to `path` atomically (temporary sibling, fsync, rename); returns the path.
+    CheckpointError naming the file (and a full disk) if it cannot be written; the previous one stays."""
     path = Path(path)
     header = {"schema": SCHEMA_VERSION, "phase": checkpoint.phase, "epoch": checkpoint.epoch,
               "step": checkpoint.step, "seconds": checkpoint.seconds, "config": checkpoint.config,
@@ -65,6 +67,12 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        full = error.errno == errno.ENOSPC
+        raise CheckpointError(f"{path}: the checkpoint could not be written ("
+                              + ("the disk is full" if full else error.strerror or str(error))
+                              + "); the previous checkpoint is kept") from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -22,7 +22,7 @@ from engine.events import Observer, PhaseFinished, PhaseStarted, StepFinished, T
 from engine.formats import FORMATS, ROLES, Detected, ImportFailed, detect_format
 from engine.readers import (METADATA_FORMATS, Parsed, Preview, preview, read_interactions, read_item_metadata,
                             read_parsed)
-from engine.store import Dataset, Interaction, Item, Store, User
+from engine.store import Dataset, Interaction, Item, Store, User, store_errors
 
 __all__ = ["FORMATS", "METADATA_FORMATS", "ROLES", "Detected", "ImportFailed", "ImportReport", "Preview",
            "detect_format", "import_file", "preview", "read_interactions", "read_item_metadata"]
@@ -92,32 +92,34 @@ def import_file(session: Session | Store | sessionmaker, path: str | Path, *, na
         if throttle.ready(force=step >= 100):
             observer.emit(StepFinished("import", step, 100))
 
-    try:
-        if session.scalar(sa.select(Dataset.id).where(Dataset.name == name)) is not None:
-            raise ImportFailed(f"a dataset called {name!r} already exists; choose another name or delete it")
-        detected = detect_format(path, format=format, separator=separator, mapping=mapping, encoding=encoding)
-        parsed = read_parsed(path, detected, Path(times_file) if times_file else None, observer, progress)
-        titles, features = {}, {}
-        for metadata in metadata_files:
-            more_titles, more_features = read_item_metadata(metadata)
-            titles.update(more_titles)
-            for feature, values in more_features.items():
-                features.setdefault(feature, {}).update(values)
-        observer.check()
-        rows, counts = _filter(parsed, min_user_interactions, min_item_interactions)
-        if len(rows["user"]) == 0:
-            raise ImportFailed(f"{path.name}: no interactions left after keeping users with at least "
-                               f"{min_user_interactions} and items with at least {min_item_interactions} "
-                               f"interactions ({counts['rows_read']} read)")
-        report = _write(session, name, path, detected, parsed, rows, titles, features, counts, observer,
-                        lambda f: progress(f, 60.0, 40.0))
-        report.seconds = time.monotonic() - started
-        dataset = session.scalar(sa.select(Dataset).where(Dataset.name == name))
-        dataset.import_report = report.to_dict()
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+    # The bulk insert writes through the raw DBAPI cursor: a full or read-only store is said plainly here.
+    with store_errors(session.get_bind()):
+        try:
+            if session.scalar(sa.select(Dataset.id).where(Dataset.name == name)) is not None:
+                raise ImportFailed(f"a dataset called {name!r} already exists; choose another name or delete it")
+            detected = detect_format(path, format=format, separator=separator, mapping=mapping, encoding=encoding)
+            parsed = read_parsed(path, detected, Path(times_file) if times_file else None, observer, progress)
+            titles, features = {}, {}
+            for metadata in metadata_files:
+                more_titles, more_features = read_item_metadata(metadata)
+                titles.update(more_titles)
+                for feature, values in more_features.items():
+                    features.setdefault(feature, {}).update(values)
+            observer.check()
+            rows, counts = _filter(parsed, min_user_interactions, min_item_interactions)
+            if len(rows["user"]) == 0:
+                raise ImportFailed(f"{path.name}: no interactions left after keeping users with at least "
+                                   f"{min_user_interactions} and items with at least {min_item_interactions} "
+                                   f"interactions ({counts['rows_read']} read)")
+            report = _write(session, name, path, detected, parsed, rows, titles, features, counts, observer,
+                            lambda f: progress(f, 60.0, 40.0))
+            report.seconds = time.monotonic() - started
+            dataset = session.scalar(sa.select(Dataset).where(Dataset.name == name))
+            dataset.import_report = report.to_dict()
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
     observer.emit(StepFinished("import", 100, 100))
     observer.emit(PhaseFinished("import", report.seconds))
     return report

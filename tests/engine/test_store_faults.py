@@ -247,7 +247,7 @@ def test_a_read_only_store_of_an_older_schema_is_refused_plainly(tmp_path):
 def test_an_import_into_a_full_store_says_so_and_leaves_the_store_as_it_was(store, tmp_path, planted_csv):
     before = contents(store)
     fill_up(store, spare_pages=2)
-    with pytest.raises(StoreFull) as full, store.session() as session, store_errors(store):
+    with pytest.raises(StoreFull) as full, store.session() as session:  # import_file says it itself
         import_file(session, planted_csv, name="planted", min_user_interactions=3)
     assert str(tmp_path / "store.sqlite") in str(full.value) and "is full" in str(full.value)
     assert contents(store) == before  # no half dataset: every table as it was
