@@ -39,6 +39,7 @@ from engine.config import ConfigError, RunConfig
 from engine.events import Message, Observer, PhaseFinished, PhaseStarted, StepFinished
 from engine.model import AutoMLP, ModelShape, build_model
 from engine.sequences import ItemFeatureTable, SequenceData
+from engine.store import process_alive
 
 SCHEMA_VERSION = 1
 CONFIG = "config.json"
@@ -154,18 +155,8 @@ def _remove_stale_parts(path: Path) -> None:
     """Removes what saves to `path` by processes that were killed left beside it (`.NAME.PID.*.part`)."""
     for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
         pid = part.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             shutil.rmtree(part, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_error(path: Path, error: OSError) -> BundleError:

@@ -551,7 +551,7 @@ def reopen_run(session: Session, run_id: int) -> None:
     run = _get_run(session, run_id)
     if run.status == "finished":
         raise StoreError(f"run {run_id} has finished; there is nothing to resume")
-    if run.status == "running" and run.pid is not None and _process_alive(run.pid):
+    if run.status == "running" and run.pid is not None and process_alive(run.pid):
         raise StoreError(f"run {run_id} is still running (process {run.pid})")
     run.status, run.error, run.finished_at, run.seconds, run.pid = "running", None, None, None, os.getpid()
     session.commit()
@@ -575,14 +575,15 @@ def mark_interrupted_runs(session: Session) -> int:
     Returns how many. Call at start-up before listing runs."""
     count = 0
     for run in session.scalars(sa.select(Run).where(Run.status == "running")):
-        if run.pid is None or not _process_alive(run.pid):
+        if run.pid is None or not process_alive(run.pid):
             run.status, run.error = "interrupted", "the process ended before the run finished"
             count += 1
     session.commit()
     return count
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
