@@ -32,6 +32,19 @@ def app_context(tmp_path):
 
 
 @pytest.fixture
+def window(qtbot, app_context):
+    """The main window on `app_context`, shown; closed after the test."""
+    from app.main_window import MainWindow
+    from app.settings import AppSettings
+
+    window = MainWindow(app_context, AppSettings())
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    window.close()
+
+
+@pytest.fixture
 def planted_csv(tmp_path) -> Path:
     """A small generated log (60 users, 20-40 interactions each) as a CSV with a header."""
     log = planted_log(n_users=60, n_items=80)

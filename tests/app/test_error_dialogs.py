@@ -19,8 +19,6 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QWizard
 
 import app.main_window as main_window_module
 import app.pages.data_page as data_page_module
-from app.main_window import MainWindow
-from app.settings import AppSettings
 from engine.bundle import save_bundle
 from engine.config import RunConfig
 from engine.store import create_run, fail_run, get_run, list_datasets, open_store
@@ -30,15 +28,6 @@ from tests.engine.test_store_faults import fill_up
 from tests.engine.tiny_run import tiny_run
 
 TIMEOUT = 20_000
-
-
-@pytest.fixture
-def window(qtbot, app_context):
-    window = MainWindow(app_context, AppSettings())
-    qtbot.addWidget(window)
-    window.show()
-    yield window
-    window.close()
 
 
 @pytest.fixture

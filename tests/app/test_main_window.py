@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from PySide6.QtGui import QImage, QPalette
 from PySide6.QtWidgets import QFileDialog, QLabel
 
@@ -14,15 +13,6 @@ from app.screenshots import render_pages
 from app.settings import AppSettings, load_settings
 from engine.config import RunConfig
 from engine.store import create_run, finish_run
-
-
-@pytest.fixture
-def window(qtbot, app_context):
-    window = MainWindow(app_context, AppSettings())
-    qtbot.addWidget(window)
-    window.show()
-    yield window
-    window.close()
 
 
 def answer_file_dialogs(monkeypatch, path):
@@ -234,7 +224,7 @@ def test_open_store_accepts_a_file_path_or_a_url(monkeypatch, window, app_contex
     assert window.settings.store_url == app_context.store_url
 
 
-def test_opening_a_store_marks_runs_of_dead_processes_interrupted(tmp_path):
+def test_opening_a_store_marks_runs_of_dead_processes_interrupted_and_says_so(qtbot, tmp_path):
     from app.context import AppContext
     from engine.store import create_run, get_run, open_store
 
@@ -248,4 +238,8 @@ def test_opening_a_store_marks_runs_of_dead_processes_interrupted(tmp_path):
     context = AppContext(url)
     with context.sessions() as session:
         assert get_run(session, run_id).status == "interrupted"
+    assert context.interrupted_runs == 1
+    window = MainWindow(context, AppSettings())
+    qtbot.addWidget(window)
+    assert "1 run(s) were interrupted" in window.statusBar().currentMessage()
     context.store.close()

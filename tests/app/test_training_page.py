@@ -168,18 +168,3 @@ def test_the_runs_page_resume_button_continues_a_cancelled_run_to_the_end(qtbot,
         assert get_run(session, 1).status == "finished"
     runs.select_runs([1])
     assert not runs.resume_button.isEnabled()
-
-
-def test_a_run_interrupted_by_a_dead_process_is_announced_when_the_store_opens(tmp_path):
-    from engine.store import create_run
-
-    url = f"sqlite:///{tmp_path}/other.sqlite"
-    first = AppContext(url)
-    with first.sessions() as session:
-        run_id = create_run(session, "planted", {}, "cpu")
-        get_run(session, run_id).pid = 2**22 + 12345  # no such process
-        session.commit()
-    first.store.close()
-    reopened = AppContext(url)
-    assert reopened.interrupted_runs == 1
-    reopened.store.close()

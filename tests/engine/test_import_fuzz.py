@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from engine.importers import (FORMATS, ImportFailed, detect_format, import_file, preview, read_interactions,
                               read_item_metadata)
 from engine.store import delete_dataset, get_dataset, list_datasets, load_log, open_store
+from tests.engine.store_snapshot import store_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("AUTOMLP_FUZZ_EXAMPLES", "100"))
@@ -71,15 +72,6 @@ def folder(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz-files")
 
 
-def snapshot(store) -> dict:
-    """Row counts of every table and the dataset names: equal snapshots mean an unchanged store."""
-    with store.engine.connect() as connection:
-        tables = ["datasets", "users", "items", "interactions", "runs", "run_series", "artifacts"]
-        counts = {t: connection.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in tables}
-        counts["names"] = [r[0] for r in connection.exec_driver_sql("SELECT name FROM datasets ORDER BY name")]
-    return counts
-
-
 def put(folder: Path, name: str, data: bytes) -> Path:
     path = folder / name
     path.write_bytes(data)
@@ -103,12 +95,12 @@ def imports_or_fails_cleanly(store, path: Path, **options):
     """Imports `path` as dataset "fuzz" and checks the outcome: the whole dataset, as read_interactions reads
     the file, or ImportFailed and an unchanged store. Returns the report, or None after a refusal."""
     reads_or_fails_cleanly(path, **{k: v for k, v in options.items() if k in READ_OPTIONS})
-    before = snapshot(store)
+    before = store_snapshot(store)
     try:
         report = import_file(store, path, name="fuzz", min_user_interactions=0, **options)
     except ImportFailed as error:
         refused_with_a_message(error)
-        assert snapshot(store) == before, "a refused import changed the store"
+        assert store_snapshot(store) == before, "a refused import changed the store"
         event("refused")
         return None
     event("imported")
@@ -117,7 +109,7 @@ def imports_or_fails_cleanly(store, path: Path, **options):
     finally:
         with store.session() as session:
             delete_dataset(session, "fuzz")
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
     return report
 
 
@@ -386,10 +378,10 @@ TEN_MILLION = 10_000_000
 
 def test_ten_million_character_line_without_separators_is_refused_naming_its_line(store, folder):
     path = put(folder, "long.csv", b"user,item\nu,a\n" + b"x" * TEN_MILLION + b"\nv,b\n")
-    before = snapshot(store)
+    before = store_snapshot(store)
     with pytest.raises(ImportFailed, match=r"long.csv line 3: expected 2 fields separated by ',', found 1"):
         import_file(store, path, name="fuzz", min_user_interactions=0)
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
 
 
 def test_ten_million_character_item_id_imports_whole(store, folder):
@@ -420,13 +412,13 @@ def test_ten_million_character_line_in_a_line_per_user_file_imports(store, folde
 @pytest.mark.parametrize("name", ["empty.csv", "empty.dat", "empty.inter", "empty.txt", "empty.parquet"])
 def test_empty_file_is_refused_by_every_entry_point(store, folder, name):
     path = put(folder, name, b"")
-    before = snapshot(store)
+    before = store_snapshot(store)
     for read in (detect_format, preview, read_interactions):
         with pytest.raises(ImportFailed, match=name):
             read(path)
     with pytest.raises(ImportFailed, match=name):
         import_file(store, path, name="fuzz")
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
 
 
 @pytest.mark.parametrize("name", ["movies.dat", "empty.item", "empty_item2attributes.json", "empty.txt"])
@@ -441,13 +433,13 @@ def test_empty_item_metadata_file_is_refused(folder, name):
 ])
 def test_file_of_only_a_header_is_refused_by_every_entry_point(store, folder, name, header):
     path = put(folder, name, header.encode())
-    before = snapshot(store)
+    before = store_snapshot(store)
     for read in (preview, read_interactions):
         with pytest.raises(ImportFailed, match="header but no data rows"):
             read(path)
     with pytest.raises(ImportFailed, match="header but no data rows"):
         import_file(store, path, name="fuzz")
-    assert snapshot(store) == before
+    assert store_snapshot(store) == before
 
 
 def test_item_file_of_only_a_header_gives_no_titles(folder):
@@ -603,7 +595,7 @@ def test_import_killed_at_any_moment_loses_no_data(tmp_path):
     import_file(store, tmp_path / "before.csv", name="before", min_user_interactions=0)
     with store.session() as session:
         before_items = load_log(session, "before").items.tolist()
-    existing = snapshot(store)
+    existing = store_snapshot(store)
     store.close()
     path = write_log(tmp_path / "big.dat", ROWS, seed=0)
     rng = np.random.default_rng(int(os.environ.get("AUTOMLP_KILL_SEED", "1")))
@@ -633,7 +625,7 @@ def test_import_killed_at_any_moment_loses_no_data(tmp_path):
                 else:
                     assert last < 101, "the import reported its commit, yet the dataset is missing"
                     outcomes["absent"] += 1
-            assert snapshot(reopened) == existing
+            assert store_snapshot(reopened) == existing
         finally:
             reopened.close()
     print(f"kills: {KILL_ROUNDS} (last step reported: {dict(phases)}); new dataset absent: {outcomes['absent']}, "

@@ -19,6 +19,7 @@ from engine import readers
 from engine.importers import ImportFailed, import_file, preview
 from engine.sequences import build_sequences
 from engine.store import dataset_stats, list_datasets, load_log, open_store
+from tests.engine.store_snapshot import store_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,15 +42,6 @@ def import_(store, path, **options):
         return import_file(session, path, **options)
 
 
-def snapshot(store) -> dict:
-    """Row counts of every table and the dataset names: equal snapshots mean an unchanged store."""
-    with store.engine.connect() as connection:
-        tables = ["datasets", "users", "items", "interactions", "runs", "run_series", "artifacts"]
-        counts = {t: connection.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in tables}
-        counts["names"] = [r[0] for r in connection.exec_driver_sql("SELECT name FROM datasets ORDER BY name")]
-    return counts
-
-
 @pytest.fixture
 def ratings_dat(tmp_path) -> Path:
     # 3 users; user 2 rated at the same second twice (ties keep file order); latin-1 is valid here.
@@ -62,7 +54,7 @@ def ratings_dat(tmp_path) -> Path:
 def existing(store, tmp_path, ratings_dat):
     """A store that already holds one complete dataset, "before"."""
     import_(store, ratings_dat, name="before")
-    return snapshot(store)
+    return store_snapshot(store)
 
 
 # ---------------------------------------------------------------- formats
@@ -307,34 +299,34 @@ def test_dataset_stats_describe_the_imported_data(store, ratings_dat):
 def test_empty_file_is_refused(store, existing, tmp_path):
     with pytest.raises(ImportFailed, match="empty.csv: the file is empty"):
         import_(store, write(tmp_path / "empty.csv", ""))
-    assert snapshot(store) == existing
+    assert store_snapshot(store) == existing
 
 
 def test_header_only_is_refused(store, existing, tmp_path):
     with pytest.raises(ImportFailed, match="header.csv: the file has a header but no data rows"):
         import_(store, write(tmp_path / "header.csv", "user,item,timestamp\n"))
-    assert snapshot(store) == existing
+    assert store_snapshot(store) == existing
 
 
 def test_missing_mapped_column_is_named(store, existing, tmp_path):
     path = write(tmp_path / "log.csv", "user,item,timestamp\nu,a,1\n")
     with pytest.raises(ImportFailed, match=r"mapped time column 'when' is not in the file \(columns: user, item"):
         import_(store, path, mapping={"user": "user", "item": "item", "time": "when"})
-    assert snapshot(store) == existing
+    assert store_snapshot(store) == existing
 
 
 def test_unparsable_timestamp_names_file_line_column_and_value(store, existing, tmp_path):
     path = write(tmp_path / "ratings.dat", "1::10::5::978300760\n1::20::3::abc\n")
     with pytest.raises(ImportFailed, match=r"ratings.dat line 2, column '4': timestamp 'abc' is not a number"):
         import_(store, path)
-    assert snapshot(store) == existing
+    assert store_snapshot(store) == existing
 
 
 def test_timestamp_that_is_neither_number_nor_date_in_a_csv(store, existing, tmp_path):
     path = write(tmp_path / "log.csv", "user,item,time\nu,a,2020-01-01\nu,b,yesterday\n")
     with pytest.raises(ImportFailed, match=r"log.csv line 3, column 'time': timestamp 'yesterday' is not"):
         import_(store, path)
-    assert snapshot(store) == existing
+    assert store_snapshot(store) == existing
 
 
 def test_wrong_separator_says_what_the_line_looks_like(store, existing, tmp_path):
@@ -342,14 +334,14 @@ def test_wrong_separator_says_what_the_line_looks_like(store, existing, tmp_path
     with pytest.raises(ImportFailed, match=r"ratings.dat line 2: expected 4 fields separated by '::', found 1.*"
                                            r"looks separated by '\\t'"):
         import_(store, path)
-    assert snapshot(store) == existing
+    assert store_snapshot(store) == existing
 
 
 def test_truncated_last_line_names_the_line(store, existing, tmp_path):
     path = write(tmp_path / "ratings.dat", "1::10::5::978300760\n1::20::3::978300761\n2::3")
     with pytest.raises(ImportFailed, match=r"ratings.dat line 3: expected 4 fields separated by '::', found 2"):
         import_(store, path)
-    assert snapshot(store) == existing
+    assert store_snapshot(store) == existing
 
 
 def test_undecodable_bytes_name_line_and_column(store, existing, tmp_path):
@@ -357,7 +349,7 @@ def test_undecodable_bytes_name_line_and_column(store, existing, tmp_path):
     path.write_bytes(b"user,item\nu,a\nu,caf\xe9\n")
     with pytest.raises(ImportFailed, match=r"log.csv line 3, column 6: byte 0xe9 is not valid utf-8"):
         import_(store, path)
-    assert snapshot(store) == existing
+    assert store_snapshot(store) == existing
 
 
 def test_latin1_file_imports_when_told_its_encoding(store, tmp_path):
@@ -371,13 +363,13 @@ def test_latin1_file_imports_when_told_its_encoding(store, tmp_path):
 def test_existing_dataset_name_is_refused(store, existing, ratings_dat):
     with pytest.raises(ImportFailed, match="a dataset called 'before' already exists"):
         import_(store, ratings_dat, name="before")
-    assert snapshot(store) == existing
+    assert store_snapshot(store) == existing
 
 
 def test_no_user_left_after_filtering_is_refused(store, existing, ratings_dat):
     with pytest.raises(ImportFailed, match="no interactions left after keeping users with at least 10"):
         import_(store, ratings_dat, name="tiny", min_user_interactions=10)
-    assert snapshot(store) == existing
+    assert store_snapshot(store) == existing
 
 
 def big_ratings(path: Path, rows: int) -> Path:
@@ -394,7 +386,7 @@ def test_cancel_while_reading_leaves_the_store_unchanged(store, existing, tmp_pa
     observer = RecordingObserver(cancel_when=lambda e: isinstance(e, StepFinished))
     with pytest.raises(Cancelled):
         import_(store, big_ratings(tmp_path / "big.dat", 5000), observer=observer)
-    assert snapshot(store) == existing
+    assert store_snapshot(store) == existing
 
 
 def test_cancel_while_inserting_leaves_the_store_unchanged(store, existing, tmp_path, monkeypatch):
@@ -403,7 +395,7 @@ def test_cancel_while_inserting_leaves_the_store_unchanged(store, existing, tmp_
     observer = RecordingObserver(cancel_when=lambda e: isinstance(e, StepFinished) and 60 < e.step < 100)
     with pytest.raises(Cancelled):
         import_(store, big_ratings(tmp_path / "big.dat", 5000), observer=observer)
-    assert snapshot(store) == existing
+    assert store_snapshot(store) == existing
 
 
 KILLED_IMPORT = textwrap.dedent("""
@@ -442,7 +434,7 @@ def test_process_killed_mid_import_leaves_only_complete_datasets(store, existing
     reopened = open_store(store.url)
     with reopened.session() as session:
         assert [d.name for d in list_datasets(session)] == ["before"]
-    assert snapshot(reopened) == existing
+    assert store_snapshot(reopened) == existing
     reopened.close()
 
 

@@ -35,6 +35,7 @@ from engine.store import (RunRecorder, StoreError, StoreFull, StoreReadOnly, app
                           delete_dataset, get_run, list_datasets, list_runs, load_log, open_store, store_errors)
 from engine.stored_run import bundle_folder, can_resume, run_on_dataset
 from engine.synthetic import planted_log
+from tests.engine.store_snapshot import store_snapshot
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -82,18 +83,6 @@ def tiny() -> RunConfig:
     return RunConfig(candidate_lengths=[1, 2, 4], max_length=10, embedding_dim=16, sequence_hidden=16,
                      channel_hidden=16, batch_size=32, search_epochs=1, retrain_epochs=1, eval_negatives=20,
                      device="cpu")
-
-
-def contents(store) -> dict:
-    """What a store holds, by table: row counts, dataset names and run statuses."""
-    with store.engine.connect() as connection:
-        counts = {table: connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
-                  for table in ("datasets", "users", "items", "interactions", "runs", "run_series", "artifacts")}
-        assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
-    with store.session() as session:
-        counts["names"] = [d.name for d in list_datasets(session)]
-        counts["statuses"] = [r.status for r in list_runs(session)]
-    return counts
 
 
 def fill_up(store, spare_pages: int = 0):
@@ -245,20 +234,20 @@ def test_a_read_only_store_of_an_older_schema_is_refused_plainly(tmp_path):
 
 
 def test_an_import_into_a_full_store_says_so_and_leaves_the_store_as_it_was(store, tmp_path, planted_csv):
-    before = contents(store)
+    before = store_snapshot(store)
     fill_up(store, spare_pages=2)
     with pytest.raises(StoreFull) as full, store.session() as session:  # import_file says it itself
         import_file(session, planted_csv, name="planted", min_user_interactions=3)
     assert str(tmp_path / "store.sqlite") in str(full.value) and "is full" in str(full.value)
-    assert contents(store) == before  # no half dataset: every table as it was
+    assert store_snapshot(store) == before  # no half dataset: every table as it was
 
 
 def test_a_run_cannot_be_created_in_a_full_store(store, tmp_path):
-    before = contents(store)
+    before = store_snapshot(store)
     fill_up(store)
     with pytest.raises(StoreFull, match="store.sqlite is full"), store.session() as session:
         create_run(session, "toy", {"notes": "x" * 20_000}, "cpu")  # a record bigger than any free space
-    assert contents(store) == before
+    assert store_snapshot(store) == before
 
 
 def test_the_recorder_says_the_store_is_full_when_its_points_do_not_fit(store):
@@ -339,7 +328,7 @@ def test_a_bundle_save_on_a_full_disk_says_so_and_keeps_the_bundle_that_was_ther
 
 
 def test_a_run_whose_bundle_finds_the_disk_full_ends_failed_and_resumable(planted_store, monkeypatch):
-    before = contents(planted_store)
+    before = store_snapshot(planted_store)
     real_mkdtemp = tempfile.mkdtemp
 
     def full_parts(*args, dir=None, **kwargs):  # the bundle's temporary folder is on a full disk
@@ -351,7 +340,7 @@ def test_a_run_whose_bundle_finds_the_disk_full_ends_failed_and_resumable(plante
     monkeypatch.setattr("engine.bundle.tempfile.mkdtemp", full_parts)
     with pytest.raises(BundleError, match="the disk is full"):
         run_on_dataset(planted_store, "planted", tiny())
-    after = contents(planted_store)
+    after = store_snapshot(planted_store)
     assert after["statuses"] == ["failed"] and after["names"] == before["names"]
     assert after["interactions"] == before["interactions"] and after["artifacts"] == 0
     with planted_store.session() as session:
