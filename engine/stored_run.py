@@ -15,10 +15,10 @@ from pathlib import Path
 import platformdirs
 
 from engine.bundle import bundle_digest, save_bundle
-from engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from engine.checkpoint import Checkpoint, load_checkpoint
 from engine.config import RunConfig
 from engine.events import Cancelled, Message, Observer
-from engine.runner import RunResult, run_automlp
+from engine.runner import RunResult, check_resumable, run_automlp
 from engine.sequences import build_sequences
 from engine.store import (RunRecorder, Store, StoreError, add_artifact, create_run, fail_run, finish_run, get_run,
                           load_log, mark_interrupted_runs, reopen_run, sqlite_path, truncate_series)
@@ -87,9 +87,7 @@ def resume_run(store: Store, run_id: int, observer: Observer | None = None) -> R
     with store.session() as session:
         log = load_log(session, dataset_name)
     data = build_sequences(log, config.min_user_interactions)
-    if data.fingerprint() != checkpoint.fingerprint:
-        raise CheckpointError(f"dataset {dataset_name!r} changed since run {run_id} started: its checkpoint "
-                              "cannot be resumed on other data (start a new run)")
+    check_resumable(checkpoint, config, data.fingerprint())  # before the record changes
     with store.session() as session:
         reopen_run(session, run_id)
         truncate_series(session, run_id, checkpoint.phase, checkpoint.step, checkpoint.epoch)

@@ -110,3 +110,21 @@ def test_a_killed_run_is_marked_interrupted_by_the_cli_and_resumes_to_the_uninte
     status, chosen, metrics, _ = recorded(store, 1)
     assert status == "finished" and chosen == uninterrupted.chosen_length
     assert metrics["test"] == uninterrupted.test_metrics
+
+
+def test_a_run_whose_dataset_changed_is_refused_and_its_record_kept(store, tmp_path):
+    from engine.importers import import_file
+    from engine.store import delete_dataset
+
+    with pytest.raises(Cancelled):
+        run_on_dataset(store, "planted", CONFIG, cancel_after("search", 1))
+    csv = tmp_path / "other.csv"
+    csv.write_text("user,item,timestamp\n" + "".join(f"u{u},i{(u * 7 + t) % 50},{t}\n"
+                                                    for u in range(40) for t in range(12)))
+    with store.session() as session:
+        delete_dataset(session, "planted")
+        import_file(session, csv, name="planted", min_user_interactions=3)
+    with pytest.raises(CheckpointError, match="other data"):
+        resume_run(store, 1)
+    status, *_, series = recorded(store, 1)
+    assert status == "cancelled" and len(series) > 0
