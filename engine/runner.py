@@ -82,11 +82,11 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
 
     def save(checkpoint: Checkpoint) -> None:
         checkpoint.fingerprint = fingerprint
-        if checkpoint.phase == "retrain":
+        if checkpoint.phase == "retrain":  # `chosen` and `found` are set by then: the search's outcome goes along
             checkpoint.state["chosen_length"] = chosen
-        if checkpoint.phase == "retrain" and found is not None:
-            checkpoint.tensors.update(_search_tensors(found))
-            checkpoint.state["search_seconds"] = found.seconds
+            if found is not None:
+                checkpoint.tensors.update(_search_tensors(found))
+                checkpoint.state["search_seconds"] = found.seconds
         save_checkpoint(checkpoint, checkpoint_path)
 
     on_epoch_end = save if checkpoint_path is not None else None
