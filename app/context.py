@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.config import RunConfig
-from engine.presets import quick_demo
+from engine.core.config import RunConfig
+from engine.core.presets import quick_demo
 
 
 class AppContext(QObject):
@@ -24,7 +24,7 @@ class AppContext(QObject):
     def __init__(self, store_url: str | None = None) -> None:
         super().__init__()
         self.store_url: str | None = None
-        self.store = None  # engine.store.Store
+        self.store = None  # engine.data.store.Store
         self.sessions = None  # its sessionmaker; one Session per user action, never shared across threads
         self.dataset_name: str | None = None
         self.config: RunConfig = quick_demo()
@@ -40,7 +40,8 @@ class AppContext(QObject):
         Runs left `running` by a process that is gone (killed, crashed) are marked `interrupted`, so that
         the Runs page never shows a run as running that is not (except in a read-only store, which
         cannot be changed: `store.read_only`)."""
-        from engine.store import mark_interrupted_runs, open_store
+        from engine.data.run_records import mark_interrupted_runs
+        from engine.data.store import open_store
 
         store = open_store(url)
         self.interrupted_runs = 0

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.synthetic import planted_log
+from engine.data.synthetic import planted_log
 
 DEMO_NAME = "demo (planted lag 3)"
 
 
 def write_demo_csv(folder: str | Path) -> Path:
-    """Writes `engine.synthetic.planted_log()` (400 users, 300 items, a planted lag-3 rule) as a CSV
+    """Writes `engine.data.synthetic.planted_log()` (400 users, 300 items, a planted lag-3 rule) as a CSV
     with a header (user, item, timestamp) in `folder` and returns its path.
 
     The importer reads files only (there is no engine call that stores an InteractionLog directly), so

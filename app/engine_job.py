@@ -14,7 +14,7 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from engine.events import Cancelled, Observer, PhaseStarted, StepFinished
+from engine.core.events import Cancelled, Observer, PhaseStarted, StepFinished
 
 
 class _SignalObserver(Observer):

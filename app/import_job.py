@@ -1,4 +1,4 @@
-"""An import on a background thread: `engine.importers.import_file` as an `EngineJob`."""
+"""An import on a background thread: `engine.data.importers.import_file` as an `EngineJob`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject
 
 from app.engine_job import EngineJob
-from engine.importers import ImportFailed, import_file
-from engine.store import StoreError, store_errors
+from engine.data.importers import ImportFailed, import_file
+from engine.data.store_errors import StoreError, store_errors
 
 
 class ImportJob(EngineJob):

@@ -8,13 +8,28 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView, QLabel,
-                               QLineEdit, QListWidget, QProgressBar, QPushButton, QSpinBox, QTableView,
-                               QVBoxLayout, QWidget, QWizard, QWizardPage)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+    QWizard,
+    QWizardPage,
+)
 
 from app.import_job import ImportJob
 from app.widgets import open_error
-from engine.importers import FORMATS, ImportFailed, ImportReport, Preview, preview
+from engine.data.importers import FORMATS, ImportFailed, ImportReport, Preview, preview
 
 SEPARATORS = (("detect", None), ("comma ,", ","), ("tab", "\t"), ("semicolon ;", ";"), ("pipe |", "|"),
               ("space", " "), ("double colon ::", "::"))

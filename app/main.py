@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.settings import APPLICATION, ORGANIZATION, load_settings
     from app.theme import apply_theme
     from app.widgets import show_error, store_url_from_text
-    from engine.store import default_store_url
+    from engine.data.store import default_store_url
 
     qt_app = QApplication.instance() or QApplication(sys.argv[:1])
     qt_app.setApplicationName(APPLICATION)

@@ -13,15 +13,25 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, QListWidget, QMainWindow,
-                               QMessageBox, QProgressDialog, QStackedWidget, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QMainWindow,
+    QMessageBox,
+    QProgressDialog,
+    QStackedWidget,
+    QWidget,
+)
 
 import engine
 from app.engine_job import EngineJob
 from app.settings import AppSettings, save_settings
 from app.theme import apply_theme, restyle_plots
 from app.widgets import OpenStoreDialog, show_error
-from engine.config import ConfigError, RunConfig
+from engine.core.config import ConfigError, RunConfig
 
 # (title, module, class): every page class takes the AppContext as its only argument.
 PAGES = (
@@ -71,6 +81,7 @@ class MainWindow(QMainWindow):
         self.resize(1280, 820)
 
         self.sidebar = QListWidget()
+        self.sidebar.setObjectName("sidebar")  # styled by the theme's stylesheet
         self.sidebar.setFixedWidth(150)
         self.stack = QStackedWidget()
         self.pages: dict[str, QWidget] = {}
@@ -81,7 +92,6 @@ class MainWindow(QMainWindow):
             self.sidebar.addItem(title)
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.sidebar.setCurrentRow(0)
-        self.sidebar.setStyleSheet("QListWidget { font-size: 11pt; } QListWidget::item { padding: 8px 10px; }")
         central = QWidget()
         layout = QHBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -225,8 +235,8 @@ class MainWindow(QMainWindow):
         if run_id is None:
             QMessageBox.information(self, "Export", "Select a run on the Runs page first.")
             return
-        from engine.cli_models import bundle_for_run
-        from engine.store import get_run
+        from engine.cli.model_commands import bundle_for_run
+        from engine.data.run_records import get_run
 
         try:
             with self.context.sessions() as session:
@@ -265,16 +275,16 @@ class MainWindow(QMainWindow):
         sessions = self.context.sessions
 
         def task(observer):
-            from engine.bundle import load_bundle, save_bundle
-            from engine.cli_models import bundle_for_run
+            from engine.cli.model_commands import bundle_for_run
+            from engine.serving.bundle import load_bundle, save_bundle
 
             with sessions() as session:
                 source = bundle_for_run(session, run_id)
             bundle = load_bundle(source)
             return save_bundle(bundle, bundle.data, path, zip=path.suffix.lower() == ".zip", observer=observer)
 
-        from engine.bundle import BundleError
-        from engine.store import StoreError
+        from engine.data.store_errors import StoreError
+        from engine.serving.bundle import BundleError
 
         progress = QProgressDialog(f"Exporting run {run_id}…", "Cancel", 0, 100, self)
         progress.setWindowModality(Qt.WindowModal)

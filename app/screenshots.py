@@ -44,7 +44,7 @@ def train_demo(window, context) -> None:
     from PySide6.QtWidgets import QApplication
 
     from app.demo import DEMO_NAME
-    from engine.presets import quick_demo
+    from engine.core.presets import quick_demo
 
     context.select_dataset(DEMO_NAME)
     context.set_config(quick_demo())
@@ -56,7 +56,7 @@ def train_demo(window, context) -> None:
         time.sleep(0.02)
     QApplication.processEvents()
     if context.run_id is None:  # let the Users page show the run just made
-        from engine.store import list_runs
+        from engine.data.run_records import list_runs
 
         with context.sessions() as session:
             runs = list_runs(session)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.main_window import MainWindow
     from app.settings import AppSettings
     from app.theme import apply_theme
-    from engine.importers import import_file
+    from engine.data.importers import import_file
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     apply_theme(app, args.theme)

@@ -1,55 +1,61 @@
-"""Light and dark palettes on Qt's Fusion style, switchable at run time, with matching plot colours."""
+"""Light and dark themes on Qt's Fusion style, switchable at run time: the palette and colours come from
+`resources/themes/palette.toml`, widget styles from `light.qss` / `dark.qss`, plots follow."""
 
 from __future__ import annotations
+
+import tomllib
+from importlib import resources
 
 import pyqtgraph as pg
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
-_COLOURS = {
-    # role: (light, dark)
-    QPalette.Window: ("#f3f3f3", "#2b2b2e"),
-    QPalette.WindowText: ("#1e1e1e", "#e6e6e6"),
-    QPalette.Base: ("#ffffff", "#1f1f22"),
-    QPalette.AlternateBase: ("#f0f3f7", "#29292d"),
-    QPalette.ToolTipBase: ("#ffffdc", "#3a3a3e"),
-    QPalette.ToolTipText: ("#1e1e1e", "#e6e6e6"),
-    QPalette.PlaceholderText: ("#8a8a8a", "#8a8a8a"),
-    QPalette.Text: ("#1e1e1e", "#e6e6e6"),
-    QPalette.Button: ("#e9e9e9", "#35353a"),
-    QPalette.ButtonText: ("#1e1e1e", "#e6e6e6"),
-    QPalette.BrightText: ("#d0021b", "#ff6b6b"),
-    QPalette.Link: ("#1a64c8", "#6aa9ff"),
-    QPalette.Highlight: ("#2f6fd1", "#3d7be0"),
-    QPalette.HighlightedText: ("#ffffff", "#ffffff"),
-}
-_DISABLED_TEXT = ("#a0a0a0", "#6e6e6e")
-PLOT_COLOURS = {"light": ("w", "k"), "dark": ("#1f1f22", "#e6e6e6")}  # (background, foreground)
+THEMES = ("light", "dark")
+_FOLDER = resources.files("resources") / "themes"
+_THEMES = tomllib.loads((_FOLDER / "palette.toml").read_text(encoding="utf-8"))
+_current = "light"
+
+
+def current_theme() -> str:
+    return _current
+
+
+def colour(name: str, theme: str | None = None) -> QColor:
+    """A named colour of the theme (`short_term_window`, `error`, `plot_background`, ...)."""
+    return QColor(_THEMES[theme or _current]["colours"][name])
+
+
+def stylesheet(theme: str) -> str:
+    return (_FOLDER / f"{theme}.qss").read_text(encoding="utf-8")
 
 
 def palette(theme: str) -> QPalette:
     """The QPalette of `theme` ("light" or "dark")."""
-    column = 1 if theme == "dark" else 0
+    roles = _THEMES[theme]["palette"]
     result = QPalette()
-    for role, colours in _COLOURS.items():
-        result.setColor(role, QColor(colours[column]))
+    for name, value in roles.items():
+        if name != "Disabled":
+            result.setColor(getattr(QPalette.ColorRole, name), QColor(value))
     for role in (QPalette.Text, QPalette.ButtonText, QPalette.WindowText):
-        result.setColor(QPalette.Disabled, role, QColor(_DISABLED_TEXT[column]))
+        result.setColor(QPalette.Disabled, role, QColor(roles["Disabled"]))
     return result
 
 
 def apply_theme(app: QApplication, theme: str) -> None:
-    """Fusion style with the palette of `theme`; plots created afterwards use matching colours
-    (pyqtgraph reads its config when a plot is built, so existing plots keep theirs until rebuilt)."""
+    """Fusion style with the palette and stylesheet of `theme`; plots created afterwards use its colours
+    (pyqtgraph reads its config when a plot is built; `restyle_plots` updates existing ones)."""
+    global _current
+    _current = theme if theme in THEMES else "light"
     app.setStyle(QStyleFactory.create("Fusion"))
-    app.setPalette(palette(theme))
-    background, foreground = PLOT_COLOURS.get(theme, PLOT_COLOURS["light"])
-    pg.setConfigOptions(background=background, foreground=foreground, antialias=True)
+    app.setPalette(palette(_current))
+    app.setStyleSheet(stylesheet(_current))
+    pg.setConfigOptions(background=colour("plot_background").name(), foreground=colour("plot_foreground").name(),
+                        antialias=True)
 
 
 def restyle_plots(root, theme: str) -> None:
     """Gives the existing pyqtgraph plots under `root` the colours of `theme`."""
-    background, foreground = PLOT_COLOURS.get(theme, PLOT_COLOURS["light"])
+    background, foreground = colour("plot_background", theme).name(), colour("plot_foreground", theme).name()
     for plot in root.findChildren(pg.PlotWidget):
         plot.setBackground(background)
         item = plot.getPlotItem()

@@ -1,5 +1,5 @@
 """The one bridge between the engine and Qt: a worker QObject on a QThread that runs AutoMLP on a stored
-dataset (engine.stored_run.run_on_dataset: run record, curves, model bundle) and turns the engine's
+dataset (engine.experiments.stored_run.run_on_dataset: run record, curves, model bundle) and turns the engine's
 observer events into Qt signals.
 
 The worker has no parent and is moved to its own QThread; it talks to the GUI only through signals
@@ -13,14 +13,22 @@ import traceback
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from engine.bundle import BundleError
-from engine.checkpoint import CheckpointError
-from engine.config import ConfigError, RunConfig
-from engine.events import (ArchitectureWeights, Cancelled, EpochFinished, Message, Observer, PhaseFinished,
-                           PhaseStarted, StepFinished)
-from engine.sequences import DataError
-from engine.store import StoreError
-from engine.stored_run import resume_run, run_on_dataset
+from engine.core.config import ConfigError, RunConfig
+from engine.core.events import (
+    ArchitectureWeights,
+    Cancelled,
+    EpochFinished,
+    Message,
+    Observer,
+    PhaseFinished,
+    PhaseStarted,
+    StepFinished,
+)
+from engine.data.sequences import DataError
+from engine.data.store_errors import StoreError
+from engine.experiments.stored_run import resume_run, run_on_dataset
+from engine.serving.bundle import BundleError
+from engine.training.checkpoint import CheckpointError
 
 # The engine's refusals, whose messages name the problem (file, key, what to do): shown without a type name.
 ENGINE_REFUSALS = (StoreError, CheckpointError, ConfigError, DataError, BundleError)
@@ -55,9 +63,9 @@ class RunWorker(QObject):
     the interrupted run `resume_run_id` from its checkpoint."""
 
     phase_started = Signal(str, int, str)  # phase, total steps, description
-    step_finished = Signal(object)  # engine.events.StepFinished
-    weights_updated = Signal(object)  # engine.events.ArchitectureWeights
-    epoch_finished = Signal(object)  # engine.events.EpochFinished
+    step_finished = Signal(object)  # engine.core.events.StepFinished
+    weights_updated = Signal(object)  # engine.core.events.ArchitectureWeights
+    epoch_finished = Signal(object)  # engine.core.events.EpochFinished
     phase_finished = Signal(str, float)  # phase, seconds
     message_logged = Signal(str, str)  # text, level
     run_finished = Signal(object)  # RunResult.summary() plus "run_id"

@@ -23,13 +23,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import append_result, load_dataset, peak_memory_mib  # noqa: E402
-from engine.config import RunConfig, parse_override  # noqa: E402
-from engine.progress_bar import ProgressBarObserver  # noqa: E402
-from engine.presets import PRESETS  # noqa: E402
-from engine.model import count_parameters  # noqa: E402
-from engine.runner import run_automlp  # noqa: E402
-from engine.sasrec import run_baseline  # noqa: E402
-from engine.sequences import build_sequences  # noqa: E402
+from engine.cli.progress_bar import ProgressBarObserver  # noqa: E402
+from engine.core.config import RunConfig, parse_override  # noqa: E402
+from engine.core.presets import PRESETS, load_preset  # noqa: E402
+from engine.data.sequences import build_sequences  # noqa: E402
+from engine.models.automlp import count_parameters  # noqa: E402
+from engine.training.baseline import run_baseline  # noqa: E402
+from engine.training.runner import run_automlp  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=1, help="the baseline's attention heads")
     parser.add_argument("--skip-automlp", action="store_true", help="train the baseline only")
     args = parser.parse_args()
-    config = PRESETS[args.preset]() if args.preset else RunConfig()
+    config = load_preset(args.preset) if args.preset else RunConfig()
     overrides = dict(parse_override(text) for text in args.overrides)
     config = config.replace(**overrides) if overrides else config
 

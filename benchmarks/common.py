@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from engine.importers import read_interactions, read_item_metadata
-from engine.sequences import InteractionLog
+from engine.data.importers import read_interactions, read_item_metadata
+from engine.data.sequences import InteractionLog
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("AUTOMLP_DATA", ROOT.parent / "shared" / "data"))

@@ -36,10 +36,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.config import RunConfig  # noqa: E402
-from engine.model import ModelShape, build_model, count_parameters  # noqa: E402
-from engine.sasrec import SASRecShape, build_sasrec  # noqa: E402
-from engine.training import batch_loss, resolve_device, steps_per_epoch, training_batches  # noqa: E402
+from engine.core.config import RunConfig  # noqa: E402
+from engine.models.automlp import ModelShape, build_model, count_parameters  # noqa: E402
+from engine.models.sasrec import SASRecShape, build_sasrec  # noqa: E402
+from engine.training.batches import batch_loss, steps_per_epoch, training_batches
+from engine.training.device import resolve_device  # noqa: E402
 
 RESULTS_FILE = "cost_vs_length.jsonl"
 MODELS = ("automlp", "sasrec")
@@ -193,7 +194,7 @@ def main() -> None:
         return
 
     from benchmarks.common import load_dataset, machine
-    from engine.sequences import build_sequences
+    from engine.data.sequences import build_sequences
 
     data = build_sequences(load_dataset("ml-1m"))
     run = datetime.datetime.now().isoformat(timespec="seconds")
@@ -233,7 +234,10 @@ def main() -> None:
 
 
 def emit(record: dict, save: bool) -> None:
-    from benchmarks.common import append_result, machine  # the parent only: workers stay lean
+    from benchmarks.common import (  # the parent only: workers stay lean
+        append_result,
+        machine,
+    )
 
     if save:
         append_result(RESULTS_FILE, record)

@@ -16,11 +16,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import DATA, append_result, peak_memory_mib  # noqa: E402
-from engine.progress_bar import ProgressBarObserver  # noqa: E402
-from engine.config import RunConfig  # noqa: E402
-from engine.importers import import_file  # noqa: E402
-from engine.store import open_store  # noqa: E402
-from engine.stored_run import run_on_dataset  # noqa: E402
+from engine.cli.progress_bar import ProgressBarObserver  # noqa: E402
+from engine.core.config import RunConfig  # noqa: E402
+from engine.data.importers import import_file  # noqa: E402
+from engine.data.store import open_store  # noqa: E402
+from engine.experiments.stored_run import run_on_dataset  # noqa: E402
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from app.context import AppContext
     from app.pages.training_page import TrainingPage
-    from engine.presets import quick_demo
+    from engine.core.presets import quick_demo
     from tests.app.store_data import store_planted_dataset
 
     if args.switch_interval:

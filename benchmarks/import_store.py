@@ -35,9 +35,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.importers import import_file  # noqa: E402
-from engine.sequences import build_sequences  # noqa: E402
-from engine.store import load_log, open_store  # noqa: E402
+from engine.data.importers import import_file  # noqa: E402
+from engine.data.sequences import build_sequences  # noqa: E402
+from engine.data.store import load_log, open_store  # noqa: E402
 
 
 def write_ratings(sequences: Path, folder: Path) -> tuple[Path, Path, int]:

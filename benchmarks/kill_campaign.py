@@ -30,11 +30,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import append_result  # noqa: E402
-from engine.config import RunConfig  # noqa: E402
-from engine.importers import import_file  # noqa: E402
-from engine.store import get_run, latest_artifact, list_runs, load_log, mark_interrupted_runs, open_store  # noqa: E402
-from engine.stored_run import can_resume, run_on_dataset  # noqa: E402
-from engine.synthetic import planted_log  # noqa: E402
+from engine.core.config import RunConfig  # noqa: E402
+from engine.data.importers import import_file  # noqa: E402
+from engine.data.run_records import (
+    get_run,
+    latest_artifact,
+    list_runs,
+    mark_interrupted_runs,
+)
+from engine.data.store import load_log, open_store  # noqa: E402
+from engine.data.synthetic import planted_log  # noqa: E402
+from engine.experiments.stored_run import can_resume, run_on_dataset  # noqa: E402
 
 CONFIG = RunConfig(candidate_lengths=[1, 2, 4], max_length=12, embedding_dim=16, sequence_hidden=16,
                    channel_hidden=32, batch_size=32, search_epochs=3, retrain_epochs=4, eval_negatives=20,
@@ -44,10 +50,10 @@ CHILD = """
 import sys
 import torch
 torch.set_num_threads(1)
-from engine.config import RunConfig
-from engine.events import EpochFinished, Observer
-from engine.store import open_store
-from engine.stored_run import resume_run, run_on_dataset
+from engine.core.config import RunConfig
+from engine.core.events import EpochFinished, Observer
+from engine.data.store import open_store
+from engine.experiments.stored_run import resume_run, run_on_dataset
 
 class Progress(Observer):  # one line per finished epoch, so that the parent can aim its kill
     def emit(self, event):

@@ -36,11 +36,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.bundle import save_bundle  # noqa: E402
-from engine.config import RunConfig  # noqa: E402
-from engine.model import ModelShape, build_model  # noqa: E402
-from engine.recommend import recommend, recommend_all_to_csv  # noqa: E402
-from engine.sequences import InteractionLog, build_sequences  # noqa: E402
+from engine.core.config import RunConfig  # noqa: E402
+from engine.data.sequences import InteractionLog, build_sequences  # noqa: E402
+from engine.models.automlp import ModelShape, build_model  # noqa: E402
+from engine.serving.bundle import save_bundle  # noqa: E402
+from engine.serving.recommend import recommend, recommend_all_to_csv  # noqa: E402
 
 
 def load_ml1m(data_dir: Path) -> tuple[InteractionLog, str]:

@@ -23,11 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS, append_result, load_dataset  # noqa: E402
-from engine.config import RunConfig, parse_override  # noqa: E402
-from engine.metrics import evaluate  # noqa: E402
-from engine.search import search  # noqa: E402
-from engine.sequences import build_sequences  # noqa: E402
-from engine.training import retrain  # noqa: E402
+from engine.core.config import RunConfig, parse_override  # noqa: E402
+from engine.data.sequences import build_sequences  # noqa: E402
+from engine.evaluation.metrics import evaluate  # noqa: E402
+from engine.training.fit import retrain  # noqa: E402
+from engine.training.search import search  # noqa: E402
 
 PARTS = "search_vs_exhaustive_parts.jsonl"
 

@@ -21,11 +21,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import append_result, load_dataset  # noqa: E402
-from engine.config import RunConfig  # noqa: E402
-from engine.model import ModelShape, build_model  # noqa: E402
-from engine.search import Architect, weight_step  # noqa: E402
-from engine.sequences import build_sequences  # noqa: E402
-from engine.training import batch_loss, steps_per_epoch, training_batches, validation_batches  # noqa: E402
+from engine.core.config import RunConfig  # noqa: E402
+from engine.data.sequences import build_sequences  # noqa: E402
+from engine.models.automlp import ModelShape, build_model  # noqa: E402
+from engine.training.batches import (  # noqa: E402
+    batch_loss,
+    steps_per_epoch,
+    training_batches,
+    validation_batches,
+)
+from engine.training.search import Architect, weight_step  # noqa: E402
 
 
 def median_step_seconds(step, batches, repeats: int) -> float:

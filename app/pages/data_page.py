@@ -13,13 +13,29 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QMessageBox,
-                               QProgressBar, QPushButton, QSplitter, QTableView, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.demo import demo_import_options, write_demo_csv
 from app.import_job import ImportJob
 from app.widgets import show_error
-from engine.store import dataset_stats, delete_dataset, list_datasets, sequence_lengths
+from engine.data.store import (
+    dataset_stats,
+    delete_dataset,
+    list_datasets,
+    sequence_lengths,
+)
 
 DATASET_COLUMNS = ("Name", "Users", "Items", "Interactions", "Density", "Time span")
 POPULAR_COLUMNS = ("Item", "Title", "Interactions")
@@ -328,7 +344,7 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.context import AppContext
-    from engine.store import default_store_url
+    from engine.data.store import default_store_url
 
     parser = argparse.ArgumentParser(description="The Data page on its own")
     parser.add_argument("--db", default=None)

@@ -1,4 +1,4 @@
-"""Experiment page: a form bound to the run configuration (engine.config.RunConfig), with presets and
+"""Experiment page: a form bound to the run configuration (engine.core.config.RunConfig), with presets and
 TOML save/load. Every edit rebuilds a RunConfig; RunConfig's own validation is the only rule book, and its
 ConfigError (which names the key) is shown beside the form with the offending field highlighted. Valid
 edits go to `context.set_config`, invalid ones to `context.set_config_error` so that Training refuses to
@@ -11,13 +11,33 @@ from dataclasses import fields
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                               QLabel, QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSpinBox,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
-from engine.config import LOSSES, MODES, PROTOCOLS, SEARCH_ORDERS, ConfigError, RunConfig
-from engine.presets import PRESETS
-from engine.training import resolve_device
+from engine.core.config import (
+    LOSSES,
+    MODES,
+    PROTOCOLS,
+    SEARCH_ORDERS,
+    ConfigError,
+    RunConfig,
+)
+from engine.core.presets import PRESETS, load_preset
+from engine.training.device import resolve_device
 
 INVALID_STYLE = "border: 2px solid #d62728;"
 
@@ -283,7 +303,7 @@ class ExperimentPage(QWidget):
         self.preset_combo.setCurrentIndex(0)
 
     def apply_preset(self, name: str) -> None:
-        self.fill(PRESETS[name]())
+        self.fill(load_preset(name))
         self._on_field_changed()
 
     def save_config(self, path: str) -> None:

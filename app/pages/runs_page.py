@@ -11,13 +11,25 @@ from __future__ import annotations
 import datetime as dt
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
-                               QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.plots import add_curve, export_csv, export_png, make_plot
-from engine.metrics import protocol_label
-from engine.store import list_runs, run_series
-from engine.stored_run import can_resume
+from engine.data.run_records import list_runs, run_series
+from engine.evaluation.metrics import protocol_label
+from engine.experiments.stored_run import can_resume
 
 SHOWN_METRICS = ("NDCG@10", "HR@10", "MRR@10")
 FIXED_COLUMNS = ("Run", "Started", "Dataset", "Status", "k", "Configuration")
@@ -71,7 +83,7 @@ class RunsPage(QWidget):
     def __init__(self, context, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.context = context
-        self.runs = []  # engine.store.Run rows, as listed (detached: the session is closed)
+        self.runs = []  # engine.data.schema.Run rows, as listed (detached: the session is closed)
         self.resumable: set[int] = set()  # ids of listed runs that ended unfinished with a checkpoint
         self._series_cache = {}  # run id -> DataFrame of run_series; a finished run's series never change
         self.curves = {}  # run id -> PlotDataItem of the chosen series
@@ -279,7 +291,7 @@ def main() -> None:
     from PySide6.QtWidgets import QApplication
 
     from app.context import AppContext
-    from engine.store import default_store_url
+    from engine.data.store import default_store_url
 
     app = QApplication(sys.argv)
     page = RunsPage(AppContext(sys.argv[1] if len(sys.argv) > 1 else default_store_url()))

@@ -12,12 +12,23 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar,
-                               QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.plots import EmaSmoother, GrowingSeries, add_curve, colour, make_plot
 from app.worker import RunThread, RunWorker
-from engine.metrics import protocol_label
+from engine.evaluation.metrics import protocol_label
 
 REPAINT_MS = 100  # ~10 Hz: smooth enough to watch, cheap enough to never block the event loop
 SHOWN_METRICS = ("NDCG@10", "HR@10", "MRR@10")
@@ -168,8 +179,8 @@ class TrainingPage(QWidget):
     @Slot(int)
     def resume(self, run_id: int) -> None:
         """Continues an interrupted run from its last checkpoint, watched here like a new run."""
-        from engine.config import RunConfig
-        from engine.store import get_run
+        from engine.core.config import RunConfig
+        from engine.data.run_records import get_run
 
         if self.running:
             QMessageBox.information(self, "A run is in progress",

@@ -14,11 +14,35 @@ import re
 from pathlib import Path
 
 from PySide6.QtCore import QRect, QSortFilterProxyModel, Qt, Slot
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
-                               QLineEdit, QMenu, QProgressBar, QPushButton, QSpinBox, QSplitter, QStyledItemDelegate,
-                               QTableView, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QPainter,
+    QStandardItem,
+    QStandardItemModel,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QStyledItemDelegate,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.engine_job import EngineJob
 from app.widgets import open_error
@@ -107,13 +131,13 @@ def load_task(path=None, sessions=None, run_id: int | None = None):
     """The background task of a load: bundle (from a path, or the run's), user table, candidate weights."""
 
     def task(observer):
-        from engine.bundle import load_bundle
-        from engine.recommend import user_table
+        from engine.serving.bundle import load_bundle
+        from engine.serving.recommend import user_table
 
         weights = {}
         if run_id is not None:
-            from engine.cli_models import bundle_for_run
-            from engine.store import run_series
+            from engine.cli.model_commands import bundle_for_run
+            from engine.data.run_records import run_series
 
             with sessions() as session:  # this thread's own Session
                 source = bundle_for_run(session, run_id)
@@ -139,9 +163,9 @@ class UsersPage(QWidget):
     def __init__(self, context, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.context = context
-        self.bundle = None  # engine.bundle.Bundle being browsed
+        self.bundle = None  # engine.serving.bundle.Bundle being browsed
         self.users = None  # its user_table DataFrame
-        self.recommendations = None  # engine.recommend.Recommendations shown
+        self.recommendations = None  # engine.serving.recommend.Recommendations shown
         self.source_run_id: int | None = None
         self._job: EngineJob | None = None
         self._job_kind = ""
@@ -313,9 +337,9 @@ class UsersPage(QWidget):
         self._start(task, "load", what)
 
     def _start(self, task, kind: str, what: str) -> None:
-        from engine.bundle import BundleError
-        from engine.recommend import RecommendError
-        from engine.store import StoreError
+        from engine.data.store_errors import StoreError
+        from engine.serving.bundle import BundleError
+        from engine.serving.recommend import RecommendError
 
         job = EngineJob(task, (BundleError, StoreError, RecommendError, OSError), self)
         job.progressed.connect(self.progress.setValue)
@@ -471,7 +495,7 @@ class UsersPage(QWidget):
         return self.user_proxy.index(index.row(), 0).data()  # the id as shown; recommend matches text
 
     def _show_user(self) -> None:
-        from engine.recommend import RecommendError, recommend
+        from engine.serving.recommend import RecommendError, recommend
 
         user = self.current_user_id()
         if user is None:
@@ -571,7 +595,7 @@ class UsersPage(QWidget):
         """Writes every user's top-N to a CSV on the worker thread, with progress and Cancel."""
         if self.bundle is None or self._job is not None:
             return
-        from engine.recommend import recommend_all_to_csv
+        from engine.serving.recommend import recommend_all_to_csv
 
         model, data, n, exclude = self.bundle.model, self.bundle.data, self.n_spin.value(), self.exclude_check.isChecked()
         path = Path(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from engine.synthetic import planted_log
+from engine.data.synthetic import planted_log
 
 
 @pytest.fixture(autouse=True)

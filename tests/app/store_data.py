@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.importers import import_file
-from engine.synthetic import planted_log
+from engine.data.importers import import_file
+from engine.data.synthetic import planted_log
 
 
 def store_planted_dataset(sessions, folder: str | Path, name: str = "planted", n_users: int = 60,

@@ -8,8 +8,8 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.demo import DEMO_NAME
 from app.pages.data_page import DataPage, length_histogram
-from engine.importers import import_file
-from engine.store import list_datasets
+from engine.data.importers import import_file
+from engine.data.store import list_datasets
 
 
 def import_csv(context, path, name, min_user=3):

@@ -19,10 +19,11 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QWizard
 
 import app.main_window as main_window_module
 import app.pages.data_page as data_page_module
-from engine.bundle import save_bundle
-from engine.config import RunConfig
-from engine.store import create_run, fail_run, get_run, list_datasets, open_store
-from engine.stored_run import checkpoint_file
+from engine.core.config import RunConfig
+from engine.data.run_records import create_run, fail_run, get_run
+from engine.data.store import list_datasets, open_store
+from engine.experiments.stored_run import checkpoint_file
+from engine.serving.bundle import save_bundle
 from tests.app.store_data import store_planted_dataset
 from tests.engine.test_store_faults import fill_up
 from tests.engine.tiny_run import tiny_run

@@ -7,8 +7,8 @@ import pytest
 from app.context import AppContext
 from app.pages.experiment_page import INVALID_STYLE, ExperimentPage, available_devices
 from app.pages.training_page import TrainingPage
-from engine.config import RunConfig
-from engine.presets import PRESETS
+from engine.core.config import RunConfig
+from engine.core.presets import PRESETS, load_preset
 
 
 @pytest.fixture
@@ -73,8 +73,8 @@ def test_candidate_lengths_can_be_added_and_removed(page, context):
 def test_a_preset_fills_the_form(page, context, name):
     page.preset_combo.setCurrentText(name)
     page.preset_combo.activated.emit(page.preset_combo.currentIndex())
-    assert context.config == PRESETS[name]()
-    assert page.fields["max_length"].value() == PRESETS[name]().max_length
+    assert context.config == load_preset(name)
+    assert page.fields["max_length"].value() == load_preset(name).max_length
     assert page.preset_combo.currentIndex() == 0
 
 

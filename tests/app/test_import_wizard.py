@@ -6,7 +6,7 @@ from PySide6.QtWidgets import QWizard
 
 from app.import_job import ImportJob
 from app.import_wizard import ImportWizard
-from engine.store import list_datasets
+from engine.data.store import list_datasets
 
 
 def dataset_names(context) -> list[str]:

@@ -11,8 +11,8 @@ import app.main_window as main_window_module
 from app.main_window import PAGES, MainWindow
 from app.screenshots import render_pages
 from app.settings import AppSettings, load_settings
-from engine.config import RunConfig
-from engine.store import create_run, finish_run
+from engine.core.config import RunConfig
+from engine.data.run_records import create_run, finish_run
 
 
 def answer_file_dialogs(monkeypatch, path):
@@ -128,7 +128,7 @@ def test_dark_theme_darkens_the_palette(qtbot, window):
 
 
 def test_a_screenshot_of_each_page_is_rendered_and_not_blank(window, app_context, planted_csv, tmp_path):
-    from engine.importers import import_file
+    from engine.data.importers import import_file
 
     with app_context.sessions() as session:
         import_file(session, planted_csv, name="planted", min_user_interactions=3)
@@ -181,12 +181,12 @@ def test_export_copies_the_selected_runs_model_bundle(monkeypatch, qtbot, window
                                                       tmp_path):
     from types import SimpleNamespace
 
-    from engine.bundle import load_bundle, save_bundle
-    from engine.cli_models import record_bundle
-    from engine.importers import import_file
-    from engine.model import ModelShape, build_model
-    from engine.sequences import build_sequences
-    from engine.store import load_log
+    from engine.cli.model_commands import record_bundle
+    from engine.data.importers import import_file
+    from engine.data.sequences import build_sequences
+    from engine.data.store import load_log
+    from engine.models.automlp import ModelShape, build_model
+    from engine.serving.bundle import load_bundle, save_bundle
 
     # An untrained model saved as a run's bundle, as a finished run leaves it (training is not under test).
     config = app_context.config.replace(candidate_lengths=[1, 2], max_length=8, embedding_dim=8)
@@ -226,7 +226,8 @@ def test_open_store_accepts_a_file_path_or_a_url(monkeypatch, window, app_contex
 
 def test_opening_a_store_marks_runs_of_dead_processes_interrupted_and_says_so(qtbot, tmp_path):
     from app.context import AppContext
-    from engine.store import create_run, get_run, open_store
+    from engine.data.run_records import create_run, get_run
+    from engine.data.store import open_store
 
     url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
     store = open_store(url)

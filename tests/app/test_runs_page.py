@@ -9,10 +9,10 @@ from PySide6.QtGui import QImage
 
 from app.context import AppContext
 from app.pages.runs_page import RunsPage
-from engine.events import Observer
-from engine.presets import quick_demo
-from engine.store import open_store
-from engine.stored_run import run_on_dataset
+from engine.core.events import Observer
+from engine.core.presets import quick_demo
+from engine.data.store import open_store
+from engine.experiments.stored_run import run_on_dataset
 from tests.app.store_data import store_planted_dataset
 
 TINY = dict(candidate_lengths=[1, 2, 4], max_length=10, embedding_dim=16, sequence_hidden=16,

@@ -9,8 +9,8 @@ from PySide6.QtCore import QTimer
 
 from app.context import AppContext
 from app.pages.training_page import TrainingPage
-from engine.presets import quick_demo
-from engine.store import get_run, list_runs, run_series
+from engine.core.presets import quick_demo
+from engine.data.run_records import get_run, list_runs, run_series
 from tests.app.store_data import store_planted_dataset
 
 TINY = dict(candidate_lengths=[1, 2, 4], max_length=10, embedding_dim=16, sequence_hidden=16,
@@ -128,7 +128,7 @@ def test_shutdown_during_a_run_cancels_and_joins_the_thread(qtbot, page, context
 
 
 def test_the_smoothing_slider_smooths_the_loss_curves_but_not_the_raw_ones(qtbot, page):
-    from engine.events import StepFinished
+    from engine.core.events import StepFinished
 
     page._on_phase_started("search", 100, "")
     losses = [5.0, 1.0, 5.0, 1.0, 5.0, 1.0]
@@ -149,9 +149,8 @@ def test_the_smoothing_slider_smooths_the_loss_curves_but_not_the_raw_ones(qtbot
 
 def test_the_runs_page_resume_button_continues_a_cancelled_run_to_the_end(qtbot, page, context):
     from app.pages.runs_page import RunsPage
-    from engine.events import EpochFinished, RecordingObserver
-    from engine.events import Cancelled
-    from engine.stored_run import run_on_dataset
+    from engine.core.events import Cancelled, EpochFinished, RecordingObserver
+    from engine.experiments.stored_run import run_on_dataset
 
     observer = RecordingObserver(cancel_when=lambda e: isinstance(e, EpochFinished) and e.phase == "search")
     with pytest.raises(Cancelled):

@@ -7,11 +7,18 @@ import pandas as pd
 import pytest
 from PySide6.QtCore import QRect, Qt
 
-from app.pages.users_page import BAR_COLUMN, MARK_ROLE, PARTS_ROLE, TOP_COLUMNS, UsersPage, bar_segments
-from engine.bundle import save_bundle
-from engine.config import RunConfig
-from engine.events import Observer
-from engine.stored_run import run_on_dataset
+from app.pages.users_page import (
+    BAR_COLUMN,
+    MARK_ROLE,
+    PARTS_ROLE,
+    TOP_COLUMNS,
+    UsersPage,
+    bar_segments,
+)
+from engine.core.config import RunConfig
+from engine.core.events import Observer
+from engine.experiments.stored_run import run_on_dataset
+from engine.serving.bundle import save_bundle
 from tests.app.store_data import store_planted_dataset
 from tests.engine.tiny_run import tiny_run
 

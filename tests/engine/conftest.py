@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from engine.importers import import_file
-from engine.store import open_store
-from engine.synthetic import planted_log
+from engine.data.importers import import_file
+from engine.data.store import open_store
+from engine.data.synthetic import planted_log
 
 
 @pytest.fixture

@@ -34,13 +34,19 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(1)
     import pandas as pd
 
-    from engine.bundle import BundleError, bundle_digest, load_bundle, save_bundle
-    from engine.config import RunConfig
-    from engine.importers import import_file
-    from engine.model import ModelShape, build_model
-    from engine.sequences import build_sequences
-    from engine.store import add_artifact, create_run, finish_run, load_log, open_store
-    from engine.synthetic import planted_log
+    from engine.core.config import RunConfig
+    from engine.data.importers import import_file
+    from engine.data.run_records import add_artifact, create_run, finish_run
+    from engine.data.sequences import build_sequences
+    from engine.data.store import load_log, open_store
+    from engine.data.synthetic import planted_log
+    from engine.models.automlp import ModelShape, build_model
+    from engine.serving.bundle import (
+        BundleError,
+        bundle_digest,
+        load_bundle,
+        save_bundle,
+    )
 
     folder, kills = Path(argv[0]), int(argv[1])
     rng = random.Random(int(argv[2]) if len(argv) > 2 else 0)

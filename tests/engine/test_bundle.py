@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.bundle import BundleError, load_bundle, save_bundle
-from engine.events import Cancelled, RecordingObserver, StepFinished
-from engine.recommend import recommend
+from engine.core.events import Cancelled, RecordingObserver, StepFinished
+from engine.serving.bundle import BundleError, load_bundle, save_bundle
+from engine.serving.recommend import recommend
 from tests.engine.tiny_run import tiny_run
 
 
@@ -90,11 +90,11 @@ def test_onnx_scores_match_torch(trained, saved):
 
 
 def test_item_features_travel_with_the_bundle(tmp_path):
-    from engine.bundle import Bundle
-    from engine.config import RunConfig
-    from engine.model import ModelShape, build_model
-    from engine.sequences import build_sequences
-    from engine.synthetic import planted_log
+    from engine.core.config import RunConfig
+    from engine.data.sequences import build_sequences
+    from engine.data.synthetic import planted_log
+    from engine.models.automlp import ModelShape, build_model
+    from engine.serving.bundle import Bundle
 
     log = planted_log(n_users=30, n_items=20, min_length=5, max_length=8)
     log.item_features = {"genre": {f"i{i}": [f"g{i % 3}", f"g{i % 5}"][: 1 + i % 2] for i in range(1, 21)}}
@@ -208,8 +208,9 @@ def test_a_folder_without_config_is_not_a_bundle(tmp_path):
 @pytest.fixture
 def stored_run(trained, saved, tmp_path):
     """A store with one run whose "bundle" artifact is the saved bundle: (store URL, run id)."""
-    from engine.cli_models import record_bundle
-    from engine.store import create_run, open_store
+    from engine.cli.model_commands import record_bundle
+    from engine.data.run_records import create_run
+    from engine.data.store import open_store
 
     result, _ = trained
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
@@ -222,7 +223,7 @@ def stored_run(trained, saved, tmp_path):
 
 
 def test_cli_recommend_from_a_bundle_prints_the_table(saved, capsys):
-    from engine.cli import main
+    from engine.cli.main import main
 
     assert main(["recommend", "--bundle", str(saved), "--user", "u4", "-n", "5"]) == 0
     out = capsys.readouterr().out
@@ -233,14 +234,14 @@ def test_cli_recommend_from_a_bundle_prints_the_table(saved, capsys):
 
 
 def test_cli_recommend_unknown_user_is_an_error_line(saved, capsys):
-    from engine.cli import main
+    from engine.cli.main import main
 
     assert main(["recommend", "--bundle", str(saved), "--user", "nobody"]) == 2
     assert "unknown user 'nobody'" in capsys.readouterr().err
 
 
 def test_cli_recommend_all_writes_the_csv(saved, tmp_path):
-    from engine.cli import main
+    from engine.cli.main import main
 
     out = tmp_path / "recs.csv"
     assert main(["recommend", "--bundle", str(saved), "--all", "--out", str(out), "-n", "3", "--quiet"]) == 0
@@ -250,7 +251,7 @@ def test_cli_recommend_all_writes_the_csv(saved, tmp_path):
 
 
 def test_cli_recommend_finds_a_runs_bundle_in_the_store(stored_run, capsys):
-    from engine.cli import main
+    from engine.cli.main import main
 
     url, run_id = stored_run
     assert main(["recommend", "--run", str(run_id), "--user", "u4", "--db", url]) == 0
@@ -258,8 +259,9 @@ def test_cli_recommend_finds_a_runs_bundle_in_the_store(stored_run, capsys):
 
 
 def test_cli_recommend_for_a_run_without_bundle_says_so(stored_run, capsys):
-    from engine.cli import main
-    from engine.store import create_run, open_store
+    from engine.cli.main import main
+    from engine.data.run_records import create_run
+    from engine.data.store import open_store
 
     url, _ = stored_run
     store = open_store(url)
@@ -271,7 +273,7 @@ def test_cli_recommend_for_a_run_without_bundle_says_so(stored_run, capsys):
 
 
 def test_cli_export_writes_a_loadable_zip(stored_run, trained, tmp_path):
-    from engine.cli import main
+    from engine.cli.main import main
 
     url, run_id = stored_run
     out = tmp_path / "exported.zip"

@@ -9,12 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from engine.config import RunConfig
-from engine.events import Cancelled, EpochFinished, RecordingObserver
-from engine.runner import run_automlp
-from engine.sequences import build_sequences
-from engine.synthetic import planted_log
+from engine.core.config import RunConfig
+from engine.core.events import Cancelled, EpochFinished, RecordingObserver
+from engine.data.sequences import build_sequences
+from engine.data.synthetic import planted_log
+from engine.training.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
+from engine.training.runner import run_automlp
 
 CONFIG = RunConfig(candidate_lengths=[1, 2, 4], max_length=10, embedding_dim=16, sequence_hidden=16,
                    channel_hidden=32, batch_size=32, search_epochs=3, retrain_epochs=4, patience=10,
@@ -121,7 +126,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_and_no_stray_file(tmp_pat
     def full_disk(*_args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("engine.checkpoint.os.fsync", full_disk)
+    monkeypatch.setattr("engine.training.checkpoint.os.fsync", full_disk)
     later = small_checkpoint()
     later.epoch = 2
     with pytest.raises(CheckpointError, match="c.safetensors: the checkpoint could not be written .the disk is full"):
@@ -173,8 +178,8 @@ def test_a_safetensors_file_of_another_kind_is_refused(tmp_path):
 
 
 def test_a_checkpoint_from_a_newer_release_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr("engine.checkpoint.SCHEMA_VERSION", 99)
+    monkeypatch.setattr("engine.training.checkpoint.SCHEMA_VERSION", 99)
     path = save_checkpoint(small_checkpoint(), tmp_path / "c.safetensors")
-    monkeypatch.setattr("engine.checkpoint.SCHEMA_VERSION", 1)
+    monkeypatch.setattr("engine.training.checkpoint.SCHEMA_VERSION", 1)
     with pytest.raises(CheckpointError, match="newer release"):
         load_checkpoint(path)

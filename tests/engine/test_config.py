@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine.config import ConfigError, RunConfig, parse_override
-from engine.training import resolve_device
+from engine.core.config import ConfigError, RunConfig, parse_override
+from engine.training.device import resolve_device
 
 
 @pytest.mark.parametrize("changes,message", [

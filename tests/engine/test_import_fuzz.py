@@ -25,9 +25,22 @@ import pytest
 from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
-from engine.importers import (FORMATS, ImportFailed, detect_format, import_file, preview, read_interactions,
-                              read_item_metadata)
-from engine.store import delete_dataset, get_dataset, list_datasets, load_log, open_store
+from engine.data.importers import (
+    FORMATS,
+    ImportFailed,
+    detect_format,
+    import_file,
+    preview,
+    read_interactions,
+    read_item_metadata,
+)
+from engine.data.store import (
+    delete_dataset,
+    get_dataset,
+    list_datasets,
+    load_log,
+    open_store,
+)
 from tests.engine.store_snapshot import store_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -538,9 +551,9 @@ def test_nul_byte_is_refused_naming_its_line_and_column(folder):
 # finer blocks and batches give the kill many distinct moments to land on.
 KILLED_IMPORT = textwrap.dedent("""
     import sys
-    from engine import importers, readers
-    from engine.events import Observer, StepFinished
-    from engine.store import open_store
+    from engine.data import importers, readers
+    from engine.core.events import Observer, StepFinished
+    from engine.data.store import open_store
 
     class PrintSteps(Observer):
         def emit(self, event):

@@ -13,12 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import importers
-from engine.events import Cancelled, PhaseFinished, PhaseStarted, RecordingObserver, StepFinished
-from engine import readers
-from engine.importers import ImportFailed, import_file, preview
-from engine.sequences import build_sequences
-from engine.store import dataset_stats, list_datasets, load_log, open_store
+from engine.core.events import (
+    Cancelled,
+    PhaseFinished,
+    PhaseStarted,
+    RecordingObserver,
+    StepFinished,
+)
+from engine.data import importers, readers
+from engine.data.importers import ImportFailed, import_file, preview
+from engine.data.sequences import build_sequences
+from engine.data.store import dataset_stats, list_datasets, load_log, open_store
 from tests.engine.store_snapshot import store_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -400,9 +405,9 @@ def test_cancel_while_inserting_leaves_the_store_unchanged(store, existing, tmp_
 
 KILLED_IMPORT = textwrap.dedent("""
     import sys, time
-    from engine import importers
-    from engine.events import Observer, StepFinished
-    from engine.store import open_store
+    from engine.data import importers
+    from engine.core.events import Observer, StepFinished
+    from engine.data.store import open_store
 
     class StallMidInsert(Observer):
         def emit(self, event):

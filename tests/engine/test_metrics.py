@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.metrics import evaluate, metrics_from_ranks, rank_of_target, sample_negatives
-from engine.sequences import InteractionLog, build_sequences
+from engine.data.sequences import InteractionLog, build_sequences
+from engine.evaluation.metrics import (
+    evaluate,
+    metrics_from_ranks,
+    rank_of_target,
+    sample_negatives,
+)
 
 
 def test_metrics_equal_hand_computed_values_for_known_ranks():

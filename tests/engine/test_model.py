@@ -4,10 +4,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.config import RunConfig
-from engine.model import (AutoMLP, BandedTokenLinear, ChannelMixer, MaskedTokenLinear, ItemEmbedding, ModelShape, SequenceMixer, band_mask, build_model,
-                          split_look_back)
-from engine.sequences import ItemFeatureTable
+from engine.core.config import RunConfig
+from engine.data.sequences import ItemFeatureTable
+from engine.models.automlp import (
+    AutoMLP,
+    BandedTokenLinear,
+    ChannelMixer,
+    MaskedTokenLinear,
+    ModelShape,
+    SequenceMixer,
+    band_mask,
+    build_model,
+    split_look_back,
+)
+from engine.models.embedding import ItemEmbedding
 
 
 def small_shape(mode="causal", candidates=(2, 3, 6), layers=2, features=()) -> ModelShape:
@@ -96,7 +106,7 @@ def receptive_field(module, inputs, position) -> list[int]:
 def token_form(request, monkeypatch):
     """Runs a test with both storage forms of the causal token maps."""
     if request.param == "masked":
-        monkeypatch.setattr("engine.model.MAX_DIAGONALS", 0)
+        monkeypatch.setattr("engine.models.automlp.MAX_DIAGONALS", 0)
     return request.param
 
 

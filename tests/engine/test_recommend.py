@@ -5,10 +5,16 @@ import pandas as pd
 import pytest
 import torch
 
-from engine.events import Cancelled, PhaseFinished, RecordingObserver, StepFinished
-from engine.metrics import evaluate
-from engine.recommend import (RecommendError, find_item, recommend, recommend_all_to_csv, score_parts,
-                              user_table)
+from engine.core.events import Cancelled, PhaseFinished, RecordingObserver, StepFinished
+from engine.evaluation.metrics import evaluate
+from engine.serving.recommend import (
+    RecommendError,
+    find_item,
+    recommend,
+    recommend_all_to_csv,
+    score_parts,
+    user_table,
+)
 from tests.engine.tiny_run import tiny_run
 
 

@@ -9,12 +9,18 @@ import textwrap
 
 import pytest
 
-from engine.checkpoint import CheckpointError
-from engine.cli import main as cli_main
-from engine.config import RunConfig
-from engine.events import Cancelled, EpochFinished, RecordingObserver
-from engine.store import StoreError, get_run, run_series
-from engine.stored_run import can_resume, checkpoint_file, resume_run, run_on_dataset
+from engine.cli.main import main as cli_main
+from engine.core.config import RunConfig
+from engine.core.events import Cancelled, EpochFinished, RecordingObserver
+from engine.data.run_records import get_run, run_series
+from engine.data.store_errors import StoreError
+from engine.experiments.stored_run import (
+    can_resume,
+    checkpoint_file,
+    resume_run,
+    run_on_dataset,
+)
+from engine.training.checkpoint import CheckpointError
 
 CONFIG = RunConfig(candidate_lengths=[1, 2, 4], max_length=10, embedding_dim=16, sequence_hidden=16,
                    channel_hidden=16, batch_size=32, search_epochs=2, retrain_epochs=3, eval_negatives=20,
@@ -80,10 +86,10 @@ def test_resume_of_a_run_whose_checkpoint_was_damaged_is_refused_and_the_record_
 
 KILLED_RUN = textwrap.dedent("""
     import os, signal, sys
-    from engine.config import RunConfig
-    from engine.events import EpochFinished, Observer
-    from engine.store import open_store
-    from engine.stored_run import run_on_dataset
+    from engine.core.config import RunConfig
+    from engine.core.events import EpochFinished, Observer
+    from engine.data.store import open_store
+    from engine.experiments.stored_run import run_on_dataset
 
     class KillAfterRetrainEpoch2(Observer):
         def emit(self, event):  # killed after epoch 2's metrics, before its checkpoint is written
@@ -113,8 +119,8 @@ def test_a_killed_run_is_marked_interrupted_by_the_cli_and_resumes_to_the_uninte
 
 
 def test_a_run_whose_dataset_changed_is_refused_and_its_record_kept(store, tmp_path):
-    from engine.importers import import_file
-    from engine.store import delete_dataset
+    from engine.data.importers import import_file
+    from engine.data.store import delete_dataset
 
     with pytest.raises(Cancelled):
         run_on_dataset(store, "planted", CONFIG, cancel_after("search", 1))

@@ -5,13 +5,20 @@ import pytest
 import torch
 from torch import nn
 
-from engine.config import RunConfig
-from engine.events import Cancelled, EpochFinished, PhaseStarted, RecordingObserver, StepFinished
-from engine.metrics import evaluate
-from engine.sasrec import SASRec, SASRecShape, attention_mask, run_baseline, train_baseline
-from engine.sequences import build_sequences
-from engine.synthetic import planted_log
-from engine.training import Batch, batch_loss
+from engine.core.config import RunConfig
+from engine.core.events import (
+    Cancelled,
+    EpochFinished,
+    PhaseStarted,
+    RecordingObserver,
+    StepFinished,
+)
+from engine.data.sequences import build_sequences
+from engine.data.synthetic import planted_log
+from engine.evaluation.metrics import evaluate
+from engine.models.sasrec import SASRec, SASRecShape, attention_mask
+from engine.training.baseline import run_baseline, train_baseline
+from engine.training.batches import Batch, batch_loss
 
 
 def small_model(heads=2, layers=2, dropout=0.0, T=8) -> SASRec:

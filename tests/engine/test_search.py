@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import RunConfig
-from engine.model import ModelShape, build_model
-from engine.search import Architect, decide, search, weight_step
-from engine.sequences import build_sequences
-from engine.synthetic import planted_log
-from engine.training import batch_loss, training_batches, validation_batches
+from engine.core.config import RunConfig
+from engine.data.sequences import build_sequences
+from engine.data.synthetic import planted_log
+from engine.models.automlp import ModelShape, build_model
+from engine.training.batches import batch_loss, training_batches, validation_batches
+from engine.training.search import Architect, decide, search, weight_step
 
 
 @pytest.fixture(scope="module")

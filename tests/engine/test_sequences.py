@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from engine.sequences import DataError, InteractionLog, build_sequences, window_batch
+from engine.data.sequences import (
+    DataError,
+    InteractionLog,
+    build_sequences,
+    window_batch,
+)
 
 
 def test_sequences_are_chronological_with_ties_in_file_order():

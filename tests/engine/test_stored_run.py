@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.bundle import load_bundle
-from engine.cli import main as cli_main
-from engine.config import RunConfig
-from engine.events import Cancelled, RecordingObserver, StepFinished
-from engine.store import get_run, latest_artifact, list_runs, run_series
-from engine.stored_run import bundle_folder, run_on_dataset
+from engine.cli.main import main as cli_main
+from engine.core.config import RunConfig
+from engine.core.events import Cancelled, RecordingObserver, StepFinished
+from engine.data.run_records import get_run, latest_artifact, list_runs, run_series
+from engine.experiments.stored_run import bundle_folder, run_on_dataset
+from engine.serving.bundle import load_bundle
 
 
 def tiny() -> RunConfig:

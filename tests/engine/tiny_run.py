@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from engine.config import RunConfig
-from engine.runner import RunResult, run_automlp
-from engine.sequences import SequenceData, build_sequences
-from engine.synthetic import planted_log
+from engine.core.config import RunConfig
+from engine.data.sequences import SequenceData, build_sequences
+from engine.data.synthetic import planted_log
+from engine.training.runner import RunResult, run_automlp
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,199 @@
+"""`automlp import | datasets | stats | delete`: the store from the command line.
+
+    automlp import ratings.dat --name ml-1m --items movies.dat
+    automlp import log.csv --map user=customer,item=sku,time=ordered_at --min-user 5
+    automlp import Beauty.txt --times Beauty_time.txt --items Beauty_item2attributes.json --min-user 0
+    automlp datasets
+    automlp stats ml-1m [--json]
+    automlp delete ml-1m --yes
+Every command takes `--db URL` (any SQLAlchemy URL); the default is `AUTOMLP_DB`, else the SQLite file
+in the user's data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+from engine.cli.progress_bar import ProgressBarObserver
+from engine.data.importers import FORMATS, ImportFailed, import_file
+from engine.data.run_records import mark_interrupted_runs, to_json
+from engine.data.store import (
+    Store,
+    dataset_stats,
+    default_store_url,
+    delete_dataset,
+    list_datasets,
+    open_store,
+)
+from engine.data.store_errors import StoreError, store_errors
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    """Adds `--db URL` to a (sub)command."""
+    parser.add_argument("--db", metavar="URL",
+                        help="store URL (SQLAlchemy); default: $AUTOMLP_DB or the user data directory")
+
+
+def resolve_store_url(args: argparse.Namespace) -> str:
+    """The store URL a command uses: `--db`, else `AUTOMLP_DB`, else the default SQLite file."""
+    return getattr(args, "db", None) or default_store_url()
+
+
+def open_cli_store(args: argparse.Namespace) -> Store:
+    """Opens the command's store and marks runs of dead processes `interrupted` (saying so on stderr), so
+    that no run stays falsely `running`."""
+    store = open_store(resolve_store_url(args))
+    if store.read_only:  # nothing can be marked; commands that write say why when they try
+        return store
+    with store.session() as session:
+        count = mark_interrupted_runs(session)
+    if count:
+        print(f"note: {count} run(s) left running by a process that ended are now marked interrupted; "
+              "`automlp runs` lists them and `automlp resume RUN` continues one", file=sys.stderr)
+    return store
+
+
+def add_data_commands(subparsers) -> None:
+    """Registers import, datasets, stats and delete on an argparse subparsers object."""
+    command = subparsers.add_parser("import", help="import an interaction file into the store")
+    command.add_argument("file", type=Path, help="interaction file (format detected, see --format)")
+    command.add_argument("--format", choices=FORMATS, help="override the detected format")
+    command.add_argument("--name", help="dataset name (default: the file name without extension)")
+    command.add_argument("--map", dest="mapping", metavar="ROLE=COLUMN,...",
+                         help="column mapping, e.g. user=userId,item=movieId,time=timestamp,rating=rating")
+    command.add_argument("--separator", help="override the detected separator ('tab' for a tab)")
+    command.add_argument("--encoding", help="text encoding (default utf-8; MovieLens .dat: latin-1)")
+    command.add_argument("--times", type=Path, help="token-aligned timestamps of a line-per-user file")
+    command.add_argument("--items", type=Path, nargs="+", default=[], metavar="FILE",
+                         help="item metadata: movies.dat, RecBole .item, *_item2attributes.json")
+    command.add_argument("--min-user", type=int, default=10,
+                         help="keep users with at least N interactions (default 10, as the paper; 0 keeps all)")
+    command.add_argument("--min-item", type=int, default=0, help="keep items with at least N interactions")
+    command.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_store_argument(command)
+    command.set_defaults(handler=command_import)
+
+    command = subparsers.add_parser("datasets", help="list the stored datasets")
+    add_store_argument(command)
+    command.set_defaults(handler=command_datasets)
+
+    command = subparsers.add_parser("stats", help="statistics of a stored dataset")
+    command.add_argument("name")
+    command.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_store_argument(command)
+    command.set_defaults(handler=command_stats)
+
+    command = subparsers.add_parser("delete", help="delete a stored dataset (its runs are kept)")
+    command.add_argument("name")
+    command.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_store_argument(command)
+    command.set_defaults(handler=command_delete)
+
+
+def parse_mapping(text: str | None) -> dict[str, str] | None:
+    """'user=a,item=b' -> {"user": "a", "item": "b"}; raises ImportFailed for a malformed pair."""
+    if not text:
+        return None
+    mapping = {}
+    for pair in text.split(","):
+        role, sep, column = pair.partition("=")
+        if not sep or not role.strip() or not column.strip():
+            raise ImportFailed(f"--map: {pair!r} is not ROLE=COLUMN (e.g. user=userId)")
+        mapping[role.strip()] = column.strip()
+    return mapping
+
+
+def _run(handler):
+    """Prints store and import errors as one line and returns exit status 2."""
+    def wrapped(args) -> int:
+        try:
+            return handler(args)
+        except (ImportFailed, StoreError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    return wrapped
+
+
+@_run
+def command_import(args) -> int:
+    separator = {"tab": "\t", "\\t": "\t", "space": " "}.get(args.separator, args.separator)
+    store = open_cli_store(args)
+    progress = ProgressBarObserver(quiet=args.quiet)
+    try:
+        with store.session() as session, store_errors(store):  # read-only, full: said plainly
+            report = import_file(session, args.file, name=args.name, format=args.format,
+                                 mapping=parse_mapping(args.mapping), separator=separator,
+                                 encoding=args.encoding, times_file=args.times, metadata_files=args.items,
+                                 min_user_interactions=args.min_user, min_item_interactions=args.min_item,
+                                 observer=progress)
+    finally:
+        if progress.bar is not None:
+            progress.bar.close()
+        store.close()
+    print(f"imported {report.name!r} ({report.format}): {report.interactions:,} interactions, "
+          f"{report.users:,} users, {report.items:,} items in {report.seconds:.1f} s")
+    print(f"  read {report.rows_read:,} rows; dropped {report.duplicates_dropped:,} duplicates; "
+          f"filtered {report.users_filtered:,} users, {report.items_filtered:,} items, "
+          f"{report.interactions_filtered:,} interactions")
+    return 0
+
+
+@_run
+def command_datasets(args) -> int:
+    store = open_cli_store(args)
+    with store.session() as session:
+        datasets = list_datasets(session)
+    store.close()
+    if not datasets:
+        print(f"no datasets in {store.url}; add one with `automlp import FILE`")
+        return 0
+    print(f"{'name':<24}{'users':>10}{'items':>10}{'interactions':>14}  imported")
+    for d in datasets:
+        when = datetime.datetime.fromtimestamp(d.created_at).strftime("%Y-%m-%d %H:%M")
+        print(f"{d.name:<24}{d.n_users:>10,}{d.n_items:>10,}{d.n_interactions:>14,}  {when}")
+    return 0
+
+
+@_run
+def command_stats(args) -> int:
+    store = open_cli_store(args)
+    with store.session() as session:
+        stats = dataset_stats(session, args.name)
+    store.close()
+    if args.json:
+        print(to_json(stats))
+        return 0
+    lengths, span = stats["sequence_length"], stats["time_span"]
+    print(f"{stats['name']}: {stats['users']:,} users, {stats['items']:,} items, "
+          f"{stats['interactions']:,} interactions, density {stats['density']:.4%}")
+    print(f"sequence length: min {lengths['min']}, median {lengths['median']:g}, "
+          f"mean {lengths['mean']:.1f}, max {lengths['max']}")
+    if span["first"] is not None:
+        first, last = (datetime.datetime.fromtimestamp(span[k], datetime.timezone.utc).date()
+                       for k in ("first", "last"))
+        print(f"time span: {first} to {last}")
+    else:
+        print("time span: no timestamps (file order)")
+    print("most popular items:")
+    for row in stats["popular_items"]:
+        print(f"  {row['interactions']:>8,}  {row['item']}  {row['title'] or ''}")
+    return 0
+
+
+@_run
+def command_delete(args) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise StoreError(f"deleting {args.name!r} needs --yes when not asked interactively")
+        if input(f"delete dataset {args.name!r} and its interactions? [y/N] ").strip().lower() != "y":
+            print("nothing deleted")
+            return 1
+    store = open_cli_store(args)
+    with store.session() as session:
+        delete_dataset(session, args.name)
+    store.close()
+    print(f"deleted {args.name!r}")
+    return 0

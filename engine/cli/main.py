@@ -1,0 +1,170 @@
+"""The `automlp` command line: everything the GUI does, headless.
+
+    automlp run --synthetic                      search -> retrain -> evaluate on generated data
+    automlp run interactions.csv --set lr=0.002  the same on any file `automlp import` reads
+    automlp run --dataset ml-1m --preset paper-ml1m  on a stored dataset, recorded in the store
+    automlp runs                                 the store's runs, which of them can be resumed
+    automlp resume 7                             continue run 7 from its last checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+from engine.cli.data_commands import (
+    add_data_commands,
+    add_store_argument,
+    open_cli_store,
+)
+from engine.cli.model_commands import add_model_commands
+from engine.cli.progress_bar import ProgressBarObserver
+from engine.core.config import ConfigError, RunConfig, parse_override
+from engine.core.events import Cancelled
+from engine.core.presets import PRESETS, load_preset
+from engine.data.importers import ImportFailed, read_interactions
+from engine.data.sequences import DataError, InteractionLog, build_sequences
+from engine.data.store_errors import StoreError
+from engine.serving.bundle import BundleError
+from engine.training.checkpoint import CheckpointError
+
+
+def read_log(path: Path) -> InteractionLog:
+    """Any interaction file the importers understand (format detected), without storing it."""
+    frame = read_interactions(path)
+    timestamps = frame["timestamp"].to_numpy() if "timestamp" in frame else None
+    return InteractionLog(frame["user"].to_numpy(), frame["item"].to_numpy(), timestamps, name=path.stem)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="automlp", description="AutoMLP Studio from the command line")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="search the short-term length, retrain, evaluate")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", type=Path, help="an interaction file (any format `automlp import` reads)")
+    source.add_argument("--dataset", metavar="NAME", help="a stored dataset; the run is recorded in the store")
+    source.add_argument("--synthetic", action="store_true", help="generated data with a planted lag-3 dependency")
+    add_store_argument(run)
+    run.add_argument("--preset", choices=sorted(PRESETS), help="start from a named configuration")
+    run.add_argument("--config", type=Path, help="a TOML run configuration")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one configuration key (repeatable), e.g. --set candidate_lengths=[5,10]")
+    run.add_argument("--json", type=Path, help="write every result (metrics, alpha history, losses) to this file")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(handler=command_run)
+    resume = commands.add_parser("resume", help="continue an interrupted, cancelled or failed run from its "
+                                                "last checkpoint")
+    resume.add_argument("run", type=int, metavar="RUN", help="run id (see `automlp runs`)")
+    resume.add_argument("--json", type=Path, help="write every result to this file")
+    resume.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_store_argument(resume)
+    resume.set_defaults(handler=command_resume)
+    runs = commands.add_parser("runs", help="list the store's runs")
+    runs.add_argument("--dataset", metavar="NAME", help="only the runs of this dataset")
+    add_store_argument(runs)
+    runs.set_defaults(handler=command_runs)
+    add_data_commands(commands)  # import, datasets, stats, delete (engine/cli_data.py)
+    add_model_commands(commands)  # recommend, export (engine/cli_models.py)
+    return parser
+
+
+def load_run_config(args) -> RunConfig:
+    if args.config:
+        config = RunConfig.load_toml(args.config)
+    elif args.preset:
+        config = load_preset(args.preset)
+    else:
+        config = load_preset("quick-demo") if args.synthetic else RunConfig()
+    overrides = dict(parse_override(text) for text in args.overrides)
+    return config.replace(**overrides) if overrides else config
+
+
+def command_run(args) -> int:
+    from engine.data.synthetic import planted_log
+    from engine.experiments.stored_run import run_on_dataset
+    from engine.training.runner import run_automlp
+
+    config = load_run_config(args)
+    observer = ProgressBarObserver(quiet=args.quiet)
+    if args.dataset:
+        run_id, result = run_on_dataset(open_cli_store(args), args.dataset, config, observer)
+        print(f"run {run_id} recorded in the store; its model bundle: automlp export {run_id} --out DIR")
+    else:
+        log = planted_log(seed=config.seed) if args.synthetic else read_log(args.file)
+        result = run_automlp(build_sequences(log, config.min_user_interactions), config, observer)
+    return report(result, args.json)
+
+
+def command_resume(args) -> int:
+    from engine.experiments.stored_run import resume_run
+
+    result = resume_run(open_cli_store(args), args.run, ProgressBarObserver(quiet=args.quiet))
+    print(f"run {args.run} finished; its model bundle: automlp export {args.run} --out DIR")
+    return report(result, args.json)
+
+
+def command_runs(args) -> int:
+    from engine.data.run_records import list_runs
+    from engine.experiments.stored_run import can_resume
+
+    store = open_cli_store(args)
+    with store.session() as session:
+        runs = list_runs(session, args.dataset)
+    if not runs:
+        print(f"no runs in {store.url}; start one with `automlp run --dataset NAME`")
+        return 0
+    print(f"{'run':>5}  {'dataset':<20}{'status':<13}{'k':>5}{'NDCG@10 full':>14}  started")
+    for run in runs:
+        when = datetime.datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M")
+        full = ((run.metrics or {}).get("test") or {}).get("full", {}).get("NDCG@10")
+        status = run.status + (" (resumable)" if can_resume(store, run.id, run.status) else "")
+        print(f"{run.id:>5}  {run.dataset_name[:19]:<20}{status:<13}{run.chosen_length or '-':>5}"
+              f"{'-' if full is None else f'{full:.4f}':>14}  {when}")
+    return 0
+
+
+def report(result, json_path: Path | None) -> int:
+    print(format_result(result.summary()))
+    if json_path:
+        json_path.write_text(json.dumps(result.summary(), indent=1))
+        print(f"results written to {json_path}")
+    return 0
+
+
+def format_result(summary: dict) -> str:
+    lines = [f"chosen short-term length: k = {summary['chosen_length']}"]
+    search = summary.get("search")
+    if search:
+        weights = ", ".join(f"k={k}: {w:.3f}" for k, w in search["final_weights"].items())
+        verdict = "decisive" if search["decisive"] else "WITHIN NOISE"
+        lines.append(f"softmax(alpha): {weights}  (margin {search['margin']:.3f}, noise {search['noise']:.3f}: "
+                     f"{verdict})")
+    lines.append(f"best validation epoch {summary['best_epoch']}: NDCG@10 "
+                 f"{summary['valid_metrics'].get('NDCG@10', float('nan')):.4f} [{summary['valid_protocol']}]")
+    names = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR@5", "MRR@10", "MRR@20"]
+    lines.append("test metrics".ljust(18) + "".join(n.rjust(9) for n in names))
+    for label, metrics in summary["test_metrics"].items():
+        lines.append(f"  [{label}]".ljust(18) + "".join(f"{metrics[n]:9.4f}" for n in names))
+    seconds = ", ".join(f"{phase} {s:.1f} s" for phase, s in summary["seconds"].items())
+    lines.append(f"device {summary['device']}; {seconds}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, DataError, ImportFailed, StoreError, BundleError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (Cancelled, KeyboardInterrupt):
+        print("cancelled (a run on a stored dataset keeps its last checkpoint: `automlp resume RUN` continues it)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

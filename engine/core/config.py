@@ -1,0 +1,178 @@
+"""The one configuration object of a run: a dataclass, validated, saved and loaded as TOML.
+
+The GUI form, the CLI flags (`--set key=value`) and the stored run record are all views of `RunConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import tomli_w
+
+CONFIG_VERSION = 1
+
+MODES = ("causal", "sampled", "faithful")
+LOSSES = ("ce", "bce")
+PROTOCOLS = ("full", "popularity", "uniform")
+SEARCH_ORDERS = ("first", "second")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key and the problem."""
+
+
+@dataclass
+class RunConfig:
+    # Architecture (paper section 2.3)
+    candidate_lengths: list[int] = field(default_factory=lambda: [5, 10, 20, 50, 100])  # K
+    max_length: int = 200  # T
+    num_layers: int = 2  # L
+    embedding_dim: int = 64  # D
+    sequence_hidden: int = 64  # R_s (faithful/sampled modes; causal mode ties hidden units to positions)
+    channel_hidden: int = 128  # R_c
+    dropout: float = 0.2
+    # Objective (paper section 2.4)
+    loss: str = "ce"  # "ce": softmax over all items; "bce": paper Eq. 5 with `negatives` sampled items
+    negatives: int = 1
+    # Optimisation (paper 3.5: Adam, lr 1e-3, betas 0.9/0.999; early stopping, patience 10)
+    batch_size: int = 128
+    lr: float = 3e-3  # the paper's 1e-3 needed twice the epochs for the same accuracy (BENCHMARKS.md)
+    weight_decay: float = 0.0
+    search_epochs: int = 5
+    retrain_epochs: int = 30
+    patience: int = 10
+    # Search (paper Algorithm 1, DARTS)
+    # "second": one-step unrolled W' = W - xi * grad (Eq. 7); "first": xi = 0. On MovieLens-1M both chose
+    # the same length with the same weights, and first order costs 2.5x less on a CPU (BENCHMARKS.md).
+    search_order: str = "first"
+    xi: float = 1e-3
+    arch_lr: float = 0.03  # Adam on alpha; DARTS's 3e-4 leaves alpha near uniform (DESIGN, pitfalls)
+    # Training mode (DESIGN, Training modes)
+    mode: str = "causal"
+    # Data and evaluation
+    min_user_interactions: int = 3  # leave-one-out needs one training, one validation, one test item
+    protocol: str = "full"  # "full" ranking, or 100 negatives by "popularity" (paper) or "uniform"
+    eval_negatives: int = 100
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.candidate_lengths = list(self.candidate_lengths)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ConfigError naming the first wrong key."""
+        _check_types(self)
+        k = self.candidate_lengths
+        if not k:
+            raise ConfigError("candidate_lengths: give at least one candidate short-term length")
+        if any(x <= 0 for x in k):
+            raise ConfigError(f"candidate_lengths: every length must be positive, got {k}")
+        if len(set(k)) != len(k):
+            raise ConfigError(f"candidate_lengths: lengths must be distinct, got {k}")
+        positive = ["max_length", "num_layers", "embedding_dim", "sequence_hidden", "channel_hidden",
+                    "negatives", "batch_size", "search_epochs", "retrain_epochs", "patience",
+                    "eval_negatives"]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        if max(k) > self.max_length:
+            raise ConfigError(f"candidate_lengths: {max(k)} is longer than max_length T={self.max_length}; "
+                              "a short-term window cannot exceed the sequence")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
+        for name in ("lr", "arch_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        for name in ("xi", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")
+        if self.min_user_interactions < 3:
+            raise ConfigError("min_user_interactions: leave-one-out needs at least 3 interactions per user, "
+                              f"got {self.min_user_interactions}")
+        for name, allowed in (("mode", MODES), ("loss", LOSSES), ("protocol", PROTOCOLS),
+                              ("search_order", SEARCH_ORDERS), ("device", DEVICES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+
+    @property
+    def chosen_xi(self) -> float:
+        """The unrolling step of the architecture gradient: 0 for a first-order search."""
+        return self.xi if self.search_order == "second" else 0.0
+
+    def replace(self, **changes) -> "RunConfig":
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ConfigError(f"{sorted(unknown)[0]}: unknown configuration key")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        values = dict(values)
+        version = values.pop("version", CONFIG_VERSION)
+        values.pop("description", None)  # a file's own note on what it is for
+        if not isinstance(version, int) or version > CONFIG_VERSION:
+            raise ConfigError(f"version: configuration version {version!r} is newer than this release "
+                              f"understands ({CONFIG_VERSION})")
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"{key}: unknown configuration key")
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a constructor call that validation could not catch
+            raise ConfigError(str(exc)) from exc
+
+    def save_toml(self, path: str | Path) -> None:
+        text = tomli_w.dumps({"version": CONFIG_VERSION, **self.to_dict()})
+        Path(path).write_text(text, encoding="utf-8")
+
+    @classmethod
+    def load_toml(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path.name}: not valid TOML: {exc}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path.name}: cannot be read: {exc}") from exc
+        return cls.from_dict(values)
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """`'lr=0.01'` -> `('lr', 0.01)`; the value is read as TOML, so lists and strings work too."""
+    if "=" not in text:
+        raise ConfigError(f"{text!r}: expected key=value")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word such as `mode=sampled`
+    return key, value
+
+
+def _check_types(config: RunConfig) -> None:
+    for f in fields(config):
+        value = getattr(config, f.name)
+        expected = f.type
+        if expected == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif expected == "float":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if ok:
+                setattr(config, f.name, float(value))
+        elif expected == "str":
+            ok = isinstance(value, str)
+        elif expected == "list[int]":
+            ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        else:  # pragma: no cover - a field type this checker does not know
+            raise AssertionError(f"unchecked field type {expected}")
+        if not ok:
+            raise ConfigError(f"{f.name}: expected {expected}, got {type(value).__name__} {value!r}")

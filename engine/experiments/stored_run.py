@@ -1,0 +1,156 @@
+"""A run on a stored dataset, recorded in the store: what the GUI's Start button and `automlp run
+--dataset NAME` do.
+
+create the run record -> record its curves while it trains, with a checkpoint after every epoch -> save
+the model bundle next to the store -> finish the record. A failure or a cancel marks the record `failed`
+or `cancelled` and leaves no bundle but the last checkpoint, from which `resume_run` continues the run;
+so does a run whose process was killed once the store marks it `interrupted`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+import platformdirs
+
+from engine.core.config import RunConfig
+from engine.core.events import Cancelled, Message, Observer
+from engine.data.run_records import (
+    RunRecorder,
+    add_artifact,
+    create_run,
+    fail_run,
+    finish_run,
+    get_run,
+    mark_interrupted_runs,
+    reopen_run,
+    truncate_series,
+)
+from engine.data.sequences import build_sequences
+from engine.data.store import Store, load_log
+from engine.data.store_errors import StoreError, sqlite_path
+from engine.serving.bundle import bundle_digest, save_bundle
+from engine.training.checkpoint import Checkpoint, load_checkpoint
+from engine.training.device import resolve_device
+from engine.training.runner import RunResult, check_resumable, run_automlp
+
+
+def bundle_folder(store: Store) -> Path:
+    """Where a store keeps its runs' model bundles: beside a SQLite file, else in the user data folder."""
+    path = sqlite_path(store.url)
+    if path is not None:
+        return path.resolve().parent / "runs"
+    return Path(platformdirs.user_data_dir("automlp-studio", appauthor=False)) / "runs"
+
+
+def checkpoint_file(store: Store, run_id: int) -> Path:
+    """Where a run of this store keeps its latest checkpoint (beside the bundles)."""
+    return bundle_folder(store) / f"run-{run_id}.checkpoint.safetensors"
+
+
+RESUMABLE_STATUSES = ("interrupted", "cancelled", "failed")
+
+
+def can_resume(store: Store, run_id: int, status: str | None = None) -> bool:
+    """Whether the run ended unfinished (interrupted, cancelled, failed) and left a checkpoint. Pass the
+    run's `status` when it is at hand, to spare a query."""
+    if status is None:
+        with store.session() as session:
+            status = get_run(session, run_id).status
+    return status in RESUMABLE_STATUSES and checkpoint_file(store, run_id).exists()
+
+
+def run_on_dataset(store: Store, dataset_name: str, config: RunConfig,
+                   observer: Observer | None = None) -> tuple[int, RunResult]:
+    """Runs AutoMLP on a stored dataset and records everything; returns (run id, result).
+
+    A checkpoint is kept after every epoch until the run finishes, so that `resume_run` can continue it.
+    Raises what the run raises (ConfigError, DataError, Cancelled, ...) after recording the outcome.
+    """
+    observer = observer or Observer()
+    config.validate()
+    device = resolve_device(config.device)
+    with store.session() as session:
+        log = load_log(session, dataset_name)
+    data = build_sequences(log, config.min_user_interactions)
+    with store.session() as session:
+        run_id = create_run(session, dataset_name, config.to_dict(), str(device))
+    return run_id, _record(store, run_id, data, config, observer, resume=None)
+
+
+def resume_run(store: Store, run_id: int, observer: Observer | None = None) -> RunResult:
+    """Continues an interrupted, cancelled or failed run from its last checkpoint, in the same record.
+
+    StoreError if the run finished or is running; CheckpointError if it left no usable checkpoint or its
+    dataset changed since. The result equals what the uninterrupted run would have given (same device)."""
+    observer = observer or Observer()
+    with store.session() as session:
+        mark_interrupted_runs(session)
+        run = get_run(session, run_id)
+        if run.status == "finished":
+            raise StoreError(f"run {run_id} has finished; there is nothing to resume")
+        if run.status == "running":
+            raise StoreError(f"run {run_id} is still running (process {run.pid})")
+        dataset_name = run.dataset_name
+    checkpoint = load_checkpoint(checkpoint_file(store, run_id))
+    config = RunConfig.from_dict(checkpoint.config)
+    with store.session() as session:
+        log = load_log(session, dataset_name)
+    data = build_sequences(log, config.min_user_interactions)
+    check_resumable(checkpoint, config, data.fingerprint())  # before the record changes
+    with store.session() as session:
+        reopen_run(session, run_id)
+        truncate_series(session, run_id, checkpoint.phase, checkpoint.step, checkpoint.epoch)
+    observer.emit(Message(f"resuming run {run_id} after {checkpoint.phase} epoch {checkpoint.epoch}"))
+    return _record(store, run_id, data, config, observer, resume=checkpoint)
+
+
+def _record(store: Store, run_id: int, data, config: RunConfig, observer: Observer,
+            resume: Checkpoint | None) -> RunResult:
+    """Runs (or resumes) a recorded run: curves into the store, checkpoints beside it, the bundle at the end."""
+    recorder = RunRecorder(store.session, run_id, observer)
+    checkpoint = checkpoint_file(store, run_id)
+    try:
+        result = run_automlp(data, config, recorder, checkpoint_path=checkpoint, resume=resume)
+        recorder.close()
+        path = save_bundle(result, data, bundle_folder(store) / f"run-{run_id}", overwrite=True, observer=observer)
+        with store.session() as session:
+            add_artifact(session, run_id, str(path), "bundle", bundle_digest(path))
+            finish_run(session, run_id, result.chosen_length, _final_metrics(result), sum(result.seconds.values()))
+    except BaseException as error:
+        _record_failure(store, run_id, recorder, error)
+        raise
+    checkpoint.unlink(missing_ok=True)  # the bundle now holds what matters
+    return result
+
+
+def _final_metrics(result: RunResult) -> dict:
+    summary = result.summary()
+    metrics = {"test": summary["test_metrics"], "valid": summary["valid_metrics"],
+               "valid_protocol": summary["valid_protocol"], "best_epoch": summary["best_epoch"],
+               "seconds": summary["seconds"]}
+    if "search" in summary:
+        metrics["search"] = {key: summary["search"][key]
+                             for key in ("candidates", "final_weights", "margin", "noise", "decisive", "steps")}
+    return metrics
+
+
+def _record_failure(store: Store, run_id: int, recorder: RunRecorder, error: BaseException) -> None:
+    """Ends the run's record as cancelled or failed, with the error. The store may be what failed (full,
+    read-only): the last curve points are then dropped, and a full store that cannot take the whole
+    traceback gets the one-line message. If even that cannot be written, the record stays `running` until
+    the next start marks it `interrupted`."""
+    try:
+        recorder.close()
+    except StoreError:
+        pass  # the status matters more than the last few points
+    status = "cancelled" if isinstance(error, (Cancelled, KeyboardInterrupt)) else "failed"
+    texts = ("".join(traceback.format_exception(error)).strip(), f"{type(error).__name__}: {error}"[:1000])
+    for text in texts:
+        try:
+            with store.session() as session:
+                fail_run(session, run_id, status, text)
+            return
+        except StoreError:
+            continue

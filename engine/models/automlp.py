@@ -1,0 +1,314 @@
+"""The AutoMLP model (paper section 2.3): SRSMLP layers, long- and short-term modules, the output layer.
+
+Shapes: B batch, T max length, D embedding size, M candidate lengths, N items (internal ids 1..N, 0 pads).
+
+Two forms of the sequence mixer, chosen by the training mode:
+- paper form (`faithful`, `sampled`): W1 (R_s x n), W2 (n x R_s) over the n positions of the module's
+  input, exactly Eq. 1. The short-term module for length k reads the last k positions only. Only the
+  last position's output is used: one prediction per sequence.
+- causal form (`causal`): one hidden unit per position and both maps masked lower-triangular, so that
+  position t reads only positions <= t and one pass trains the prediction at every position. The
+  short-term module for length k runs over all T positions with banded masks whose look-backs add up to
+  k - 1 across its 2L maps, so that the module as a whole sees exactly positions t-k+1..t (a band of k on
+  every map would stack to 2L(k-1)+1 positions; see DESIGN.md, Known pitfalls).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.core.config import RunConfig
+from engine.models.embedding import ItemEmbedding
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Everything needed to rebuild a model's parameters: from a RunConfig plus the data's sizes."""
+
+    n_items: int
+    candidate_lengths: tuple[int, ...]
+    max_length: int
+    num_layers: int
+    embedding_dim: int
+    sequence_hidden: int
+    channel_hidden: int
+    dropout: float
+    causal: bool
+    feature_sizes: tuple[int, ...] = ()  # vocabulary size of each item feature (without padding)
+    feature_widths: tuple[int, ...] = ()  # most values one item has, per feature
+
+    @classmethod
+    def from_config(cls, config: RunConfig, n_items: int, candidate_lengths=None, features=()) -> "ModelShape":
+        return cls(
+            n_items=n_items,
+            candidate_lengths=tuple(candidate_lengths or config.candidate_lengths),
+            max_length=config.max_length,
+            num_layers=config.num_layers,
+            embedding_dim=config.embedding_dim,
+            sequence_hidden=config.sequence_hidden,
+            channel_hidden=config.channel_hidden,
+            dropout=config.dropout,
+            causal=config.mode == "causal",
+            feature_sizes=tuple(len(f.vocabulary) for f in features),
+            feature_widths=tuple(f.values.shape[1] for f in features),
+        )
+
+
+def split_look_back(length: int, n_maps: int) -> list[int]:
+    """Spreads a window's look-back (length - 1 positions) over n_maps stacked token maps.
+
+    The receptive field of maps with look-backs a_1..a_n is 1 + sum(a_i), so the module sees exactly
+    `length` positions. The first layer's two maps take it all, so that every position of the window
+    reaches the output through one direct mixing step; deeper layers mix channels per position.
+    """
+    first = (length - 1 + 1) // 2
+    return [first, length - 1 - first] + [0] * (n_maps - 2)
+
+
+def band_mask(n: int, look_back: int) -> torch.Tensor:
+    """(n, n) mask: output t may read input s when 0 <= t - s <= look_back."""
+    offsets = torch.arange(n)[:, None] - torch.arange(n)[None, :]
+    return ((offsets >= 0) & (offsets <= look_back)).float()
+
+
+# Activations are position-major, (n, B, D): a token map is then one (n x n) @ (n x B*D) product and a
+# channel map one (n*B x D) @ (D x D') product, with no transposed copies in between.
+
+
+class MaskedTokenLinear(nn.Module):
+    """A linear map along positions whose weight is multiplied by a fixed band mask: y = (W * M) x + b."""
+
+    def __init__(self, n: int, look_back: int) -> None:
+        super().__init__()
+        mask = band_mask(n, look_back)
+        self.register_buffer("mask", mask, persistent=False)
+        bound = 1.0 / torch.sqrt(mask.sum(dim=1, keepdim=True))  # per row: the inputs it really reads
+        self.weight = nn.Parameter((torch.rand(n, n) * 2 - 1) * bound * mask)
+        self.bias = nn.Parameter(torch.zeros(n))
+
+    def forward(self, x: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
+        """x: (m_in, ...) the trailing m_in positions -> (n_out, ...) the trailing n_out outputs."""
+        m_in, n_out = x.shape[0], n_out or x.shape[0]
+        weight = (self.weight * self.mask)[-n_out:, -m_in:]
+        out = torch.addmm(self.bias[-n_out:, None], weight, x.reshape(m_in, -1))
+        return out.view(n_out, *x.shape[1:])
+
+
+class BandedTokenLinear(nn.Module):
+    """The same map as MaskedTokenLinear for a narrow band, stored as its diagonals: y_t = sum_j w[t, j] x_{t-j} + b_t.
+
+    A dense n x n product costs n^2 per channel whatever the band; the diagonals cost n (look_back + 1),
+    which makes the short-term modules of small k nearly free.
+    """
+
+    def __init__(self, n: int, look_back: int) -> None:
+        super().__init__()
+        self.look_back = look_back
+        bound = 1.0 / (look_back + 1) ** 0.5
+        self.weight = nn.Parameter((torch.rand(n, look_back + 1) * 2 - 1) * bound)
+        self.bias = nn.Parameter(torch.zeros(n))
+
+    def forward(self, x: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
+        """x: (m_in, ...) the trailing m_in positions -> (n_out, ...) the trailing n_out outputs."""
+        m_in, n_out = x.shape[0], n_out or x.shape[0]
+        column = (n_out,) + (1,) * (x.dim() - 1)
+        weight = self.weight[-n_out:]
+        out = x[m_in - n_out:] * weight[:, 0].view(column) + self.bias[-n_out:].view(column)
+        for j in range(1, self.look_back + 1):
+            start = m_in - n_out - j  # output r reads input r - j; before the first position it reads 0
+            piece = x[max(start, 0):m_in - j]
+            if start < 0:
+                piece = F.pad(piece, (0, 0) * (x.dim() - 1) + (-start, 0))
+            out = out + piece * weight[:, j].view(column)
+        return out
+
+
+# Above this many diagonals a dense masked product is faster than summing shifted copies.
+MAX_DIAGONALS = 16
+
+
+def causal_token_linear(n: int, look_back: int) -> nn.Module:
+    return BandedTokenLinear(n, look_back) if look_back + 1 <= MAX_DIAGONALS else MaskedTokenLinear(n, look_back)
+
+
+class SequenceMixer(nn.Module):
+    """Eq. 1: x + W2 g(W1 LayerNorm(x)), mixing along positions, shared by all D channels."""
+
+    def __init__(self, n_positions: int, dim: int, hidden: int, dropout: float,
+                 look_backs: tuple[int, int] | None) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.look_backs = look_backs
+        if look_backs is None:  # paper form
+            self.fc1 = nn.Linear(n_positions, hidden)
+            self.fc2 = nn.Linear(hidden, n_positions)
+        else:  # causal form: hidden unit t belongs to position t
+            self.fc1 = causal_token_linear(n_positions, look_backs[0])
+            self.fc2 = causal_token_linear(n_positions, look_backs[1])
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
+        """(m_in, B, D) trailing positions -> (n_out, B, D); the paper form always takes all n positions."""
+        n_out = n_out or x.shape[0]
+        y = self.norm(x)  # (m_in, B, D)
+        if self.look_backs is None:
+            flat = y.reshape(y.shape[0], -1)  # (n, B*D)
+            hidden = F.gelu(torch.addmm(self.fc1.bias[:, None], self.fc1.weight, flat))  # (R_s, B*D)
+            y = torch.addmm(self.fc2.bias[:, None], self.fc2.weight, hidden).view(x.shape)[-n_out:]
+        else:
+            hidden_rows = min(n_out + self.look_backs[1], x.shape[0])  # what fc2's n_out outputs read
+            y = self.fc2(F.gelu(self.fc1(y, hidden_rows)), n_out)  # (n_out, B, D)
+        return x[-n_out:] + self.dropout(y)
+
+
+class ChannelMixer(nn.Module):
+    """Eq. 2: x + W4 g(W3 LayerNorm(x)), mixing along the embedding, per position."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., D)
+        # Dropout on each block's output only: on a CPU, drawing the masks cost a quarter of a training
+        # step when the hidden activations were dropped too (profiled on MovieLens-1M).
+        return x + self.dropout(self.fc2(F.gelu(self.fc1(self.norm(x)))))
+
+
+class SRSMLP(nn.Module):
+    """A stack of L SRSMLP layers (sequence mixer then channel mixer) over `n_positions` positions.
+
+    `window` is None for the paper form, or the causal receptive field of the whole stack (T for the
+    long-term module, k for a short-term module).
+    """
+
+    def __init__(self, n_positions: int, shape: ModelShape, window: int | None) -> None:
+        super().__init__()
+        look_backs = None if window is None else split_look_back(window, 2 * shape.num_layers)
+        self.sequence_mixers = nn.ModuleList()
+        self.channel_mixers = nn.ModuleList()
+        for layer in range(shape.num_layers):
+            pair = None if look_backs is None else (look_backs[2 * layer], look_backs[2 * layer + 1])
+            self.sequence_mixers.append(SequenceMixer(n_positions, shape.embedding_dim, shape.sequence_hidden,
+                                                      shape.dropout, pair))
+            self.channel_mixers.append(ChannelMixer(shape.embedding_dim, shape.channel_hidden, shape.dropout))
+        # In the causal form, how many trailing positions each layer must produce so that the last
+        # position's output is exact: what `last()` computes instead of all n.
+        self._trailing = None
+        if look_backs is not None:
+            needed, self._trailing = 1, []
+            for layer in reversed(range(shape.num_layers)):
+                self._trailing.insert(0, needed)
+                needed += look_backs[2 * layer] + look_backs[2 * layer + 1]
+            self._receptive_field = needed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (n, B, D) -> (n, B, D)
+        for sequence_mixer, channel_mixer in zip(self.sequence_mixers, self.channel_mixers):
+            x = channel_mixer(sequence_mixer(x))
+        return x
+
+    def last(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, B, D) -> (B, D): the output at the last position only.
+
+        In the causal form it reads only the receptive field and computes only the rows the next layer
+        needs (for T = 200 a small fraction of the products); the paper form needs every position.
+        """
+        if self._trailing is None:
+            return self.forward(x)[-1]
+        x = x[-self._receptive_field:]
+        for sequence_mixer, channel_mixer, rows in zip(self.sequence_mixers, self.channel_mixers, self._trailing):
+            x = channel_mixer(sequence_mixer(x, rows))
+        return x[-1]
+
+
+class AutoMLP(nn.Module):
+    """Long-term module, one short-term module per candidate length, architecture weights, output layer.
+
+    Follows RecBole's interface: `predict`-style scoring via `score`, and DARTS's split between
+    `arch_parameters()` (alpha) and `network_parameters()` (everything else).
+    """
+
+    def __init__(self, shape: ModelShape) -> None:
+        super().__init__()
+        self.shape = shape
+        T, D = shape.max_length, shape.embedding_dim
+        self.items = ItemEmbedding(shape)
+        self.input_dropout = nn.Dropout(shape.dropout)
+        self.long_term = SRSMLP(T, shape, window=T if shape.causal else None)
+        self.short_term = nn.ModuleList(
+            SRSMLP(T if shape.causal else k, shape, window=k if shape.causal else None)
+            for k in shape.candidate_lengths)
+        # alpha exists only when there is something to choose (search); retraining keeps one candidate.
+        m = len(shape.candidate_lengths)
+        self.alpha = nn.Parameter(torch.zeros(m)) if m > 1 else None
+        self.output_norm = nn.LayerNorm(2 * D)
+        self.output = nn.Linear(2 * D, D)  # W_o (D x 2D), b_o
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [] if self.alpha is None else [self.alpha]
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if name != "alpha"]
+
+    def candidate_weights(self) -> torch.Tensor:  # (M,) softmax(alpha), Eq. 3
+        if self.alpha is None:
+            return torch.ones(1, device=self.output.weight.device)
+        return torch.softmax(self.alpha, dim=0)
+
+    def joint(self, sequences: torch.Tensor, all_positions: bool = False) -> torch.Tensor:
+        """LayerNorm([x_s ; x_l]) for each sequence: (B, 2D), or (B, T, 2D) with all_positions (causal)."""
+        if all_positions and not self.shape.causal:
+            raise ValueError("all_positions needs the causal form of the model")
+        x = self.input_dropout(self.items.all_items()[sequences.T])  # (T, B, D)
+
+        def run(module: SRSMLP, inputs: torch.Tensor) -> torch.Tensor:
+            return module(inputs) if all_positions else module.last(inputs)  # (T, B, D) or (B, D)
+
+        x_long = run(self.long_term, x)
+        x_short = 0
+        for weight, module, k in zip(self.candidate_weights(), self.short_term, self.shape.candidate_lengths):
+            x_short = x_short + weight * run(module, x if self.shape.causal else x[-k:])
+        z = self.output_norm(torch.cat([x_short, x_long], dim=-1))  # Eq. 4: [x_s ; x_l]
+        return z.transpose(0, 1) if all_positions else z
+
+    def hidden(self, sequences: torch.Tensor, all_positions: bool = False) -> torch.Tensor:
+        """h = W_o LayerNorm([x_s ; x_l]) + b_o: (B, D), or (B, T, D) with all_positions."""
+        return self.output(self.joint(sequences, all_positions))
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.items.scores(hidden)
+
+    def forward(self, sequences: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, N + 1)
+        return self.score(self.hidden(sequences))
+
+    def contributions(self, sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Exact split of every score into long-term, short-term and bias parts: each (B, N + 1).
+
+        With W_o = [W_s | W_l] and z = [z_s ; z_l]: r_i = (W_s z_s).E_i + (W_l z_l).E_i + b_o.E_i.
+        Column 0 (padding) is 0 in every part.
+        """
+        D = self.shape.embedding_dim
+        z = self.joint(sequences)  # (B, 2D)
+        items = self.items.all_items()  # (N + 1, D)
+        weight = self.output.weight  # (D, 2D)
+        short = (z[:, :D] @ weight[:, :D].T) @ items.T
+        long = (z[:, D:] @ weight[:, D:].T) @ items.T
+        bias = (self.output.bias @ items.T).expand_as(long)
+        return long, short, bias
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_model(shape: ModelShape, features=(), device: torch.device | str = "cpu") -> AutoMLP:
+    """A fresh model on `device`, with the data's item feature values loaded."""
+    model = AutoMLP(shape).to(device)
+    model.items.set_feature_values([torch.as_tensor(f.values) for f in features])
+    return model

@@ -1,0 +1,101 @@
+"""Training batches for each mode, validation batches for the search, and the loss of a batch.
+
+Training modes (DESIGN.md, Training modes):
+- `causal`: each epoch, one window per user ending at a random point of its training sequence; the
+  causal model predicts the next item at every position of the window in one pass.
+- `sampled`: each epoch, one random prefix per user, predicted at its last position (the paper's model).
+- `faithful`: every prefix of every training sequence is a sample, as the paper and RecBole train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.core.config import RunConfig
+from engine.data.sequences import DataError, SequenceData, window_batch
+from engine.models.automlp import AutoMLP
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor  # (B, T) left-padded item ids
+    targets: torch.Tensor  # (B,) next item after the last position, or (B, T) at every position (0 = none)
+
+
+def _trainable_users(data: SequenceData) -> np.ndarray:
+    """Users whose training sequence (all but the last two items) has at least one (input, next) pair."""
+    return np.flatnonzero(data.lengths - 2 >= 2)
+
+
+def steps_per_epoch(data: SequenceData, config: RunConfig) -> int:
+    users = _trainable_users(data)
+    samples = int((data.lengths[users] - 3).sum()) if config.mode == "faithful" else len(users)
+    return -(-samples // config.batch_size)
+
+
+def training_batches(data: SequenceData, config: RunConfig, rng: np.random.Generator,
+                     device: torch.device) -> list[Batch]:
+    """One epoch of training batches for the configured mode, shuffled by `rng`."""
+    T = config.max_length
+    users = _trainable_users(data)
+    if len(users) == 0:
+        raise DataError(f"{data.name}: no user has a training sequence of two or more items "
+                        "(each user needs at least 4 interactions to train)")
+    starts = data.offsets[users]
+    train_lengths = data.lengths[users] - 2
+    if config.mode == "faithful":
+        # Every prefix: (user, e) for e in 1..n_train-1 predicts item e from items [0, e).
+        repeat = train_lengths - 1
+        sample_starts = np.repeat(starts, repeat)
+        ends = np.concatenate([np.arange(1, n) for n in train_lengths]) + sample_starts
+    else:
+        sample_starts = starts
+        ends = starts + rng.integers(1, train_lengths)  # e uniform in [1, n_train - 1]
+    order = rng.permutation(len(ends))
+    batches = []
+    for first in range(0, len(order), config.batch_size):
+        pick = order[first:first + config.batch_size]
+        s, e = sample_starts[pick], ends[pick]
+        inputs = window_batch(data.items, s, e, T)
+        if config.mode == "causal":
+            targets = window_batch(data.items, s + 1, e + 1, T)
+        else:
+            targets = data.items[e]
+        batches.append(Batch(torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)))
+    return batches
+
+
+def validation_batches(data: SequenceData, config: RunConfig, rng: np.random.Generator,
+                       device: torch.device) -> Iterator[Batch]:
+    """Shuffled minibatches of (validation input, validation target), for the search's alpha steps;
+    endless: a new permutation of the users each pass. Take a fresh stream each epoch, so that the
+    random state at an epoch's end is all a checkpoint needs to resume the next epoch exactly."""
+    targets = data.targets("valid")
+    while True:
+        order = rng.permutation(data.n_users)
+        for first in range(0, len(order), config.batch_size):
+            users = order[first:first + config.batch_size]
+            inputs = data.histories("valid", config.max_length, users)
+            yield Batch(torch.from_numpy(inputs).to(device), torch.from_numpy(targets[users]).to(device))
+
+
+def batch_loss(model: AutoMLP, batch: Batch, config: RunConfig) -> torch.Tensor:
+    """Mean next-item loss of a batch: softmax cross-entropy over all items (`ce`) or paper Eq. 5 (`bce`)."""
+    if batch.targets.dim() == 2:  # every position (causal)
+        hidden = model.hidden(batch.inputs, all_positions=True)  # (B, T, D)
+        present = batch.targets > 0
+        hidden, targets = hidden[present], batch.targets[present]  # (n, D), (n,)
+    else:
+        hidden, targets = model.hidden(batch.inputs), batch.targets  # (B, D), (B,)
+    if config.loss == "ce":
+        return F.cross_entropy(model.score(hidden), targets)
+    items = model.items.all_items()  # (N + 1, D)
+    negatives = torch.randint(1, items.shape[0], (len(targets), config.negatives), device=targets.device)
+    positive = (hidden * items[targets]).sum(-1)  # (n,)
+    negative = (hidden[:, None, :] * items[negatives]).sum(-1)  # (n, negatives)
+    return -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1)).mean()

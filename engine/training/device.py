@@ -1,0 +1,26 @@
+"""Where a run computes (CPU or CUDA) and the seed its random streams start from."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.core.config import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is CUDA when torch sees a GPU, else the CPU; `cuda` without a GPU is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        built = "with" if torch.backends.cuda.is_built() else "without"
+        raise ConfigError(f"device: cuda was asked for, but torch {torch.__version__} (built {built} CUDA) "
+                          "sees no GPU; use device = \"auto\" or \"cpu\"")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"device: {name!r} is not one of auto, cpu, cuda")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
