@@ -102,12 +102,18 @@ class SequenceData:
         last = self.offsets[1:] - 1
         return self.items[last - 1] if split == "valid" else self.items[last]
 
-    def histories(self, split: str, max_length: int, users: np.ndarray | None = None) -> np.ndarray:
-        """(n, max_length) left-padded inputs of a split for the given users (default: all)."""
+    def histories(self, split: str, max_length: int, users: np.ndarray | None = None, trim: bool = False) -> np.ndarray:
+        """(n, max_length) left-padded inputs of a split for the given users (default: all); with `trim`,
+        only as many columns as the longest of them needs (`cut_width`): the model scores both alike."""
         users = np.arange(self.n_users) if users is None else np.asarray(users)
         cut = 2 if split in ("train", "valid") else 1
-        ends = self.offsets[users + 1] - cut
-        return window_batch(self.items, self.offsets[users], ends, max_length)
+        starts, ends = self.offsets[users], self.offsets[users + 1] - cut
+        width = cut_width(ends - starts, max_length) if trim else max_length
+        return window_batch(self.items, starts, ends, width)
+
+    def history_lengths(self, split: str) -> np.ndarray:
+        """(n_users,) the number of items in each user's input sequence of a split."""
+        return self.lengths - (2 if split in ("train", "valid") else 1)
 
     def item_popularity(self) -> np.ndarray:
         """(n_items + 1,) interaction count of every internal item id (index 0, padding, is 0)."""
@@ -121,6 +127,32 @@ class SequenceData:
         digest.update("\x1f".join(map(str, self.item_ids)).encode())
         digest.update("\x1f".join(map(str, self.user_ids)).encode())
         return digest.hexdigest()
+
+
+# Batches are cut to their longest real window rounded up to this many positions: widths then repeat
+# from batch to batch (allocator and kernel caches reuse them) while wasting under 8 positions a row.
+WIDTH_MULTIPLE = 8
+
+
+def cut_width(real_lengths: np.ndarray, max_length: int) -> int:
+    """The columns a batch needs: its longest window (at most max_length), rounded up to WIDTH_MULTIPLE."""
+    longest = int(np.minimum(real_lengths, max_length).max(initial=1))
+    return min(max_length, -(-max(longest, 1) // WIDTH_MULTIPLE) * WIDTH_MULTIPLE)
+
+
+def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+                           group: int = 50) -> list[np.ndarray]:
+    """Indices 0..n-1 in shuffled batches of similar lengths: shuffle, sort each run of `group` batches'
+    worth by length, cut it into batches, and shuffle the batches. A batch cut to its longest window
+    then computes few padding positions, while every epoch still sees a fresh order."""
+    order = rng.permutation(len(lengths))
+    span = batch_size * group
+    batches = []
+    for first in range(0, len(order), span):
+        chunk = order[first:first + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def window_batch(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:

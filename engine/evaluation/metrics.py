@@ -98,10 +98,13 @@ def evaluate(model, data: SequenceData, split: str, protocol: str = "full", nega
     sampled = None if protocol == "full" else sample_negatives(data, negatives, protocol, seed)
     cut = 2 if split == "valid" else 1
     ranks = []
+    # Users in order of history length, each batch cut to its longest history: the same scores as
+    # batches padded to T (the models ignore padding), computing almost only real positions.
+    by_length = np.argsort(data.history_lengths(split), kind="stable")
     for start in range(0, data.n_users, batch_size):
         observer.check()
-        users = np.arange(start, min(start + batch_size, data.n_users))
-        inputs = torch.from_numpy(data.histories(split, T, users)).to(device)
+        users = by_length[start:start + batch_size]
+        inputs = torch.from_numpy(data.histories(split, T, users, trim=True)).to(device)
         scores = model(inputs)  # (B, N + 1)
         target = torch.from_numpy(targets[users]).to(device)
         if sampled is None:

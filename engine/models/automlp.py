@@ -119,8 +119,10 @@ class BandedTokenLinear(nn.Module):
         weight = self.weight[-n_out:]
         out = x[m_in - n_out:] * weight[:, 0].view(column) + self.bias[-n_out:].view(column)
         for j in range(1, self.look_back + 1):
-            start = m_in - n_out - j  # output r reads input r - j; before the first position it reads 0
-            piece = x[max(start, 0):m_in - j]
+            start, end = m_in - n_out - j, m_in - j  # output r reads input r - j; before position 0 it reads 0
+            if end <= 0:
+                break  # this diagonal and the longer ones read only positions before the input
+            piece = x[max(start, 0):end]
             if start < 0:
                 piece = F.pad(piece, (0, 0) * (x.dim() - 1) + (-start, 0))
             out = out + piece * weight[:, j].view(column)
@@ -133,6 +135,15 @@ MAX_DIAGONALS = 16
 
 def causal_token_linear(n: int, look_back: int) -> nn.Module:
     return BandedTokenLinear(n, look_back) if look_back + 1 <= MAX_DIAGONALS else MaskedTokenLinear(n, look_back)
+
+
+def _trailing(real: torch.Tensor | None, rows: int) -> torch.Tensor | None:
+    return None if real is None else real[-rows:]
+
+
+def _keep(x: torch.Tensor, real: torch.Tensor | None, rows: int | None = None) -> torch.Tensor:
+    """x with its padding positions zeroed; `real` covers x's trailing positions (the last `rows` of it)."""
+    return x if real is None else x * real[-(rows or x.shape[0]):]
 
 
 class SequenceMixer(nn.Module):
@@ -151,18 +162,27 @@ class SequenceMixer(nn.Module):
             self.fc2 = causal_token_linear(n_positions, look_backs[1])
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
-        """(m_in, B, D) trailing positions -> (n_out, B, D); the paper form always takes all n positions."""
-        n_out = n_out or x.shape[0]
-        y = self.norm(x)  # (m_in, B, D)
+    def forward(self, x: torch.Tensor, real: torch.Tensor | None = None, n_out: int | None = None) -> torch.Tensor:
+        """(m_in, B, D) trailing positions -> (n_out, B, D); `real` (m_in, B, 1) is 1 at items, 0 at padding
+        (None: no padding).
+
+        Padding positions are zero on the way in and out, and so are their hidden units, so that they
+        contribute nothing: the output does not depend on how much leading padding a sequence has, and
+        a batch may be cut to its longest real window (the maps take their trailing rows and columns).
+        """
+        m_in = x.shape[0]
+        n_out = n_out or m_in
+        y = _keep(self.norm(x), real)  # (m_in, B, D): LayerNorm would give padding its bias beta
         if self.look_backs is None:
-            flat = y.reshape(y.shape[0], -1)  # (n, B*D)
-            hidden = F.gelu(torch.addmm(self.fc1.bias[:, None], self.fc1.weight, flat))  # (R_s, B*D)
-            y = torch.addmm(self.fc2.bias[:, None], self.fc2.weight, hidden).view(x.shape)[-n_out:]
+            flat = y.reshape(m_in, -1)  # (m_in, B*D)
+            fc1_weight, fc2_weight = self.fc1.weight[:, -m_in:], self.fc2.weight[-m_in:]
+            hidden = F.gelu(torch.addmm(self.fc1.bias[:, None], fc1_weight, flat))  # (R_s, B*D)
+            y = torch.addmm(self.fc2.bias[-m_in:, None], fc2_weight, hidden).view(x.shape)[-n_out:]
         else:
-            hidden_rows = min(n_out + self.look_backs[1], x.shape[0])  # what fc2's n_out outputs read
-            y = self.fc2(F.gelu(self.fc1(y, hidden_rows)), n_out)  # (n_out, B, D)
-        return x[-n_out:] + self.dropout(y)
+            hidden_rows = min(n_out + self.look_backs[1], m_in)  # what fc2's n_out outputs read
+            hidden = _keep(F.gelu(self.fc1(y, hidden_rows)), real, hidden_rows)  # unit t is position t's
+            y = self.fc2(hidden, n_out)  # (n_out, B, D)
+        return _keep(x[-n_out:] + self.dropout(y), real, n_out)
 
 
 class ChannelMixer(nn.Module):
@@ -175,10 +195,10 @@ class ChannelMixer(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., D)
+    def forward(self, x: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:  # (n, B, D) -> (n, B, D)
         # Dropout on each block's output only: on a CPU, drawing the masks cost a quarter of a training
         # step when the hidden activations were dropped too (profiled on MovieLens-1M).
-        return x + self.dropout(self.fc2(F.gelu(self.fc1(self.norm(x)))))
+        return _keep(x + self.dropout(self.fc2(F.gelu(self.fc1(self.norm(x))))), real)
 
 
 class SRSMLP(nn.Module):
@@ -208,22 +228,23 @@ class SRSMLP(nn.Module):
                 needed += look_backs[2 * layer] + look_backs[2 * layer + 1]
             self._receptive_field = needed
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (n, B, D) -> (n, B, D)
+    def forward(self, x: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:  # (n, B, D) -> (n, B, D)
         for sequence_mixer, channel_mixer in zip(self.sequence_mixers, self.channel_mixers):
-            x = channel_mixer(sequence_mixer(x))
+            x = channel_mixer(sequence_mixer(x, real), real)
         return x
 
-    def last(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, B, D) -> (B, D): the output at the last position only.
+    def last(self, x: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, B, D), (n, B, 1) -> (B, D): the output at the last position only.
 
         In the causal form it reads only the receptive field and computes only the rows the next layer
         needs (for T = 200 a small fraction of the products); the paper form needs every position.
         """
         if self._trailing is None:
-            return self.forward(x)[-1]
+            return self.forward(x, real)[-1]
         x = x[-self._receptive_field:]
         for sequence_mixer, channel_mixer, rows in zip(self.sequence_mixers, self.channel_mixers, self._trailing):
-            x = channel_mixer(sequence_mixer(x, rows))
+            rows = min(rows, x.shape[0])  # a cut batch may have fewer positions than the field
+            x = channel_mixer(sequence_mixer(x, _trailing(real, x.shape[0]), rows), _trailing(real, rows))
         return x[-1]
 
 
@@ -262,18 +283,32 @@ class AutoMLP(nn.Module):
         return torch.softmax(self.alpha, dim=0)
 
     def joint(self, sequences: torch.Tensor, all_positions: bool = False) -> torch.Tensor:
-        """LayerNorm([x_s ; x_l]) for each sequence: (B, 2D), or (B, T, 2D) with all_positions (causal)."""
+        """LayerNorm([x_s ; x_l]) for each sequence: (B, 2D), or (B, T', 2D) with all_positions (causal).
+
+        `sequences` (B, T') are left-padded item ids, T' <= T: a batch cut to its longest real history
+        scores exactly as the same batch padded to T (padding contributes nothing).
+        """
         if all_positions and not self.shape.causal:
             raise ValueError("all_positions needs the causal form of the model")
-        x = self.input_dropout(self.items.all_items()[sequences.T])  # (T, B, D)
+        if sequences.shape[1] > self.shape.max_length:
+            raise ValueError(f"sequences of {sequences.shape[1]} positions; the model reads at most "
+                             f"{self.shape.max_length}")
+        positions = sequences.T  # (T', B)
+        real = (positions > 0).unsqueeze(-1).to(self.output.weight.dtype)  # (T', B, 1)
+        x = self.input_dropout(self.items.all_items()[positions])  # (T', B, D)
 
-        def run(module: SRSMLP, inputs: torch.Tensor) -> torch.Tensor:
-            return module(inputs) if all_positions else module.last(inputs)  # (T, B, D) or (B, D)
+        def run(module: SRSMLP, inputs: torch.Tensor, inputs_real: torch.Tensor) -> torch.Tensor:
+            if all_positions:
+                return module(inputs, inputs_real)  # (T', B, D)
+            return module.last(inputs, inputs_real)  # (B, D)
 
-        x_long = run(self.long_term, x)
+        x_long = run(self.long_term, x, real)
         x_short = 0
         for weight, module, k in zip(self.candidate_weights(), self.short_term, self.shape.candidate_lengths):
-            x_short = x_short + weight * run(module, x if self.shape.causal else x[-k:])
+            if self.shape.causal:
+                x_short = x_short + weight * run(module, x, real)
+            else:  # the paper's short-term module reads the last k positions (or all, if fewer)
+                x_short = x_short + weight * run(module, x[-k:], real[-k:])
         z = self.output_norm(torch.cat([x_short, x_long], dim=-1))  # Eq. 4: [x_s ; x_l]
         return z.transpose(0, 1) if all_positions else z
 

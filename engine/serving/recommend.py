@@ -203,7 +203,7 @@ def recommend(model: AutoMLP, data: SequenceData, user_external_id, n: int = 10,
     cut = 2 if split == "valid" else 1
     device = _device(model)
     T = model.shape.max_length
-    sequences = torch.from_numpy(data.histories(split, T, np.array([user]))).to(device)
+    sequences = torch.from_numpy(data.histories(split, T, np.array([user]), trim=True)).to(device)
     scores, long, short, bias = score_parts(model, sequences)
     target = torch.tensor([data.target(user, split)], device=device)
     if exclude_history:
@@ -277,7 +277,7 @@ def recommend_all_to_csv(model: AutoMLP, data: SequenceData, path: str | Path, n
             for step, start in enumerate(range(0, data.n_users, batch_size), start=1):
                 observer.check()
                 users = np.arange(start, min(start + batch_size, data.n_users))
-                sequences = torch.from_numpy(data.histories(split, T, users)).to(device)
+                sequences = torch.from_numpy(data.histories(split, T, users, trim=True)).to(device)
                 z = model.joint(sequences)  # (B, 2D)
                 scores = model.score(model.output(z))  # (B, N + 1)
                 target = torch.from_numpy(targets[users]).to(device)
@@ -327,7 +327,7 @@ def user_table(model: AutoMLP, data: SequenceData, n: int = 10, exclude_history:
     for start in range(0, data.n_users, batch_size):
         observer.check()
         users = np.arange(start, min(start + batch_size, data.n_users))
-        sequences = torch.from_numpy(data.histories(split, T, users)).to(device)
+        sequences = torch.from_numpy(data.histories(split, T, users, trim=True)).to(device)
         scores = model.score(model.output(model.joint(sequences)))
         target = torch.from_numpy(targets[users]).to(device)
         if exclude_history:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.core.config import RunConfig
-from engine.data.sequences import DataError, SequenceData, window_batch
+from engine.data.sequences import DataError, SequenceData, cut_width, length_grouped_batches, window_batch
 from engine.models.automlp import AutoMLP
 
 
@@ -56,14 +56,13 @@ def training_batches(data: SequenceData, config: RunConfig, rng: np.random.Gener
     else:
         sample_starts = starts
         ends = starts + rng.integers(1, train_lengths)  # e uniform in [1, n_train - 1]
-    order = rng.permutation(len(ends))
     batches = []
-    for first in range(0, len(order), config.batch_size):
-        pick = order[first:first + config.batch_size]
+    for pick in length_grouped_batches(np.minimum(ends - sample_starts, T), config.batch_size, rng):
         s, e = sample_starts[pick], ends[pick]
-        inputs = window_batch(data.items, s, e, T)
+        width = cut_width(e - s, T)  # only the real positions (and < 8 of padding a row)
+        inputs = window_batch(data.items, s, e, width)
         if config.mode == "causal":
-            targets = window_batch(data.items, s + 1, e + 1, T)
+            targets = window_batch(data.items, s + 1, e + 1, width)
         else:
             targets = data.items[e]
         batches.append(Batch(torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)))
@@ -76,11 +75,10 @@ def validation_batches(data: SequenceData, config: RunConfig, rng: np.random.Gen
     endless: a new permutation of the users each pass. Take a fresh stream each epoch, so that the
     random state at an epoch's end is all a checkpoint needs to resume the next epoch exactly."""
     targets = data.targets("valid")
+    lengths = data.history_lengths("valid")
     while True:
-        order = rng.permutation(data.n_users)
-        for first in range(0, len(order), config.batch_size):
-            users = order[first:first + config.batch_size]
-            inputs = data.histories("valid", config.max_length, users)
+        for users in length_grouped_batches(lengths, config.batch_size, rng):
+            inputs = data.histories("valid", config.max_length, users, trim=True)
             yield Batch(torch.from_numpy(inputs).to(device), torch.from_numpy(targets[users]).to(device))
 
 

@@ -36,7 +36,7 @@ def test_sequence_mixer_equals_equation_1_by_hand():
         column = normed[:, 0, d]
         hidden = F.gelu(mixer.fc1.weight @ column + mixer.fc1.bias)
         expected[:, 0, d] = x[:, 0, d] + mixer.fc2.weight @ hidden + mixer.fc2.bias
-    assert torch.allclose(mixer(x), expected, atol=1e-6)
+    assert torch.allclose(mixer(x, torch.ones(*x.shape[:2], 1)), expected, atol=1e-6)
 
 
 def test_channel_mixer_equals_equation_2_by_hand():
@@ -47,7 +47,7 @@ def test_channel_mixer_equals_equation_2_by_hand():
     for t in range(2):  # Eq. 2 row by row: x^t + W4 g(W3 LayerNorm(x^t))
         row = F.layer_norm(x[t, 0], (3,), mixer.norm.weight, mixer.norm.bias)
         expected[t, 0] = x[t, 0] + mixer.fc2.weight @ F.gelu(mixer.fc1.weight @ row + mixer.fc1.bias) + mixer.fc2.bias
-    assert torch.allclose(mixer(x), expected, atol=1e-6)
+    assert torch.allclose(mixer(x, torch.ones(*x.shape[:2], 1)), expected, atol=1e-6)
 
 
 def test_band_mask_allows_only_the_look_back():
@@ -66,11 +66,12 @@ def test_every_module_keeps_its_shape(mode):
     shape = small_shape(mode)
     model = AutoMLP(shape)
     x = torch.randn(8, 3, 4)  # (T, B, D)
-    assert model.long_term(x).shape == (8, 3, 4)
-    assert model.long_term.last(x).shape == (3, 4)
+    real = torch.ones(8, 3, 1)
+    assert model.long_term(x, real).shape == (8, 3, 4)
+    assert model.long_term.last(x, real).shape == (3, 4)
     for k, module in zip(shape.candidate_lengths, model.short_term):
         window = x if shape.causal else x[-k:]
-        assert module(window).shape == window.shape
+        assert module(window, real[-len(window):]).shape == window.shape
     sequences = torch.randint(0, 13, (3, 8))
     assert model.joint(sequences).shape == (3, 8)
     assert model.hidden(sequences).shape == (3, 4)
@@ -199,3 +200,54 @@ def test_item_features_are_fused_with_the_id_embedding():
     with torch.no_grad():
         model.items.features[0].weight[1] += 1.0
     assert not torch.allclose(model.items.all_items(), vectors)
+
+
+def _padded(histories: list[list[int]], width: int) -> torch.Tensor:
+    rows = [[0] * (width - len(h)) + h for h in histories]
+    return torch.tensor(rows, dtype=torch.long)
+
+
+HISTORIES = [[3], [5, 7], [1, 2, 3, 4], [9, 8, 7, 6, 5, 4, 3]]
+
+
+@pytest.mark.parametrize("mode", ["causal", "sampled", "faithful"])
+def test_scores_do_not_depend_on_how_much_leading_padding_a_history_has(mode):
+    torch.manual_seed(0)
+    model = AutoMLP(small_shape(mode)).eval()  # T = 8
+    with torch.no_grad():
+        full = model(_padded(HISTORIES, 8))
+        assert torch.allclose(model(_padded(HISTORIES, 7)), full, atol=1e-5)  # the longest has 7 items
+        for row, history in enumerate(HISTORIES):  # each history alone, cut to its own length
+            alone = model(_padded([history], len(history)))
+            assert torch.allclose(alone, full[row:row + 1], atol=1e-5)
+
+
+def test_every_position_of_a_cut_causal_window_is_scored_as_in_the_padded_window():
+    torch.manual_seed(0)
+    model = AutoMLP(small_shape("causal")).eval()
+    with torch.no_grad():
+        full = model.hidden(_padded(HISTORIES, 8), all_positions=True)  # (B, 8, D)
+        cut = model.hidden(_padded(HISTORIES, 7), all_positions=True)  # (B, 7, D)
+    real = _padded(HISTORIES, 7) > 0
+    assert torch.allclose(cut[real], full[:, 1:][real], atol=1e-5)
+
+
+def test_training_gradients_do_not_depend_on_leading_padding():
+    torch.manual_seed(0)
+    model = AutoMLP(small_shape("causal"))  # dropout 0: the two passes see the same function
+    losses = []
+    for width in (8, 7):
+        model.zero_grad()
+        hidden = model.hidden(_padded(HISTORIES, width), all_positions=True)
+        real = _padded(HISTORIES, width) > 0
+        loss = model.score(hidden[real]).log_softmax(-1)[:, 1].sum()
+        loss.backward()
+        losses.append((loss.item(), model.output.weight.grad.clone()))
+    assert losses[0][0] == pytest.approx(losses[1][0], abs=1e-4)
+    assert torch.allclose(losses[0][1], losses[1][1], atol=1e-5)
+
+
+def test_a_history_longer_than_the_model_reads_is_refused():
+    model = AutoMLP(small_shape("causal"))
+    with pytest.raises(ValueError, match="at most 8"):
+        model(torch.ones(1, 9, dtype=torch.long))

@@ -149,3 +149,17 @@ def test_the_same_seed_trains_the_same_weights_on_cpu(data):
     first = train_baseline(data, tiny(retrain_epochs=1))
     second = train_baseline(data, tiny(retrain_epochs=1))
     assert np.allclose(first.model.positions.weight.detach(), second.model.positions.weight.detach())
+
+
+def test_sasrec_scores_do_not_depend_on_leading_padding():
+    import torch
+
+    from engine.models.sasrec import SASRec, SASRecShape
+    torch.manual_seed(0)
+    model = SASRec(SASRecShape(n_items=12, max_length=8, num_layers=2, embedding_dim=4, ffn_hidden=6,
+                               num_heads=1, dropout=0.0)).eval()
+    histories = [[3], [5, 7], [9, 8, 7, 6, 5, 4, 3]]
+    with torch.no_grad():
+        full = model(torch.tensor([[0] * (8 - len(h)) + h for h in histories]))
+        for row, history in enumerate(histories):
+            assert torch.allclose(model(torch.tensor([history])), full[row:row + 1], atol=1e-5)

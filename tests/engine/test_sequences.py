@@ -76,3 +76,30 @@ def test_fingerprint_changes_with_the_data():
     b = build_sequences(InteractionLog(users=[1, 1, 1], items=[1, 3, 2]))
     assert a.fingerprint() != b.fingerprint()
     assert a.fingerprint() == build_sequences(InteractionLog(users=[1, 1, 1], items=[1, 2, 3])).fingerprint()
+
+
+def test_a_batch_is_cut_to_its_longest_window_rounded_up_to_eight():
+    from engine.data.sequences import cut_width
+    assert cut_width(np.array([1, 3, 5]), 200) == 8
+    assert cut_width(np.array([9, 2]), 200) == 16
+    assert cut_width(np.array([300]), 200) == 200
+    assert cut_width(np.array([3]), 5) == 5
+
+
+def test_length_grouped_batches_cover_every_index_once_in_batches_of_similar_length():
+    from engine.data.sequences import length_grouped_batches
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 200, size=1000)
+    batches = length_grouped_batches(lengths, 10, rng, group=100)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    assert spread < 10  # a shuffled batch of 10 spans about 160
+
+
+def test_trimmed_histories_keep_every_item_of_the_padded_ones():
+    log = InteractionLog(users=np.array([1, 1, 1, 1, 2, 2, 2]), items=np.array([5, 6, 7, 8, 5, 6, 7]),
+                         timestamps=np.arange(7))
+    data = build_sequences(log)
+    padded, trimmed = data.histories("test", 50), data.histories("test", 50, trim=True)
+    assert trimmed.shape == (2, 8)
+    assert (padded[:, -8:] == trimmed).all() and (padded[:, :-8] == 0).all()
