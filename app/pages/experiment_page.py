@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.config import (
+    AUTO,
     LOSSES,
     MODES,
     PROTOCOLS,
@@ -37,6 +39,8 @@ from engine.core.config import (
     RunConfig,
 )
 from engine.core.presets import PRESETS, load_preset
+from engine.data.store import fitted_config
+from engine.data.store_errors import StoreError
 from engine.training.device import resolve_device
 
 INVALID_STYLE = "border: 2px solid #d62728;"
@@ -101,9 +105,14 @@ class CandidateLengthsPanel(QWidget):
         add, remove = QPushButton("Add"), QPushButton("Remove")
         add.clicked.connect(self._on_add_clicked)
         remove.clicked.connect(self._on_remove_clicked)
+        self.auto = QCheckBox("auto")
+        self.auto.setToolTip("fit the candidates to the dataset's history lengths when the run starts")
+        self.auto.toggled.connect(self._on_auto_toggled)
         self._on_changed = on_changed
+        self._buttons = (add, remove)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.auto)
         layout.addWidget(self.list, 1)
         layout.addWidget(add)
         layout.addWidget(remove)
@@ -111,12 +120,26 @@ class CandidateLengthsPanel(QWidget):
     def texts(self) -> list[str]:
         return [self.list.item(i).text().strip() for i in range(self.list.count())]
 
-    def set_values(self, values: list[int]) -> None:
+    def set_values(self, values: list[int] | str) -> None:
         self.list.blockSignals(True)
-        self.list.clear()
-        for value in values:
-            self._append(str(value))
+        self.auto.blockSignals(True)
+        self.auto.setChecked(values == AUTO)
+        self._show_auto(values == AUTO)
+        if values != AUTO:
+            self.list.clear()
+            for value in values:
+                self._append(str(value))
+        self.auto.blockSignals(False)
         self.list.blockSignals(False)
+
+    def _show_auto(self, auto: bool) -> None:
+        for widget in (self.list, *self._buttons):
+            widget.setEnabled(not auto)
+
+    @Slot(bool)
+    def _on_auto_toggled(self, auto: bool) -> None:
+        self._show_auto(auto)
+        self._on_changed()
 
     def _append(self, text: str) -> QListWidgetItem:
         item = QListWidgetItem(text)
@@ -148,6 +171,7 @@ class ExperimentPage(QWidget):
         self.fields: dict[str, QWidget] = {}
         self._build()
         context.config_changed.connect(self._on_config_changed)
+        context.dataset_selected.connect(self._on_dataset_selected)
         self.fill(context.config)
 
     # ------------------------------------------------------------------ layout
@@ -168,6 +192,8 @@ class ExperimentPage(QWidget):
 
         self.error_label = QLabel("")
         self.error_label.setWordWrap(True)
+        self.fitted_label = QLabel("")  # what "auto" K and T become on the selected dataset
+        self.fitted_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #d62728; font-weight: bold;")
 
         form_widget = QWidget()
@@ -189,6 +215,7 @@ class ExperimentPage(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.error_label)
+        layout.addWidget(self.fitted_label)
         layout.addWidget(scroll, 1)
 
     def _make_field(self, key: str) -> QWidget:
@@ -205,10 +232,12 @@ class ExperimentPage(QWidget):
             widget.addItems(list(CHOICES[key]))
             widget.currentTextChanged.connect(self._on_field_changed)
             return widget
-        if kind == "int":
+        if kind == "int" or key == "max_length":
             # Ranges wide enough that RunConfig, not the spin box, says what is wrong.
             widget = QSpinBox()
             widget.setRange(0 if key != "seed" else -2**31, 2**31 - 1)
+            if key == "max_length":  # 0 stands for "auto": fitted to the dataset when the run starts
+                widget.setSpecialValueText("auto")
             widget.setKeyboardTracking(False)
             widget.valueChanged.connect(self._on_field_changed)
             return widget
@@ -235,7 +264,7 @@ class ExperimentPage(QWidget):
                         widget.addItem(value)  # e.g. "cuda" from a file, on a machine without a GPU
                     widget.setCurrentText(value)
                 else:
-                    widget.setValue(value)
+                    widget.setValue(0 if value == AUTO else value)
         finally:
             self._filling = False
         self._validate()
@@ -244,7 +273,9 @@ class ExperimentPage(QWidget):
         """The form's values as RunConfig keyword arguments; raises ConfigError for an unreadable entry."""
         values = {}
         for key, widget in self.fields.items():
-            if isinstance(widget, CandidateLengthsPanel):
+            if isinstance(widget, CandidateLengthsPanel) and widget.auto.isChecked():
+                values[key] = AUTO
+            elif isinstance(widget, CandidateLengthsPanel):
                 texts = widget.texts()
                 bad = [t for t in texts if not t.lstrip("-").isdigit()]
                 if bad:
@@ -252,6 +283,8 @@ class ExperimentPage(QWidget):
                 values[key] = [int(t) for t in texts]
             elif isinstance(widget, QComboBox):
                 values[key] = widget.currentText()
+            elif key == "max_length" and widget.value() == 0:
+                values[key] = AUTO
             else:
                 values[key] = widget.value()
         return values
@@ -276,7 +309,29 @@ class ExperimentPage(QWidget):
                 self.highlighted(key).setStyleSheet(INVALID_STYLE)
             return None
         self.error_label.setText("")
+        self._show_fitted(config)
         return config
+
+    def _show_fitted(self, config: RunConfig) -> None:
+        """Says what "auto" K and T become on the selected dataset, before a run starts."""
+        name, store = self.context.dataset_name, self.context.store
+        if config.is_fitted or not name or store is None:
+            self.fitted_label.setText("")
+            return
+        try:
+            with store.session() as session:
+                fitted = fitted_config(session, name, config)
+        except StoreError:
+            self.fitted_label.setText("")
+            return
+        self.fitted_label.setText(f"On {name}: T = {fitted.max_length}, K = {fitted.candidate_lengths} "
+                                  f"(\"auto\": fitted to the dataset's history lengths)")
+
+    @Slot()
+    def _on_dataset_selected(self, *_) -> None:
+        config = self._validate()
+        if config is not None:
+            self._show_fitted(config)
 
     @Slot()
     def _on_field_changed(self, *_) -> None:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from app.plots import EmaSmoother, GrowingSeries, add_curve, colour, make_plot
 from app.worker import RunThread, RunWorker
+from engine.data.store import fitted_config
 from engine.evaluation.metrics import protocol_label
 
 REPAINT_MS = 100  # ~10 Hz: smooth enough to watch, cheap enough to never block the event loop
@@ -170,6 +171,9 @@ class TrainingPage(QWidget):
         if self.start_blocker() is not None:
             return
         config = self.context.config
+        if not config.is_fitted:  # "auto" K and T: the values the run will fit, for the curves and the log
+            with self.context.store.session() as session:
+                config = fitted_config(session, self.context.dataset_name, config)
         self._reset(config)
         self._log(f"starting on {self.context.dataset_name}: candidates {config.candidate_lengths}, "
                   f"T={config.max_length}, mode {config.mode}, device {config.device}")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import tomli_w
 
 CONFIG_VERSION = 1
@@ -21,6 +22,15 @@ SEARCH_ORDERS = ("first", "second")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+AUTO = "auto"
+# Data-fitted defaults (`fitted_to`): T covers this percentile of the training histories, within
+# [MIN_FITTED_T, MAX_FITTED_T]; the candidates are the FITTED_CANDIDATES largest of LENGTH_LADDER below T.
+FITTED_PERCENTILE = 95
+MIN_FITTED_T, MAX_FITTED_T = 8, 200
+LENGTH_LADDER = (1, 2, 3, 5, 10, 20, 50, 100)
+FITTED_CANDIDATES = 5
+
+
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key and the problem."""
 
@@ -28,8 +38,9 @@ class ConfigError(ValueError):
 @dataclass
 class RunConfig:
     # Architecture (paper section 2.3)
-    candidate_lengths: list[int] = field(default_factory=lambda: [5, 10, 20, 50, 100])  # K
-    max_length: int = 200  # T
+    # K and T: "auto" fits them to the data's history lengths when a run starts (`fitted_to`)
+    candidate_lengths: list[int] | str = AUTO  # K
+    max_length: int | str = AUTO  # T
     num_layers: int = 2  # L
     embedding_dim: int = 64  # D
     sequence_hidden: int = 64  # R_s (faithful/sampled modes; causal mode ties hidden units to positions)
@@ -61,26 +72,61 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self.candidate_lengths = list(self.candidate_lengths)
+        if not isinstance(self.candidate_lengths, str):
+            self.candidate_lengths = list(self.candidate_lengths)
         self.validate()
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether K and T are numbers (not "auto"): what a model is built from."""
+        return self.candidate_lengths != AUTO and self.max_length != AUTO
+
+    def fitted_to(self, train_lengths: np.ndarray) -> "RunConfig":
+        """This configuration with "auto" K and T resolved from the training histories' lengths:
+
+        T = the 95th percentile of the training lengths, rounded up to a multiple of 8, within [8, 200];
+        K = the five largest of 1, 2, 3, 5, 10, 20, 50, 100 below T (at T = 200: 5, 10, 20, 50, 100).
+        Explicit values are kept; a T too short for explicit candidates is raised to the longest of them.
+        """
+        T = self.max_length
+        if T == AUTO:
+            lengths = np.asarray(train_lengths)
+            high = float(np.percentile(lengths, FITTED_PERCENTILE)) if len(lengths) else MIN_FITTED_T
+            T = int(min(MAX_FITTED_T, max(MIN_FITTED_T, -(-int(np.ceil(high)) // 8) * 8)))
+            if self.candidate_lengths != AUTO:
+                T = max(T, max(self.candidate_lengths))
+        K = self.candidate_lengths
+        if K == AUTO:
+            K = [k for k in LENGTH_LADDER if k < T][-FITTED_CANDIDATES:]
+        return self.replace(max_length=T, candidate_lengths=list(K))
+
+    def fitted_summary(self, fitted: "RunConfig") -> str:
+        """One line saying what "auto" became, for the CLI, the GUI and the run's messages ("" if nothing)."""
+        parts = []
+        if self.max_length == AUTO:
+            parts.append(f"max_length auto -> T = {fitted.max_length} ({FITTED_PERCENTILE}th percentile of the "
+                         f"training lengths, within {MIN_FITTED_T}..{MAX_FITTED_T})")
+        if self.candidate_lengths == AUTO:
+            parts.append(f"candidate_lengths auto -> {fitted.candidate_lengths}")
+        return "; ".join(parts)
 
     def validate(self) -> None:
         """Raises ConfigError naming the first wrong key."""
         _check_types(self)
-        k = self.candidate_lengths
-        if not k:
+        k = [] if self.candidate_lengths == AUTO else self.candidate_lengths
+        if self.candidate_lengths != AUTO and not k:
             raise ConfigError("candidate_lengths: give at least one candidate short-term length")
         if any(x <= 0 for x in k):
             raise ConfigError(f"candidate_lengths: every length must be positive, got {k}")
         if len(set(k)) != len(k):
             raise ConfigError(f"candidate_lengths: lengths must be distinct, got {k}")
-        positive = ["max_length", "num_layers", "embedding_dim", "sequence_hidden", "channel_hidden",
+        positive = ([] if self.max_length == AUTO else ["max_length"]) + ["num_layers", "embedding_dim", "sequence_hidden", "channel_hidden",
                     "negatives", "batch_size", "search_epochs", "retrain_epochs", "patience",
                     "eval_negatives"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
-        if max(k) > self.max_length:
+        if k and self.max_length != AUTO and max(k) > self.max_length:
             raise ConfigError(f"candidate_lengths: {max(k)} is longer than max_length T={self.max_length}; "
                               "a short-term window cannot exceed the sequence")
         if not 0.0 <= self.dropout < 1.0:
@@ -172,6 +218,14 @@ def _check_types(config: RunConfig) -> None:
             ok = isinstance(value, str)
         elif expected == "list[int]":
             ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        elif expected == "int | str":
+            ok = value == AUTO or (isinstance(value, int) and not isinstance(value, bool))
+            expected = 'int or "auto"'
+        elif expected == "list[int] | str":
+            ok = value == AUTO or (isinstance(value, list) and
+                                   all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+            expected = 'list of int or "auto"'
+
         else:  # pragma: no cover - a field type this checker does not know
             raise AssertionError(f"unchecked field type {expected}")
         if not ok:

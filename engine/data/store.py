@@ -22,6 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.core.config import RunConfig
 from engine.data.migrations import upgrade_to_head
 from engine.data.schema import Dataset, Interaction, Item, Run, User
 from engine.data.sequences import InteractionLog
@@ -280,6 +281,13 @@ def sequence_lengths(session: Session, name: str) -> np.ndarray:
     dataset = get_dataset(session, name)
     return np.array(session.scalars(sa.select(User.n_interactions).where(
         User.dataset_id == dataset.id).order_by(User.first_position)).all(), dtype=np.int64)
+
+
+def fitted_config(session: Session, name: str, config: RunConfig) -> RunConfig:
+    """`config` with "auto" K and T fitted to dataset `name`'s training histories, as a run on it fits
+    them (RunConfig.fitted_to), read from the user table alone: for showing them before a run starts."""
+    lengths = sequence_lengths(session, name)
+    return config.fitted_to(lengths[lengths >= config.min_user_interactions] - 2)
 
 
 def user_history(session: Session, name: str, user: str) -> pd.DataFrame:

@@ -33,7 +33,7 @@ from engine.data.store_errors import StoreError, sqlite_path
 from engine.serving.bundle import bundle_digest, save_bundle
 from engine.training.checkpoint import Checkpoint, load_checkpoint
 from engine.training.device import resolve_device
-from engine.training.runner import RunResult, check_resumable, run_automlp
+from engine.training.runner import RunResult, check_resumable, fit_to_data, run_automlp
 
 
 def bundle_folder(store: Store) -> Path:
@@ -74,6 +74,7 @@ def run_on_dataset(store: Store, dataset_name: str, config: RunConfig,
     with store.session() as session:
         log = load_log(session, dataset_name)
     data = build_sequences(log, config.min_user_interactions)
+    config = fit_to_data(config, data, observer)  # the record keeps the fitted values: a rerun repeats them
     with store.session() as session:
         run_id = create_run(session, dataset_name, config.to_dict(), str(device))
     return run_id, _record(store, run_id, data, config, observer, resume=None)

@@ -43,6 +43,9 @@ class ModelShape:
 
     @classmethod
     def from_config(cls, config: RunConfig, n_items: int, candidate_lengths=None, features=()) -> "ModelShape":
+        if not config.is_fitted:
+            raise ValueError('candidate_lengths and max_length are "auto": fit them to the data first '
+                             "(engine.training.runner.fit_to_data)")
         return cls(
             n_items=n_items,
             candidate_lengths=tuple(candidate_lengths or config.candidate_lengths),

@@ -40,6 +40,8 @@ class SASRecShape:
 
     @classmethod
     def from_config(cls, config: RunConfig, n_items: int, features=(), num_heads: int = 1) -> "SASRecShape":
+        if config.max_length == "auto":
+            raise ValueError('max_length is "auto": fit it to the data first (engine.training.runner.fit_to_data)')
         if config.embedding_dim % num_heads:
             raise ValueError(f"embedding_dim {config.embedding_dim} is not divisible by {num_heads} heads")
         return cls(n_items=n_items, max_length=config.max_length, num_layers=config.num_layers,

@@ -11,7 +11,7 @@ from engine.data.sequences import SequenceData
 from engine.models.sasrec import SASRecShape, build_sasrec
 from engine.training.device import resolve_device, seed_everything
 from engine.training.fit import RetrainResult, fit
-from engine.training.runner import RunResult, evaluate_test
+from engine.training.runner import RunResult, evaluate_test, fit_to_data
 
 
 def train_baseline(data: SequenceData, config: RunConfig, observer: Observer | None = None,
@@ -37,7 +37,7 @@ def run_baseline(data: SequenceData, config: RunConfig, observer: Observer | Non
     The RunResult has no search and `chosen_length` None (SASRec attends over all T positions).
     """
     observer = observer or Observer()
-    config.validate()
+    config = fit_to_data(config, data, observer)
     device = resolve_device(config.device)
     observer.emit(Message(f"SASRec baseline on {data.name}: {data.n_users} users, {data.n_items} items; "
                           f"device {device}; mode {config.mode}"))

@@ -17,7 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from engine.core.config import RunConfig
-from engine.data.sequences import DataError, SequenceData, cut_width, length_grouped_batches, window_batch
+from engine.data.sequences import (
+    DataError,
+    SequenceData,
+    cut_width,
+    length_grouped_batches,
+    window_batch,
+)
 from engine.models.automlp import AutoMLP
 
 

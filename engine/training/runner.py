@@ -73,7 +73,7 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
     the run continues from such a checkpoint (CheckpointError if it belongs to other data or settings)
     and ends as the uninterrupted run would have."""
     observer = observer or Observer()
-    config.validate()
+    config = fit_to_data(config, data, observer)
     device = resolve_device(config.device)
     observer.emit(Message(f"{data.name}: {data.n_users} users, {data.n_items} items, "
                           f"{data.n_interactions} interactions; device {device}; mode {config.mode}"))
@@ -114,6 +114,17 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
     seconds["retrain"] = retrained.seconds
     test, seconds["evaluate"] = evaluate_test(retrained.model, data, config, observer)
     return RunResult(config, str(device), chosen, retrained.model, found, retrained, test, seconds)
+
+
+def fit_to_data(config: RunConfig, data: SequenceData, observer: Observer | None = None) -> RunConfig:
+    """The configuration with "auto" K and T fitted to the data's training lengths (RunConfig.fitted_to),
+    validated; says what "auto" became as a Message, so that the CLI and the GUI show it before training."""
+    config.validate()
+    fitted = config.fitted_to(data.history_lengths("train"))
+    summary = config.fitted_summary(fitted)
+    if summary and observer is not None:
+        observer.emit(Message(f"{data.name}: {summary}"))
+    return fitted
 
 
 def evaluate_test(model, data: SequenceData, config: RunConfig, observer: Observer) -> tuple[dict, float]:

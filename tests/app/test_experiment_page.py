@@ -74,7 +74,7 @@ def test_a_preset_fills_the_form(page, context, name):
     page.preset_combo.setCurrentText(name)
     page.preset_combo.activated.emit(page.preset_combo.currentIndex())
     assert context.config == load_preset(name)
-    assert page.fields["max_length"].value() == load_preset(name).max_length
+    assert page.values()["max_length"] == load_preset(name).max_length
     assert page.preset_combo.currentIndex() == 0
 
 
@@ -106,3 +106,36 @@ def test_the_device_list_offers_cuda_only_with_a_gpu(page):
     items = [page.fields["device"].itemText(i) for i in range(page.fields["device"].count())]
     assert items == available_devices()
     assert ("cuda" in items) == torch.cuda.is_available()
+
+
+def test_auto_lengths_are_shown_as_auto_and_kept_as_auto(qtbot, context):
+    from engine.core.config import RunConfig
+    page = ExperimentPage(context)
+    qtbot.addWidget(page)
+    context.set_config(RunConfig())
+    assert page.fields["max_length"].text() == "auto"
+    assert page.fields["candidate_lengths"].auto.isChecked()
+    assert page.values()["max_length"] == "auto" and page.values()["candidate_lengths"] == "auto"
+
+
+def test_unticking_auto_candidates_gives_the_listed_lengths(qtbot, context):
+    from engine.core.config import RunConfig
+    page = ExperimentPage(context)
+    qtbot.addWidget(page)
+    context.set_config(RunConfig(max_length=50, candidate_lengths=[2, 4]))
+    page.fields["candidate_lengths"].auto.setChecked(True)
+    assert context.config.candidate_lengths == "auto"
+    page.fields["candidate_lengths"].auto.setChecked(False)
+    assert context.config.candidate_lengths == [2, 4]
+
+
+def test_the_page_says_what_auto_becomes_on_the_selected_dataset(qtbot, app_context, tmp_path):
+    from tests.app.store_data import store_planted_dataset
+    name = store_planted_dataset(app_context.store.session, tmp_path, min_length=6, max_length=12)
+    page = ExperimentPage(app_context)
+    qtbot.addWidget(page)
+    app_context.set_config(RunConfig())
+    app_context.select_dataset(name)
+    assert "On planted: T = 16, K = [1, 2, 3, 5, 10]" in page.fitted_label.text()
+    app_context.set_config(RunConfig(max_length=20, candidate_lengths=[2, 4]))
+    assert page.fitted_label.text() == ""

@@ -167,3 +167,16 @@ def test_the_runs_page_resume_button_continues_a_cancelled_run_to_the_end(qtbot,
         assert get_run(session, 1).status == "finished"
     runs.select_runs([1])
     assert not runs.resume_button.isEnabled()
+
+
+def test_a_run_with_auto_lengths_draws_one_weight_curve_per_fitted_candidate(qtbot, app_context, tmp_path):
+    from engine.core.config import RunConfig
+    from tests.app.store_data import store_planted_dataset
+    name = store_planted_dataset(app_context.store.session, tmp_path, min_length=6, max_length=12)
+    app_context.select_dataset(name)
+    app_context.set_config(RunConfig(search_epochs=1, retrain_epochs=1, embedding_dim=8, eval_negatives=20))
+    page = TrainingPage(app_context)
+    qtbot.addWidget(page)
+    page.start()
+    assert sorted(page.weight_curves) == [1, 2, 3, 5, 10]
+    page.shutdown()

@@ -8,7 +8,7 @@ from engine.training.device import resolve_device
 
 @pytest.mark.parametrize("changes,message", [
     ({"candidate_lengths": []}, "candidate_lengths: give at least one"),
-    ({"candidate_lengths": [5, 300]}, "300 is longer than max_length T=200"),
+    ({"candidate_lengths": [5, 300], "max_length": 200}, "300 is longer than max_length T=200"),
     ({"candidate_lengths": [0, 5]}, "must be positive"),
     ({"candidate_lengths": [5, 5]}, "distinct"),
     ({"embedding_dim": 0}, "embedding_dim: must be positive"),
@@ -78,3 +78,53 @@ def test_cuda_asked_for_without_a_gpu_is_refused(monkeypatch):
 def test_auto_device_takes_the_gpu_when_torch_sees_one(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     assert resolve_device("auto").type == "cuda"
+
+
+def test_auto_lengths_fit_t_to_the_95th_percentile_of_training_lengths_rounded_up_to_eight():
+    import numpy as np
+    fitted = RunConfig().fitted_to(np.arange(1, 21))  # 95th percentile 19.05
+    assert fitted.max_length == 24
+    assert fitted.candidate_lengths == [2, 3, 5, 10, 20]
+
+
+def test_auto_lengths_on_long_histories_are_the_paper_defaults():
+    import numpy as np
+    fitted = RunConfig().fitted_to(np.full(100, 1000))
+    assert (fitted.max_length, fitted.candidate_lengths) == (200, [5, 10, 20, 50, 100])
+
+
+def test_auto_t_is_at_least_eight_and_short_data_gets_short_candidates():
+    import numpy as np
+    fitted = RunConfig().fitted_to(np.full(50, 3))
+    assert (fitted.max_length, fitted.candidate_lengths) == (8, [1, 2, 3, 5])
+
+
+def test_explicit_lengths_win_over_auto():
+    import numpy as np
+    fitted = RunConfig(max_length=50, candidate_lengths=[4, 40]).fitted_to(np.full(10, 3))
+    assert (fitted.max_length, fitted.candidate_lengths) == (50, [4, 40])
+    assert RunConfig(candidate_lengths=[30]).fitted_to(np.full(10, 3)).max_length == 30  # T covers K
+
+
+def test_the_fitted_summary_says_what_auto_became():
+    import numpy as np
+    config = RunConfig()
+    summary = config.fitted_summary(config.fitted_to(np.full(10, 1000)))
+    assert "T = 200" in summary and "[5, 10, 20, 50, 100]" in summary
+    assert RunConfig(max_length=20, candidate_lengths=[2]).fitted_summary(RunConfig(max_length=20, candidate_lengths=[2])) == ""
+
+
+def test_auto_survives_a_toml_round_trip(tmp_path):
+    RunConfig().save_toml(tmp_path / "run.toml")
+    loaded = RunConfig.load_toml(tmp_path / "run.toml")
+    assert loaded.max_length == "auto" and loaded.candidate_lengths == "auto"
+
+
+def test_a_word_other_than_auto_for_t_is_refused():
+    with pytest.raises(ConfigError, match='max_length: expected int or "auto"'):
+        RunConfig(max_length="long")
+
+
+def test_the_default_preset_file_holds_exactly_the_defaults():
+    from engine.core.presets import load_preset
+    assert load_preset("default") == RunConfig()

@@ -50,3 +50,23 @@ def test_cli_runs_on_a_stored_dataset(store, capsys):
 def test_cli_names_an_unknown_dataset(store, capsys):
     assert cli_main(["run", "--dataset", "nope", "--db", store.url, "--quiet"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_a_stored_run_records_the_lengths_that_auto_was_fitted_to(store):
+    observer = RecordingObserver()
+    run_id, result = run_on_dataset(store, "planted", tiny().replace(candidate_lengths="auto", max_length="auto"),
+                                    observer)
+    with store.session() as session:
+        config = get_run(session, run_id).config
+    assert isinstance(config["max_length"], int) and isinstance(config["candidate_lengths"], list)
+    assert (config["max_length"], config["candidate_lengths"]) == (result.config.max_length,
+                                                                   result.config.candidate_lengths)
+    assert any(f"T = {config['max_length']}" in getattr(e, "text", "") for e in observer.events)
+
+
+def test_cli_says_what_auto_lengths_became_before_training(store, capsys):
+    code = cli_main(["run", "--dataset", "planted", "--db", store.url, "--set", "search_epochs=1",
+                     "--set", "retrain_epochs=1", "--set", "embedding_dim=8", "--set", "eval_negatives=20"])
+    out = capsys.readouterr()
+    assert code == 0
+    assert "max_length auto -> T = " in out.out + out.err
