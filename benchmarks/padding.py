@@ -1,0 +1,71 @@
+"""How many of the positions a run computes are padding: before (every batch padded to T = 200, the old
+default) and after (T fitted to the data, batches grouped by length and cut to their longest window).
+
+Counts the real batches the engine builds for one training epoch (causal mode) and for the validation
+and test evaluations; no training, so it runs in seconds.
+
+    python benchmarks/padding.py --dataset sports --dataset ml-1m
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import append_result, load_dataset  # noqa: E402
+from engine.core.config import RunConfig  # noqa: E402
+from engine.data.sequences import build_sequences  # noqa: E402
+from engine.training.batches import training_batches  # noqa: E402
+from engine.training.runner import fit_to_data  # noqa: E402
+
+
+def padding_of_training(data, config: RunConfig) -> tuple[int, int]:
+    batches = training_batches(data, config, np.random.default_rng(0), torch.device("cpu"))
+    computed = sum(b.inputs.numel() for b in batches)
+    return computed, computed - sum(int((b.inputs > 0).sum()) for b in batches)
+
+
+def padding_of_evaluation(data, config: RunConfig, split: str, batch_size: int = 256) -> tuple[int, int]:
+    """As engine.evaluation.metrics.evaluate batches the users (by history length, trimmed)."""
+    order = np.argsort(data.history_lengths(split), kind="stable")
+    computed = padding = 0
+    for start in range(0, data.n_users, batch_size):
+        inputs = data.histories(split, config.max_length, order[start:start + batch_size], trim=True)
+        computed += inputs.size
+        padding += int((inputs == 0).sum())
+    return computed, padding
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", action="append", required=True)
+    args = parser.parse_args()
+    for name in args.dataset:
+        data = build_sequences(load_dataset(name))
+        fitted = fit_to_data(RunConfig(), data)
+        for split in ("valid", "test"):
+            lengths = np.minimum(data.history_lengths(split), 200)
+            before = 1 - lengths.sum() / (data.n_users * 200)
+            computed, padding = padding_of_evaluation(data, fitted, split)
+            append_result("padding.jsonl", {"dataset": name, "part": f"{split} evaluation", "T_before": 200,
+                                            "T_after": fitted.max_length, "padding_before": round(float(before), 4),
+                                            "padding_after": round(padding / computed, 4)})
+        old = fitted.replace(max_length=200, candidate_lengths=[5, 10, 20, 50, 100])
+        batches = training_batches(data, old, np.random.default_rng(0), torch.device("cpu"))
+        real = sum(int((b.inputs > 0).sum()) for b in batches)
+        before = 1 - real / (sum(len(b.inputs) for b in batches) * 200)  # each padded to T = 200
+        computed, padding = padding_of_training(data, fitted)
+        append_result("padding.jsonl", {"dataset": name, "part": "training epoch (causal)", "T_before": 200,
+                                        "T_after": fitted.max_length, "padding_before": round(float(before), 4),
+                                        "padding_after": round(padding / computed, 4),
+                                        "K_after": fitted.candidate_lengths})
+
+
+if __name__ == "__main__":
+    main()
