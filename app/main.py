@@ -18,13 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     from app.context import AppContext
     from app.main_window import MainWindow
     from app.settings import APPLICATION, ORGANIZATION, load_settings
-    from app.theme import apply_theme
+    from app.theme import app_icon, apply_theme
     from app.widgets import show_error, store_url_from_text
     from engine.data.store import default_store_url
 
     qt_app = QApplication.instance() or QApplication(sys.argv[:1])
     qt_app.setApplicationName(APPLICATION)
     qt_app.setOrganizationName(ORGANIZATION)
+    qt_app.setWindowIcon(app_icon())
     settings = load_settings()
     apply_theme(qt_app, settings.theme)
 

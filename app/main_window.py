@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 import engine
 from app.engine_job import EngineJob
 from app.settings import AppSettings, save_settings
-from app.theme import apply_theme, restyle_plots
+from app.theme import app_icon, apply_theme, restyle_plots
 from app.widgets import OpenStoreDialog, show_error
 from engine.core.config import ConfigError, RunConfig
 
@@ -78,6 +78,7 @@ class MainWindow(QMainWindow):
         self._jobs: set[EngineJob] = set()  # background exports still running
         self.settings = settings or AppSettings()
         self.setWindowTitle(f"AutoMLP Studio {engine.__version__}")
+        self.setWindowIcon(app_icon())
         self.resize(1280, 820)
 
         self.sidebar = QListWidget()

@@ -64,3 +64,17 @@ def restyle_plots(root, theme: str) -> None:
             axis.setPen(foreground)
             axis.setTextPen(foreground)
         item.titleLabel.setText(item.titleLabel.text, color=foreground)
+
+
+def app_icon():
+    """The application's icon at every size in resources/icons (the SVG for any other size)."""
+    from PySide6.QtGui import QIcon, QPixmap
+
+    icon = QIcon()
+    icons = resources.files("resources") / "icons"
+    for entry in icons.iterdir():
+        if entry.name.endswith(".png"):
+            pixmap = QPixmap()
+            pixmap.loadFromData(entry.read_bytes())
+            icon.addPixmap(pixmap)
+    return icon

@@ -244,3 +244,9 @@ def test_opening_a_store_marks_runs_of_dead_processes_interrupted_and_says_so(qt
     qtbot.addWidget(window)
     assert "1 run(s) were interrupted" in window.statusBar().currentMessage()
     context.store.close()
+
+
+def test_the_window_has_the_app_icon_at_every_window_manager_size(window):
+    icon = window.windowIcon()
+    assert not icon.isNull()
+    assert {size.width() for size in icon.availableSizes()} >= {16, 24, 32, 48, 64, 128, 256}
