@@ -10,10 +10,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def lint_imports(cwd: Path, config: Path, extra_path: Path | None = None) -> subprocess.CompletedProcess:
-    env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
+    env = {"PATH": str(Path(sys.executable).parent) + ":/usr/local/bin:/usr/bin:/bin"}
     if extra_path is not None:
         env["PYTHONPATH"] = str(extra_path)
-    command = Path(sys.executable).parent / "lint-imports"  # import-linter's command, installed beside python
+    beside = Path(sys.executable).parent / "lint-imports"  # import-linter's command, installed beside python
+    command = beside if beside.exists() else shutil.which("lint-imports")
     return subprocess.run([str(command), "--config", str(config), "--no-cache"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
