@@ -129,15 +129,15 @@ class SequenceData:
         return digest.hexdigest()
 
 
-# Batches are cut to their longest real window rounded up to this many positions: widths then repeat
-# from batch to batch (allocator and kernel caches reuse them) while wasting under 8 positions a row.
-WIDTH_MULTIPLE = 8
-
-
+# Batches are cut to their longest real window, rounded up to a step of an eighth of its octave (exact
+# below 16, then 2, 4, 8, 16 from 16, 32, 64, 128): under 1/8 of a row is padding from the rounding, and
+# widths still repeat from batch to batch (about 50 shapes from 1 to 200), so allocator and kernel caches
+# reuse them. Rounding to a fixed 8 cost short-history data most: a 3-item window is 62% padding in 8.
 def cut_width(real_lengths: np.ndarray, max_length: int) -> int:
-    """The columns a batch needs: its longest window (at most max_length), rounded up to WIDTH_MULTIPLE."""
-    longest = int(np.minimum(real_lengths, max_length).max(initial=1))
-    return min(max_length, -(-max(longest, 1) // WIDTH_MULTIPLE) * WIDTH_MULTIPLE)
+    """The columns a batch needs: its longest window (at most max_length), rounded up to its step."""
+    longest = max(int(np.minimum(real_lengths, max_length).max(initial=1)), 1)
+    step = 1 << max(longest.bit_length() - 4, 0)
+    return min(max_length, -(-longest // step) * step)
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,

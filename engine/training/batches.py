@@ -65,7 +65,7 @@ def training_batches(data: SequenceData, config: RunConfig, rng: np.random.Gener
     batches = []
     for pick in length_grouped_batches(np.minimum(ends - sample_starts, T), config.batch_size, rng):
         s, e = sample_starts[pick], ends[pick]
-        width = cut_width(e - s, T)  # only the real positions (and < 8 of padding a row)
+        width = cut_width(e - s, T)  # only the real positions, and under 1/8 of a row of padding
         inputs = window_batch(data.items, s, e, width)
         if config.mode == "causal":
             targets = window_batch(data.items, s + 1, e + 1, width)

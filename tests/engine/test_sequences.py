@@ -78,12 +78,24 @@ def test_fingerprint_changes_with_the_data():
     assert a.fingerprint() == build_sequences(InteractionLog(users=[1, 1, 1], items=[1, 2, 3])).fingerprint()
 
 
-def test_a_batch_is_cut_to_its_longest_window_rounded_up_to_eight():
+def test_a_batch_is_cut_to_its_longest_window_exactly_below_sixteen():
     from engine.data.sequences import cut_width
-    assert cut_width(np.array([1, 3, 5]), 200) == 8
-    assert cut_width(np.array([9, 2]), 200) == 16
+    assert cut_width(np.array([1, 3, 5]), 200) == 5
+    assert cut_width(np.array([15, 2]), 200) == 15
+    assert cut_width(np.array([3]), 2) == 2
+
+
+def test_longer_windows_round_up_by_an_eighth_of_their_octave_and_never_past_max_length():
+    from engine.data.sequences import cut_width
+    assert cut_width(np.array([17]), 200) == 18
+    assert cut_width(np.array([33]), 200) == 36
+    assert cut_width(np.array([65]), 200) == 72
+    assert cut_width(np.array([129]), 200) == 144
+    assert cut_width(np.array([199]), 200) == 200
     assert cut_width(np.array([300]), 200) == 200
-    assert cut_width(np.array([3]), 5) == 5
+    for longest in range(1, 201):
+        width = cut_width(np.array([longest]), 200)
+        assert longest <= width and (width - longest) < max(1, width / 8)
 
 
 def test_length_grouped_batches_cover_every_index_once_in_batches_of_similar_length():
@@ -101,5 +113,5 @@ def test_trimmed_histories_keep_every_item_of_the_padded_ones():
                          timestamps=np.arange(7))
     data = build_sequences(log)
     padded, trimmed = data.histories("test", 50), data.histories("test", 50, trim=True)
-    assert trimmed.shape == (2, 8)
-    assert (padded[:, -8:] == trimmed).all() and (padded[:, :-8] == 0).all()
+    assert trimmed.shape == (2, 3)
+    assert (padded[:, -3:] == trimmed).all() and (padded[:, :-3] == 0).all()
