@@ -16,7 +16,7 @@ import tomli_w
 CONFIG_VERSION = 1
 
 MODES = ("causal", "sampled", "faithful")
-LOSSES = ("ce", "bce")
+LOSSES = ("ce", "sampled_softmax", "bce")
 PROTOCOLS = ("full", "popularity", "uniform")
 SEARCH_ORDERS = ("first", "second")
 DEVICES = ("auto", "cpu", "cuda")
@@ -47,8 +47,11 @@ class RunConfig:
     channel_hidden: int = 128  # R_c
     dropout: float = 0.2
     # Objective (paper section 2.4)
-    loss: str = "ce"  # "ce": softmax over all items; "bce": paper Eq. 5 with `negatives` sampled items
+    # "ce": softmax over all items; "sampled_softmax": softmax over the batch's targets plus `sampled_negatives`
+    # uniform items, logQ-corrected; "bce": paper Eq. 5 with `negatives` sampled items per target
+    loss: str = "ce"
     negatives: int = 1
+    sampled_negatives: int = 3000
     # Optimisation (paper 3.5: Adam, lr 1e-3, betas 0.9/0.999; early stopping, patience 10)
     batch_size: int = 128
     lr: float = 3e-3  # the paper's 1e-3 needed twice the epochs for the same accuracy (BENCHMARKS.md)
@@ -121,7 +124,7 @@ class RunConfig:
         if len(set(k)) != len(k):
             raise ConfigError(f"candidate_lengths: lengths must be distinct, got {k}")
         positive = ([] if self.max_length == AUTO else ["max_length"]) + ["num_layers", "embedding_dim", "sequence_hidden", "channel_hidden",
-                    "negatives", "batch_size", "search_epochs", "retrain_epochs", "patience",
+                    "negatives", "sampled_negatives", "batch_size", "search_epochs", "retrain_epochs", "patience",
                     "eval_negatives"]
         for name in positive:
             if getattr(self, name) <= 0:

@@ -31,6 +31,60 @@ from engine.models.automlp import AutoMLP
 class Batch:
     inputs: torch.Tensor  # (B, T) left-padded item ids
     targets: torch.Tensor  # (B,) next item after the last position, or (B, T) at every position (0 = none)
+    sample: "SampledItems | None" = None  # the items a sampled softmax scores (loss "sampled_softmax")
+
+
+@dataclass
+class SampledItems:
+    """The items one batch's sampled softmax scores: every target of the batch, then distinct uniform
+    draws that are not among them, so that each item is one column and a row's target is never also a
+    negative (no accidental hits)."""
+
+    items: torch.Tensor  # (C,) item ids
+    log_inclusion: torch.Tensor  # (C,) log P(item is in the set): the logQ correction
+    target_columns: torch.Tensor  # like Batch.targets: each target's column in `items` (0 where no target)
+
+
+def target_frequency(data: SequenceData) -> np.ndarray:
+    """(n_items + 1,) how often each item is a training target, as a fraction: in-batch negatives are
+    drawn with these probabilities, so their logQ correction needs them."""
+    keep = np.ones(data.n_interactions, dtype=bool)
+    ends = data.offsets[1:]
+    keep[ends - 1] = keep[ends - 2] = False  # the test and validation targets
+    keep[data.offsets[:-1]] = False  # a sequence's first item is never a target
+    counts = np.bincount(data.items[keep], minlength=data.n_items + 1).astype(np.float64)
+    return counts / max(counts.sum(), 1.0)
+
+
+def sample_items(targets: np.ndarray, frequency: np.ndarray, negatives: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(items, log_inclusion, target_columns) of a sampled softmax over `targets` (0 = none).
+
+    An item is in the set if one of the batch's n targets (drawn by `frequency`) or one of the
+    `negatives` uniform draws is it: P = 1 - (1 - f_i)^n (1 - 1/N)^negatives. Subtracting log P from the
+    logits makes the sampled softmax an unbiased stand-in for the full one (Bengio and Senecal 2008; Yi et
+    al. 2019): popular items, in nearly every batch as someone's target, are not over-penalised.
+    """
+    n_items = len(frequency) - 1
+    real = targets[targets > 0]
+    positives = np.unique(real)
+    drawn = np.unique(rng.integers(1, n_items + 1, negatives))
+    items = np.concatenate([positives, drawn[~np.isin(drawn, positives, assume_unique=True)]])
+    log_miss = (len(real) * np.log1p(-np.minimum(frequency[items], 1 - 1e-12))
+                + negatives * np.log1p(-1 / n_items))
+    log_inclusion = np.log(-np.expm1(np.minimum(log_miss, -1e-12)))
+    columns = np.where(targets > 0, np.searchsorted(positives, targets), 0)
+    return items, log_inclusion.astype(np.float32), columns
+
+
+def _sampled_items(targets: np.ndarray, frequency: np.ndarray | None, config: RunConfig,
+                   rng: np.random.Generator, device: torch.device) -> SampledItems | None:
+    """A batch's sampled items when the loss is "sampled_softmax", else None."""
+    if config.loss != "sampled_softmax":
+        return None
+    items, log_inclusion, columns = sample_items(targets, frequency, config.sampled_negatives, rng)
+    return SampledItems(torch.from_numpy(items).to(device), torch.from_numpy(log_inclusion).to(device),
+                        torch.from_numpy(columns).to(device))
 
 
 def _trainable_users(data: SequenceData) -> np.ndarray:
@@ -62,6 +116,7 @@ def training_batches(data: SequenceData, config: RunConfig, rng: np.random.Gener
     else:
         sample_starts = starts
         ends = starts + rng.integers(1, train_lengths)  # e uniform in [1, n_train - 1]
+    frequency = target_frequency(data) if config.loss == "sampled_softmax" else None
     batches = []
     for pick in length_grouped_batches(np.minimum(ends - sample_starts, T), config.batch_size, rng):
         s, e = sample_starts[pick], ends[pick]
@@ -71,7 +126,8 @@ def training_batches(data: SequenceData, config: RunConfig, rng: np.random.Gener
             targets = window_batch(data.items, s + 1, e + 1, width)
         else:
             targets = data.items[e]
-        batches.append(Batch(torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)))
+        batches.append(Batch(torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device),
+                             _sampled_items(targets, frequency, config, rng, device)))
     return batches
 
 
@@ -82,22 +138,31 @@ def validation_batches(data: SequenceData, config: RunConfig, rng: np.random.Gen
     random state at an epoch's end is all a checkpoint needs to resume the next epoch exactly."""
     targets = data.targets("valid")
     lengths = data.history_lengths("valid")
+    frequency = target_frequency(data) if config.loss == "sampled_softmax" else None
     while True:
         for users in length_grouped_batches(lengths, config.batch_size, rng):
             inputs = data.histories("valid", config.max_length, users, trim=True)
-            yield Batch(torch.from_numpy(inputs).to(device), torch.from_numpy(targets[users]).to(device))
+            yield Batch(torch.from_numpy(inputs).to(device), torch.from_numpy(targets[users]).to(device),
+                        _sampled_items(targets[users], frequency, config, rng, device))
 
 
 def batch_loss(model: AutoMLP, batch: Batch, config: RunConfig) -> torch.Tensor:
-    """Mean next-item loss of a batch: softmax cross-entropy over all items (`ce`) or paper Eq. 5 (`bce`)."""
+    """Mean next-item loss of a batch: softmax cross-entropy over all items (`ce`), over the batch's
+    sampled items (`sampled_softmax`), or paper Eq. 5 (`bce`)."""
+    columns = batch.sample.target_columns if batch.sample is not None else None
     if batch.targets.dim() == 2:  # every position (causal)
         hidden = model.hidden(batch.inputs, all_positions=True)  # (B, T, D)
         present = batch.targets > 0
         hidden, targets = hidden[present], batch.targets[present]  # (n, D), (n,)
+        columns = columns[present] if columns is not None else None
     else:
         hidden, targets = model.hidden(batch.inputs), batch.targets  # (B, D), (B,)
     if config.loss == "ce":
         return F.cross_entropy(model.score(hidden), targets)
+    if config.loss == "sampled_softmax":
+        sample = batch.sample
+        logits = hidden @ model.items.all_items()[sample.items].T - sample.log_inclusion  # (n, C)
+        return F.cross_entropy(logits, columns)
     items = model.items.all_items()  # (N + 1, D)
     negatives = torch.randint(1, items.shape[0], (len(targets), config.negatives), device=targets.device)
     positive = (hidden * items[targets]).sum(-1)  # (n,)

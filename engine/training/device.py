@@ -9,15 +9,23 @@ from engine.core.config import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when torch sees a GPU, else the CPU; `cuda` without a GPU is refused."""
+    """`auto` is CUDA when torch sees a GPU, else the CPU; `cuda` without a GPU is refused.
+
+    On the CPU, subnormal floats are flushed to zero: once the search settles, the losing candidates'
+    softmax weights fall to ~1e-44 and every product with them is subnormal, which x86 computes about
+    35 times slower (a search on Amazon Sports went from 11 to 0.3 steps a second). Nothing that small
+    changes a score.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         built = "with" if torch.backends.cuda.is_built() else "without"
         raise ConfigError(f"device: cuda was asked for, but torch {torch.__version__} (built {built} CUDA) "
                           "sees no GPU; use device = \"auto\" or \"cpu\"")
     if name not in ("cpu", "cuda"):
         raise ConfigError(f"device: {name!r} is not one of auto, cpu, cuda")
+    if name == "cpu":
+        torch.set_flush_denormal(True)
     return torch.device(name)
 
 

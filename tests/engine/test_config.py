@@ -14,7 +14,7 @@ from engine.training.device import resolve_device
     ({"embedding_dim": 0}, "embedding_dim: must be positive"),
     ({"channel_hidden": -3}, "channel_hidden: must be positive"),
     ({"device": "tpu"}, "device: 'tpu' is not one of auto, cpu, cuda"),
-    ({"loss": "mse"}, "loss: 'mse' is not one of ce, bce"),
+    ({"loss": "mse"}, "loss: 'mse' is not one of ce, sampled_softmax, bce"),
     ({"dropout": 1.0}, "dropout: must be in [0, 1)"),
     ({"lr": "fast"}, "lr: expected float, got str"),
     ({"num_layers": 2.5}, "num_layers: expected int"),

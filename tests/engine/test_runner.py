@@ -49,7 +49,7 @@ def test_a_run_searches_retrains_and_reports_both_protocols(data):
 
 
 @pytest.mark.parametrize("mode", ["causal", "sampled", "faithful"])
-@pytest.mark.parametrize("loss", ["ce", "bce"])
+@pytest.mark.parametrize("loss", ["ce", "sampled_softmax", "bce"])
 def test_every_mode_and_loss_learns(data, mode, loss):
     result = retrain(data, tiny(mode=mode, loss=loss, negatives=4, retrain_epochs=6, patience=10), 2)
     losses = [epoch["train_loss"] for epoch in result.history]

@@ -136,3 +136,12 @@ def test_search_prefers_windows_that_contain_the_planted_dependency(seed):
     containing = weights[4] + weights[8]  # windows of at least 3 items see the cue
     assert containing > 0.75, weights
     assert containing - (weights[1] + weights[2]) > 0.5, weights
+
+
+def test_a_cpu_run_flushes_subnormal_floats_so_a_settled_search_stays_fast():
+    from engine.training.device import resolve_device
+    torch.set_flush_denormal(False)
+    resolve_device("cpu")
+    tiny_float = torch.tensor([1e-39], dtype=torch.float32)  # subnormal in float32
+    assert float(tiny_float[0]) == 0.0
+    torch.set_flush_denormal(False)
