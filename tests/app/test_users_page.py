@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PySide6.QtCore import QRect, Qt
 
-from app.pages.users_page import (
+from app.pages.users.page import (
     BAR_COLUMN,
     MARK_ROLE,
     PARTS_ROLE,

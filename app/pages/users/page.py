@@ -661,7 +661,7 @@ class UsersPage(QWidget):
 
 
 def main() -> None:
-    """A quick look: `python -m app.pages.users_page BUNDLE_PATH` (a bundle folder or .zip)."""
+    """A quick look: `python -m app.pages.users.page BUNDLE_PATH` (a bundle folder or .zip)."""
     import sys
 
     from PySide6.QtWidgets import QApplication
