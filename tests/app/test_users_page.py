@@ -52,7 +52,7 @@ def column(table, name: str) -> list[str]:
 def test_opening_a_bundle_lists_its_users_and_shows_k(qtbot, page, bundle_path):
     open_and_wait(qtbot, page, bundle_path)
     assert page.bundle is not None
-    assert page.user_model.rowCount() == page.bundle.data.n_users
+    assert page.user_list.model.rowCount() == page.bundle.data.n_users
     assert f"k = {page.bundle.chosen_length}" in page.info_label.text()
     assert page.message_label.text() == ""
 
@@ -60,10 +60,10 @@ def test_opening_a_bundle_lists_its_users_and_shows_k(qtbot, page, bundle_path):
 def test_typing_filters_the_users_and_enter_selects(qtbot, page, bundle_path):
     open_and_wait(qtbot, page, bundle_path)
     user = str(page.bundle.data.user_ids[5])
-    qtbot.keyClicks(page.user_filter, user)
+    qtbot.keyClicks(page.user_list.filter_edit, user)
     assert user in page.user_ids_shown()
     assert all(user.lower() in shown.lower() for shown in page.user_ids_shown())
-    page.user_filter.returnPressed.emit()
+    page.user_list.filter_edit.returnPressed.emit()
     assert str(page.recommendations.user_id) == user
 
 
@@ -145,7 +145,7 @@ def test_a_corrupt_bundle_is_refused_and_the_page_stays_usable(qtbot, page, bund
     (broken / "config.json").write_text("{ not json")
     open_and_wait(qtbot, page, broken)
     assert "corrupt" in page.message_label.text() and page.bundle is None
-    assert page.top_table.rowCount() == 0 and page.user_model.rowCount() == 0
+    assert page.top_table.rowCount() == 0 and page.user_list.model.rowCount() == 0
     open_and_wait(qtbot, page, bundle_path)
     assert page.bundle is not None and page.top_table.rowCount() == 10
 
@@ -191,6 +191,6 @@ def test_users_sort_naturally_and_by_history_length(qtbot, page, bundle_path):
     open_and_wait(qtbot, page, bundle_path)
     shown = page.user_ids_shown()
     assert shown.index("u3") < shown.index("u29")
-    page.user_view.sortByColumn(1, Qt.SortOrder.DescendingOrder)
-    lengths = [int(page.user_proxy.index(row, 1).data()) for row in range(page.user_proxy.rowCount())]
+    page.user_list.view.sortByColumn(1, Qt.SortOrder.DescendingOrder)
+    lengths = [int(page.user_list.proxy.index(row, 1).data()) for row in range(page.user_list.proxy.rowCount())]
     assert lengths == sorted(lengths, reverse=True)

@@ -10,33 +10,27 @@ recommendations take a few ms: they are computed on the GUI thread.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from PySide6.QtCore import QRect, QSortFilterProxyModel, Qt, Slot
+from PySide6.QtCore import QRect, Qt, Slot
 from PySide6.QtGui import (
     QBrush,
     QColor,
     QFont,
     QPainter,
-    QStandardItem,
-    QStandardItemModel,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QLineEdit,
     QMenu,
     QProgressBar,
     QPushButton,
     QSpinBox,
     QSplitter,
     QStyledItemDelegate,
-    QTableView,
     QTableWidget,
     QTableWidgetItem,
     QToolButton,
@@ -45,6 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.engine_job import EngineJob
+from app.pages.users.user_list import UserList
 from app.widgets import open_error
 
 WINDOW_COLOUR = QColor(255, 236, 179)  # the short-term window in the history
@@ -53,9 +48,7 @@ LONG_COLOUR = QColor(66, 133, 244)
 SHORT_COLOUR = QColor(244, 160, 0)
 PARTS_ROLE = Qt.ItemDataRole.UserRole + 1  # (long, short) of a top-N row, for the bar delegate
 MARK_ROLE = Qt.ItemDataRole.UserRole + 2  # True on the marked rows (window, test item)
-SORT_ROLE = Qt.ItemDataRole.UserRole + 3  # the user table sorts on raw values, not text
 
-USER_COLUMNS = ("User", "History", "Test item", "Test rank", "Hit")
 HISTORY_COLUMNS = ("#", "Item", "Title", "Window")
 TOP_COLUMNS = ("Rank", "Item", "Title", "Score", "Long", "Short", "Bias", "Long | short", "Moved")
 LONG_COLUMNS = ("Rank", "Item", "Title", "In combined")
@@ -118,13 +111,6 @@ def _table(columns, sortable: bool = False) -> QTableWidget:
 
 def candidate_weights_text(weights: dict) -> str:
     return ", ".join(f"k={k}: {w:.3f}" for k, w in sorted(weights.items(), key=lambda kv: int(kv[0])))
-
-
-def natural_key(value):
-    """A sort key that puts "u3" before "u29": numbers as they are, digit runs in text zero-padded."""
-    if isinstance(value, str):
-        return re.sub(r"\d+", lambda match: match.group().zfill(12), value)
-    return value.item() if hasattr(value, "item") else value
 
 
 def load_task(path=None, sessions=None, run_id: int | None = None):
@@ -201,34 +187,8 @@ class UsersPage(QWidget):
         top.addWidget(self.progress)
         top.addWidget(self.cancel_button)
 
-        # users: a filter proxy over external ids (type-ahead), sortable on raw values
-        self.user_filter = QLineEdit()
-        self.user_filter.setPlaceholderText("Find a user (id)…")
-        self.user_filter.setClearButtonEnabled(True)
-        self.user_filter.textChanged.connect(self._on_filter_changed)
-        self.user_filter.returnPressed.connect(self._on_filter_accepted)
-        self.user_model = QStandardItemModel(0, len(USER_COLUMNS), self)
-        self.user_model.setHorizontalHeaderLabels(list(USER_COLUMNS))
-        self.user_proxy = QSortFilterProxyModel(self)
-        self.user_proxy.setSourceModel(self.user_model)
-        self.user_proxy.setSortRole(SORT_ROLE)
-        self.user_proxy.setFilterKeyColumn(0)
-        self.user_proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        self.user_view = QTableView()
-        self.user_view.setModel(self.user_proxy)
-        self.user_view.setSortingEnabled(True)
-        self.user_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.user_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.user_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.user_view.verticalHeader().setVisible(False)
-        self.user_view.selectionModel().currentRowChanged.connect(self._on_user_changed)
-        self.user_count_label = QLabel("")
-        users = QWidget()
-        column = QVBoxLayout(users)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(self.user_filter)
-        column.addWidget(self.user_view, 1)
-        column.addWidget(self.user_count_label)
+        self.user_list = UserList()
+        self.user_list.current_changed.connect(self._on_user_changed)
 
         self.window_label = QLabel("")
         self.window_label.setStyleSheet(f"background: {WINDOW_COLOUR.name()}; padding: 2px")
@@ -296,7 +256,7 @@ class UsersPage(QWidget):
         right.addWidget(recommendations)
         right.setStretchFactor(1, 2)
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(users)
+        splitter.addWidget(self.user_list)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 3)
         layout = QVBoxLayout(self)
@@ -419,7 +379,7 @@ class UsersPage(QWidget):
     def _clear(self) -> None:
         self.bundle, self.users, self.recommendations, self.source_run_id = None, None, None, None
         self.info_label.setText("")
-        self.user_model.removeRows(0, self.user_model.rowCount())
+        self.user_list.clear()
         self._show_recommendations(None)
 
     def _show_bundle(self, bundle, users, weights: dict, run_id) -> None:
@@ -434,20 +394,7 @@ class UsersPage(QWidget):
         full = (bundle.metrics or {}).get("test", {}).get("full", {})
         parts += [f"test {name} [full] = {full[name]:.4f}" for name in ("HR@10", "NDCG@10") if name in full]
         self.info_label.setText(" · ".join(parts))
-        self.user_view.setSortingEnabled(False)
-        self.user_model.setRowCount(len(users))
-        for row, (user, length, target, rank, hit) in enumerate(users.itertuples(index=False)):
-            values = [(user, natural_key(user)), (length, int(length)), (target, str(target)), (int(rank) + 1, int(rank)),
-                      ("hit" if hit else "miss", bool(hit))]
-            for column, (shown, key) in enumerate(values):
-                cell = QStandardItem(str(shown))
-                cell.setData(key.item() if hasattr(key, "item") else key, SORT_ROLE)
-                self.user_model.setItem(row, column, cell)
-        self.user_view.setSortingEnabled(True)
-        self.user_view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
-        self.user_view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        hits = int(users["hit"].sum())
-        self.user_count_label.setText(f"{len(users)} users · {hits} with the test item in the top 10")
+        self.user_list.show_users(users)
         self.n_spin.setMaximum(max(1, data.n_items))
         self._set_busy(self.is_busy())
         if len(users):
@@ -455,33 +402,14 @@ class UsersPage(QWidget):
 
     def user_ids_shown(self) -> list[str]:
         """The external ids of the user table's rows, in their shown (filtered, sorted) order."""
-        return [self.user_proxy.index(row, 0).data() for row in range(self.user_proxy.rowCount())]
+        return self.user_list.user_ids_shown()
 
     def select_user(self, user_id) -> bool:
         """Selects the user with this external id in the table (which shows their recommendations)."""
-        matches = self.user_model.findItems(str(user_id), Qt.MatchFlag.MatchExactly, 0)
-        if not matches:
-            return False
-        index = self.user_proxy.mapFromSource(matches[0].index())
-        if not index.isValid():  # filtered out: show all again
-            self.user_filter.clear()
-            index = self.user_proxy.mapFromSource(matches[0].index())
-        self.user_view.setCurrentIndex(index)
-        self.user_view.scrollTo(index)
-        return True
-
-    @Slot(str)
-    def _on_filter_changed(self, text: str) -> None:
-        self.user_proxy.setFilterFixedString(text.strip())
+        return self.user_list.select(user_id)
 
     @Slot()
-    def _on_filter_accepted(self) -> None:
-        text = self.user_filter.text().strip()
-        if not self.select_user(text) and self.user_proxy.rowCount():
-            self.user_view.setCurrentIndex(self.user_proxy.index(0, 0))
-
-    @Slot()
-    def _on_user_changed(self, current, _previous=None) -> None:
+    def _on_user_changed(self) -> None:
         self._show_user()
 
     @Slot()
@@ -489,10 +417,9 @@ class UsersPage(QWidget):
         self._show_user()
 
     def current_user_id(self):
-        index = self.user_view.currentIndex()
-        if not index.isValid() or self.bundle is None:
+        if self.bundle is None:
             return None
-        return self.user_proxy.index(index.row(), 0).data()  # the id as shown; recommend matches text
+        return self.user_list.current_user_id()
 
     def _show_user(self) -> None:
         from engine.serving.recommend import RecommendError, recommend
