@@ -12,15 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QRect, Qt, Slot
-from PySide6.QtGui import (
-    QBrush,
-    QColor,
-    QFont,
-    QPainter,
-)
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QFileDialog,
     QHBoxLayout,
@@ -30,83 +23,16 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
-    QStyledItemDelegate,
-    QTableWidget,
-    QTableWidgetItem,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app.engine_job import EngineJob
+from app.pages.users.history_view import HistoryView
+from app.pages.users.recommendation_table import RecommendationTable
 from app.pages.users.user_list import UserList
 from app.widgets import open_error
-
-WINDOW_COLOUR = QColor(255, 236, 179)  # the short-term window in the history
-TARGET_COLOUR = QColor(200, 235, 200)  # the held-out test item in the top-N
-LONG_COLOUR = QColor(66, 133, 244)
-SHORT_COLOUR = QColor(244, 160, 0)
-PARTS_ROLE = Qt.ItemDataRole.UserRole + 1  # (long, short) of a top-N row, for the bar delegate
-MARK_ROLE = Qt.ItemDataRole.UserRole + 2  # True on the marked rows (window, test item)
-
-HISTORY_COLUMNS = ("#", "Item", "Title", "Window")
-TOP_COLUMNS = ("Rank", "Item", "Title", "Score", "Long", "Short", "Bias", "Long | short", "Moved")
-LONG_COLUMNS = ("Rank", "Item", "Title", "In combined")
-BAR_COLUMN = TOP_COLUMNS.index("Long | short")
-
-
-def bar_segments(long: float, short: float, rect: QRect, scale: float) -> list[tuple[QRect, str]]:
-    """The stacked bar of one row: the long part from the zero line (the rect's centre), the short part
-    stacked on its end; `scale` is the largest |long| + |short| of the table. [(rect, "long"|"short")]."""
-    half = max(rect.width() // 2 - 2, 1)
-    zero = rect.left() + rect.width() // 2
-    unit = half / scale if scale > 0 else 0.0
-    segments = []
-    start = 0.0
-    for value, part in ((long, "long"), (short, "short")):
-        a, b = zero + start * unit, zero + (start + value) * unit
-        left, right = int(round(min(a, b))), int(round(max(a, b)))
-        segments.append((QRect(left, rect.top() + 3, max(right - left, 1), max(rect.height() - 6, 1)), part))
-        start += value
-    return segments
-
-
-class PartsDelegate(QStyledItemDelegate):
-    """Paints (long, short) of PARTS_ROLE as a stacked horizontal bar around a zero line."""
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.scale = 1.0
-
-    def paint(self, painter: QPainter, option, index) -> None:
-        super().paint(painter, option, index)
-        parts = index.data(PARTS_ROLE)
-        if not parts:
-            return
-        painter.save()
-        for rect, part in bar_segments(parts[0], parts[1], option.rect, self.scale):
-            painter.fillRect(rect, LONG_COLOUR if part == "long" else SHORT_COLOUR)
-        x = option.rect.left() + option.rect.width() // 2
-        painter.setPen(option.palette.text().color())
-        painter.drawLine(x, option.rect.top() + 1, x, option.rect.bottom() - 1)
-        painter.restore()
-
-
-def _item(value, tooltip: str | None = None) -> QTableWidgetItem:
-    item = QTableWidgetItem("" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value)))
-    if tooltip:
-        item.setToolTip(tooltip)
-    return item
-
-
-def _table(columns, sortable: bool = False) -> QTableWidget:
-    table = QTableWidget(0, len(columns))
-    table.setHorizontalHeaderLabels(list(columns))
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.verticalHeader().setVisible(False)
-    table.setSortingEnabled(sortable)
-    return table
 
 
 def candidate_weights_text(weights: dict) -> str:
@@ -190,15 +116,7 @@ class UsersPage(QWidget):
         self.user_list = UserList()
         self.user_list.current_changed.connect(self._on_user_changed)
 
-        self.window_label = QLabel("")
-        self.window_label.setStyleSheet(f"background: {WINDOW_COLOUR.name()}; padding: 2px")
-        self.history_table = _table(HISTORY_COLUMNS)
-        history = QWidget()
-        column = QVBoxLayout(history)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(QLabel("History (newest last)"))
-        column.addWidget(self.window_label)
-        column.addWidget(self.history_table, 1)
+        self.history_view = HistoryView()
 
         self.n_spin = QSpinBox()
         self.n_spin.setRange(1, 500)
@@ -217,42 +135,15 @@ class UsersPage(QWidget):
         options.addStretch(1)
         options.addWidget(self.export_button)
         options.addWidget(self.export_all_button)
-        self.target_label = QLabel("")
-        self.summary_label = QLabel("")
-        self.summary_label.setWordWrap(True)
-        legend = QLabel(f'<span style="color:{LONG_COLOUR.name()}">■</span> long-term part &nbsp; '
-                        f'<span style="color:{SHORT_COLOUR.name()}">■</span> short-term part, stacked from the '
-                        'zero line; score = long + short + bias &nbsp; '
-                        f'<span style="background:{TARGET_COLOUR.name()}">&nbsp;test item&nbsp;</span>')
-        legend.setWordWrap(True)  # else its one line sets the whole window's minimum width
-        self.top_table = _table(TOP_COLUMNS)
-        self.parts_delegate = PartsDelegate(self.top_table)
-        self.top_table.setItemDelegateForColumn(BAR_COLUMN, self.parts_delegate)
-        self.top_table.setColumnWidth(BAR_COLUMN, 160)
-        self.top_table.setToolTip("Long | short: blue = long-term part, orange = short-term part, stacked from "
-                                  "the zero line; the bias is listed apart")
-        self.long_table = _table(LONG_COLUMNS)
-        tables = QSplitter(Qt.Orientation.Horizontal)
-        tables.addWidget(self.top_table)
-        long_box = QWidget()
-        column = QVBoxLayout(long_box)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(QLabel("Top N by the long-term part alone"))
-        column.addWidget(self.long_table, 1)
-        tables.addWidget(long_box)
-        tables.setStretchFactor(0, 3)
-        tables.setStretchFactor(1, 1)
+        self.top_n = RecommendationTable()
         recommendations = QWidget()
         column = QVBoxLayout(recommendations)
         column.setContentsMargins(0, 0, 0, 0)
         column.addLayout(options)
-        column.addWidget(self.target_label)
-        column.addWidget(self.summary_label)
-        column.addWidget(legend)
-        column.addWidget(tables, 1)
+        column.addWidget(self.top_n, 1)
 
         right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(history)
+        right.addWidget(self.history_view)
         right.addWidget(recommendations)
         right.setStretchFactor(1, 2)
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -442,73 +333,12 @@ class UsersPage(QWidget):
     def _show_recommendations(self, rec) -> None:
         self.recommendations = rec
         self.export_button.setEnabled(rec is not None)
-        for table in (self.history_table, self.top_table, self.long_table):
-            table.setRowCount(0)
         if rec is None:
-            self.window_label.setText("")
-            self.target_label.setText("")
-            self.summary_label.setText("")
+            self.history_view.clear()
+            self.top_n.clear()
             return
-        self._show_history(rec)
-        self._show_top(rec)
-        target = rec.target
-        self.target_label.setText(
-            f"User {rec.user_id}: held-out test item {target.item_id}"
-            + (f" ({target.title})" if target.title else "")
-            + f" ranked {target.rank + 1} of {rec.candidates} — {'hit' if rec.hit else 'miss'} in the top {rec.n}")
-        moved_in = sum(1 for r in rec.items if r.long_rank >= rec.n)
-        self.summary_label.setText(
-            f"The top {rec.n} by the long-term part alone shares {rec.overlap} of {rec.n} items with the combined "
-            f"top {rec.n}: the short-term part (window k = {rec.window}) brought in {moved_in} "
-            f"item{'s' if moved_in != 1 else ''} from outside the long-term top {rec.n}.")
-
-    def _show_history(self, rec) -> None:
-        h, k = len(rec.history_ids), rec.window
-        self.window_label.setText(f"short-term window (k = {k}): the last {min(k, h)} of {h} items, marked")
-        self.history_table.setRowCount(h)
-        brush = QBrush(WINDOW_COLOUR)
-        for row, (item_id, title) in enumerate(zip(rec.history_ids, rec.history_titles)):
-            in_window = row >= h - k
-            cells = [_item(row + 1), _item(item_id), _item(title), _item("short-term" if in_window else "")]
-            for column, cell in enumerate(cells):
-                cell.setData(MARK_ROLE, in_window)
-                if in_window:
-                    cell.setBackground(brush)
-                self.history_table.setItem(row, column, cell)
-        self.history_table.resizeColumnsToContents()
-        self.history_table.scrollToBottom()
-
-    def _show_top(self, rec) -> None:
-        target = rec.target.item
-        self.parts_delegate.scale = max((abs(r.long) + abs(r.short) for r in rec.items), default=1.0)
-        self.top_table.setRowCount(len(rec.items))
-        bold = QFont()
-        bold.setBold(True)
-        for row, (r, moved) in enumerate(rec.rank_changes()):
-            is_target = r.item == target
-            cells = [_item(r.rank + 1), _item(r.item_id), _item(r.title), _item(r.score), _item(r.long),
-                     _item(r.short), _item(r.bias), _item(""), _item(f"{moved:+d}" if moved else "0")]
-            cells[BAR_COLUMN].setData(PARTS_ROLE, (r.long, r.short))
-            cells[BAR_COLUMN].setToolTip(f"long {r.long:.4f} + short {r.short:.4f} (+ bias {r.bias:.4f})")
-            cells[-1].setToolTip(f"rank {r.long_rank + 1} by the long-term part alone")
-            for column, cell in enumerate(cells):
-                cell.setData(MARK_ROLE, is_target)
-                if is_target:
-                    cell.setBackground(QBrush(TARGET_COLOUR))
-                    cell.setFont(bold)
-                    cell.setToolTip("the held-out test item")
-                self.top_table.setItem(row, column, cell)
-        combined = {r.item for r in rec.items}
-        self.long_table.setRowCount(len(rec.long_term_items))
-        for row, r in enumerate(rec.long_term_items):
-            cells = [_item(r.rank + 1), _item(r.item_id), _item(r.title), _item("yes" if r.item in combined else "")]
-            for column, cell in enumerate(cells):
-                if r.item == target:
-                    cell.setBackground(QBrush(TARGET_COLOUR))
-                self.long_table.setItem(row, column, cell)
-        self.top_table.resizeColumnsToContents()
-        self.top_table.setColumnWidth(BAR_COLUMN, 160)
-        self.long_table.resizeColumnsToContents()
+        self.history_view.show_history(rec)
+        self.top_n.show_recommendations(rec)
 
     # ------------------------------------------------------------------ export
 
