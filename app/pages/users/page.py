@@ -1,12 +1,5 @@
-"""Users page: browse what a trained model recommends to each user, and why.
-
-A run's model bundle (the context's selected run) or a bundle opened from disk is loaded on a worker
-thread, with the user table (history length, rank of the held-out item, hit). Selecting a user shows the
-history (newest last, the short-term window of the last k items marked) and the top-N, each score split
-into its long-term, short-term and bias parts (engine.recommend), drawn as a stacked bar per row; the
-long-term-only top-N beside it shows how much the short-term module moved the ranking. One user's
-recommendations take a few ms: they are computed on the GUI thread.
-"""
+"""UsersPage: loads a model bundle (the selected run's, or one opened from disk) on a worker thread and wires
+the user list, history and top-N widgets to it; exports, progress and messages. Also load_task, the load itself."""
 
 from __future__ import annotations
 
@@ -319,7 +312,7 @@ class UsersPage(QWidget):
         if user is None:
             self._show_recommendations(None)
             return
-        try:
+        try:  # one user's recommendations take a few ms: on the GUI thread, no job needed
             rec = recommend(self.bundle.model, self.bundle.data, user, self.n_spin.value(),
                             self.exclude_check.isChecked())
         except RecommendError as error:
@@ -416,25 +409,3 @@ class UsersPage(QWidget):
             self._clear()
             self.source_label.setText("No model: select a finished run on the Runs page, or open a bundle.")
 
-
-def main() -> None:
-    """A quick look: `python -m app.pages.users.page BUNDLE_PATH` (a bundle folder or .zip)."""
-    import sys
-
-    from PySide6.QtWidgets import QApplication
-
-    from app.context import AppContext
-
-    app = QApplication(sys.argv)
-    page = UsersPage(AppContext())
-    page.resize(1400, 900)
-    page.show()
-    if len(sys.argv) > 1:
-        page.open_bundle(sys.argv[1])
-    code = app.exec()
-    page.shutdown()
-    sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()
