@@ -9,7 +9,12 @@ from PySide6.QtCore import QRect, Qt
 
 from app.pages.users import UsersPage
 from app.pages.users.cells import MARK_ROLE
-from app.pages.users.recommendation_table import BAR_COLUMN, PARTS_ROLE, TOP_COLUMNS, bar_segments
+from app.pages.users.recommendation_table import (
+    BAR_COLUMN,
+    PARTS_ROLE,
+    TOP_COLUMNS,
+    bar_segments,
+)
 from engine.core.config import RunConfig
 from engine.core.events import Observer
 from engine.experiments.stored_run import run_on_dataset
