@@ -39,7 +39,7 @@ PAGES = (
     ("Experiment", "app.pages.experiment_page", "ExperimentPage"),
     ("Training", "app.pages.training_page", "TrainingPage"),
     ("Runs", "app.pages.runs_page", "RunsPage"),
-    ("Users", "app.pages.users_page", "UsersPage"),
+    ("Users", "app.pages.users", "UsersPage"),
 )
 
 

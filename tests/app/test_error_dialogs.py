@@ -215,7 +215,7 @@ def test_a_corrupt_bundle_is_named_in_a_dialog_and_a_good_one_opens_after(qtbot,
     page.error_box.close()
     page.open_bundle(good_bundle)
     qtbot.waitUntil(lambda: not page.is_busy(), timeout=TIMEOUT)
-    assert page.bundle is not None and page.top_table.rowCount() == 10
+    assert page.bundle is not None and page.top_n.table.rowCount() == 10
 
 
 # ---------------------------------------------------------------- stores

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from PySide6.QtCore import QRect, Qt
 
-from app.pages.users_page import (
+from app.pages.users import UsersPage
+from app.pages.users.cells import MARK_ROLE
+from app.pages.users.recommendation_table import (
     BAR_COLUMN,
-    MARK_ROLE,
     PARTS_ROLE,
     TOP_COLUMNS,
-    UsersPage,
     bar_segments,
 )
 from engine.core.config import RunConfig
@@ -52,7 +52,7 @@ def column(table, name: str) -> list[str]:
 def test_opening_a_bundle_lists_its_users_and_shows_k(qtbot, page, bundle_path):
     open_and_wait(qtbot, page, bundle_path)
     assert page.bundle is not None
-    assert page.user_model.rowCount() == page.bundle.data.n_users
+    assert page.user_list.model.rowCount() == page.bundle.data.n_users
     assert f"k = {page.bundle.chosen_length}" in page.info_label.text()
     assert page.message_label.text() == ""
 
@@ -60,10 +60,10 @@ def test_opening_a_bundle_lists_its_users_and_shows_k(qtbot, page, bundle_path):
 def test_typing_filters_the_users_and_enter_selects(qtbot, page, bundle_path):
     open_and_wait(qtbot, page, bundle_path)
     user = str(page.bundle.data.user_ids[5])
-    qtbot.keyClicks(page.user_filter, user)
+    qtbot.keyClicks(page.user_list.filter_edit, user)
     assert user in page.user_ids_shown()
     assert all(user.lower() in shown.lower() for shown in page.user_ids_shown())
-    page.user_filter.returnPressed.emit()
+    page.user_list.filter_edit.returnPressed.emit()
     assert str(page.recommendations.user_id) == user
 
 
@@ -71,20 +71,20 @@ def test_the_history_marks_exactly_the_last_k_items(qtbot, page, bundle_path):
     open_and_wait(qtbot, page, bundle_path)
     assert page.select_user(page.bundle.data.user_ids[3])
     rec = page.recommendations
-    table = page.history_table
+    table = page.history_view.table
     assert table.rowCount() == len(rec.history_ids)
     assert [table.item(row, 1).text() for row in range(table.rowCount())] == [str(i) for i in rec.history_ids]
     marked = [row for row in range(table.rowCount()) if table.item(row, 0).data(MARK_ROLE)]
     h = table.rowCount()
     assert marked == list(range(max(0, h - rec.window), h))
-    assert f"k = {rec.window}" in page.window_label.text()
+    assert f"k = {rec.window}" in page.history_view.window_label.text()
 
 
 def test_the_top_n_has_n_rows_whose_parts_sum_to_the_score_each_with_a_bar(qtbot, page, bundle_path):
     open_and_wait(qtbot, page, bundle_path)
     page.n_spin.setValue(7)
     page.select_user(page.bundle.data.user_ids[0])
-    table = page.top_table
+    table = page.top_n.table
     assert table.rowCount() == 7
     for row, item in enumerate(page.recommendations.items):
         assert item.long + item.short + item.bias == pytest.approx(item.score, abs=1e-5)
@@ -109,12 +109,12 @@ def test_the_test_item_is_marked_when_it_is_in_the_top_n(qtbot, page, bundle_pat
     page.select_user(page.bundle.data.user_ids[2])
     rec = page.recommendations
     assert rec.hit
-    marked = [row for row in range(page.top_table.rowCount()) if page.top_table.item(row, 0).data(MARK_ROLE)]
+    marked = [row for row in range(page.top_n.table.rowCount()) if page.top_n.table.item(row, 0).data(MARK_ROLE)]
     assert marked == [rec.target_rank]
-    assert page.top_table.item(rec.target_rank, 1).text() == str(rec.target.item_id)
-    assert f"ranked {rec.target_rank + 1}" in page.target_label.text() and "hit" in page.target_label.text()
-    assert f"shares {rec.overlap} of" in page.summary_label.text()
-    assert page.long_table.rowCount() == len(rec.long_term_items)
+    assert page.top_n.table.item(rec.target_rank, 1).text() == str(rec.target.item_id)
+    assert f"ranked {rec.target_rank + 1}" in page.top_n.target_label.text() and "hit" in page.top_n.target_label.text()
+    assert f"shares {rec.overlap} of" in page.top_n.summary_label.text()
+    assert page.top_n.long_table.rowCount() == len(rec.long_term_items)
 
 
 def test_the_shown_recommendations_export_to_csv(qtbot, page, bundle_path, tmp_path):
@@ -145,9 +145,9 @@ def test_a_corrupt_bundle_is_refused_and_the_page_stays_usable(qtbot, page, bund
     (broken / "config.json").write_text("{ not json")
     open_and_wait(qtbot, page, broken)
     assert "corrupt" in page.message_label.text() and page.bundle is None
-    assert page.top_table.rowCount() == 0 and page.user_model.rowCount() == 0
+    assert page.top_n.table.rowCount() == 0 and page.user_list.model.rowCount() == 0
     open_and_wait(qtbot, page, bundle_path)
-    assert page.bundle is not None and page.top_table.rowCount() == 10
+    assert page.bundle is not None and page.top_n.table.rowCount() == 10
 
 
 def test_selecting_a_stored_run_loads_its_bundle(qtbot, page, app_context, tmp_path):
@@ -162,7 +162,7 @@ def test_selecting_a_stored_run_loads_its_bundle(qtbot, page, app_context, tmp_p
     assert page.source_run_id == run_id and f"run {run_id}" in page.source_label.text()
     assert f"k = {result.chosen_length}" in page.info_label.text()
     assert "candidate weights" in page.info_label.text()
-    assert page.top_table.rowCount() == 10
+    assert page.top_n.table.rowCount() == 10
 
 
 def test_a_run_without_a_bundle_shows_why(qtbot, page, app_context):
@@ -175,22 +175,22 @@ def test_a_second_load_while_one_runs_replaces_it(qtbot, page, bundle_path, tmp_
     page.open_bundle(tmp_path / "missing")
     page.open_bundle(bundle_path)  # asked while the first is still loading: the newest wins
     qtbot.waitUntil(lambda: not page.is_busy() and page.bundle is not None, timeout=LOAD_TIMEOUT)
-    assert page.message_label.text() == "" and page.top_table.rowCount() == 10
+    assert page.message_label.text() == "" and page.top_n.table.rowCount() == 10
 
 
 def test_changing_n_and_exclusion_recomputes_the_top_n(qtbot, page, bundle_path):
     open_and_wait(qtbot, page, bundle_path)
     page.select_user(page.bundle.data.user_ids[0])
     page.n_spin.setValue(4)
-    assert page.top_table.rowCount() == 4
+    assert page.top_n.table.rowCount() == 4
     page.exclude_check.setChecked(False)
-    assert page.recommendations.exclude_history is False and page.top_table.rowCount() == 4
+    assert page.recommendations.exclude_history is False and page.top_n.table.rowCount() == 4
 
 
 def test_users_sort_naturally_and_by_history_length(qtbot, page, bundle_path):
     open_and_wait(qtbot, page, bundle_path)
     shown = page.user_ids_shown()
     assert shown.index("u3") < shown.index("u29")
-    page.user_view.sortByColumn(1, Qt.SortOrder.DescendingOrder)
-    lengths = [int(page.user_proxy.index(row, 1).data()) for row in range(page.user_proxy.rowCount())]
+    page.user_list.view.sortByColumn(1, Qt.SortOrder.DescendingOrder)
+    lengths = [int(page.user_list.proxy.index(row, 1).data()) for row in range(page.user_list.proxy.rowCount())]
     assert lengths == sorted(lengths, reverse=True)

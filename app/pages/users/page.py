@@ -1,130 +1,35 @@
-"""Users page: browse what a trained model recommends to each user, and why.
-
-A run's model bundle (the context's selected run) or a bundle opened from disk is loaded on a worker
-thread, with the user table (history length, rank of the held-out item, hit). Selecting a user shows the
-history (newest last, the short-term window of the last k items marked) and the top-N, each score split
-into its long-term, short-term and bias parts (engine.recommend), drawn as a stacked bar per row; the
-long-term-only top-N beside it shows how much the short-term module moved the ranking. One user's
-recommendations take a few ms: they are computed on the GUI thread.
-"""
+"""UsersPage: loads a model bundle (the selected run's, or one opened from disk) on a worker thread and wires
+the user list, history and top-N widgets to it; exports, progress and messages. Also load_task, the load itself."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from PySide6.QtCore import QRect, QSortFilterProxyModel, Qt, Slot
-from PySide6.QtGui import (
-    QBrush,
-    QColor,
-    QFont,
-    QPainter,
-    QStandardItem,
-    QStandardItemModel,
-)
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QLineEdit,
     QMenu,
     QProgressBar,
     QPushButton,
     QSpinBox,
     QSplitter,
-    QStyledItemDelegate,
-    QTableView,
-    QTableWidget,
-    QTableWidgetItem,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app.engine_job import EngineJob
+from app.pages.users.history_view import HistoryView
+from app.pages.users.recommendation_table import RecommendationTable
+from app.pages.users.user_list import UserList
 from app.widgets import open_error
-
-WINDOW_COLOUR = QColor(255, 236, 179)  # the short-term window in the history
-TARGET_COLOUR = QColor(200, 235, 200)  # the held-out test item in the top-N
-LONG_COLOUR = QColor(66, 133, 244)
-SHORT_COLOUR = QColor(244, 160, 0)
-PARTS_ROLE = Qt.ItemDataRole.UserRole + 1  # (long, short) of a top-N row, for the bar delegate
-MARK_ROLE = Qt.ItemDataRole.UserRole + 2  # True on the marked rows (window, test item)
-SORT_ROLE = Qt.ItemDataRole.UserRole + 3  # the user table sorts on raw values, not text
-
-USER_COLUMNS = ("User", "History", "Test item", "Test rank", "Hit")
-HISTORY_COLUMNS = ("#", "Item", "Title", "Window")
-TOP_COLUMNS = ("Rank", "Item", "Title", "Score", "Long", "Short", "Bias", "Long | short", "Moved")
-LONG_COLUMNS = ("Rank", "Item", "Title", "In combined")
-BAR_COLUMN = TOP_COLUMNS.index("Long | short")
-
-
-def bar_segments(long: float, short: float, rect: QRect, scale: float) -> list[tuple[QRect, str]]:
-    """The stacked bar of one row: the long part from the zero line (the rect's centre), the short part
-    stacked on its end; `scale` is the largest |long| + |short| of the table. [(rect, "long"|"short")]."""
-    half = max(rect.width() // 2 - 2, 1)
-    zero = rect.left() + rect.width() // 2
-    unit = half / scale if scale > 0 else 0.0
-    segments = []
-    start = 0.0
-    for value, part in ((long, "long"), (short, "short")):
-        a, b = zero + start * unit, zero + (start + value) * unit
-        left, right = int(round(min(a, b))), int(round(max(a, b)))
-        segments.append((QRect(left, rect.top() + 3, max(right - left, 1), max(rect.height() - 6, 1)), part))
-        start += value
-    return segments
-
-
-class PartsDelegate(QStyledItemDelegate):
-    """Paints (long, short) of PARTS_ROLE as a stacked horizontal bar around a zero line."""
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.scale = 1.0
-
-    def paint(self, painter: QPainter, option, index) -> None:
-        super().paint(painter, option, index)
-        parts = index.data(PARTS_ROLE)
-        if not parts:
-            return
-        painter.save()
-        for rect, part in bar_segments(parts[0], parts[1], option.rect, self.scale):
-            painter.fillRect(rect, LONG_COLOUR if part == "long" else SHORT_COLOUR)
-        x = option.rect.left() + option.rect.width() // 2
-        painter.setPen(option.palette.text().color())
-        painter.drawLine(x, option.rect.top() + 1, x, option.rect.bottom() - 1)
-        painter.restore()
-
-
-def _item(value, tooltip: str | None = None) -> QTableWidgetItem:
-    item = QTableWidgetItem("" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value)))
-    if tooltip:
-        item.setToolTip(tooltip)
-    return item
-
-
-def _table(columns, sortable: bool = False) -> QTableWidget:
-    table = QTableWidget(0, len(columns))
-    table.setHorizontalHeaderLabels(list(columns))
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.verticalHeader().setVisible(False)
-    table.setSortingEnabled(sortable)
-    return table
 
 
 def candidate_weights_text(weights: dict) -> str:
     return ", ".join(f"k={k}: {w:.3f}" for k, w in sorted(weights.items(), key=lambda kv: int(kv[0])))
-
-
-def natural_key(value):
-    """A sort key that puts "u3" before "u29": numbers as they are, digit runs in text zero-padded."""
-    if isinstance(value, str):
-        return re.sub(r"\d+", lambda match: match.group().zfill(12), value)
-    return value.item() if hasattr(value, "item") else value
 
 
 def load_task(path=None, sessions=None, run_id: int | None = None):
@@ -201,44 +106,10 @@ class UsersPage(QWidget):
         top.addWidget(self.progress)
         top.addWidget(self.cancel_button)
 
-        # users: a filter proxy over external ids (type-ahead), sortable on raw values
-        self.user_filter = QLineEdit()
-        self.user_filter.setPlaceholderText("Find a user (id)…")
-        self.user_filter.setClearButtonEnabled(True)
-        self.user_filter.textChanged.connect(self._on_filter_changed)
-        self.user_filter.returnPressed.connect(self._on_filter_accepted)
-        self.user_model = QStandardItemModel(0, len(USER_COLUMNS), self)
-        self.user_model.setHorizontalHeaderLabels(list(USER_COLUMNS))
-        self.user_proxy = QSortFilterProxyModel(self)
-        self.user_proxy.setSourceModel(self.user_model)
-        self.user_proxy.setSortRole(SORT_ROLE)
-        self.user_proxy.setFilterKeyColumn(0)
-        self.user_proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        self.user_view = QTableView()
-        self.user_view.setModel(self.user_proxy)
-        self.user_view.setSortingEnabled(True)
-        self.user_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.user_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.user_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.user_view.verticalHeader().setVisible(False)
-        self.user_view.selectionModel().currentRowChanged.connect(self._on_user_changed)
-        self.user_count_label = QLabel("")
-        users = QWidget()
-        column = QVBoxLayout(users)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(self.user_filter)
-        column.addWidget(self.user_view, 1)
-        column.addWidget(self.user_count_label)
+        self.user_list = UserList()
+        self.user_list.current_changed.connect(self._on_user_changed)
 
-        self.window_label = QLabel("")
-        self.window_label.setStyleSheet(f"background: {WINDOW_COLOUR.name()}; padding: 2px")
-        self.history_table = _table(HISTORY_COLUMNS)
-        history = QWidget()
-        column = QVBoxLayout(history)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(QLabel("History (newest last)"))
-        column.addWidget(self.window_label)
-        column.addWidget(self.history_table, 1)
+        self.history_view = HistoryView()
 
         self.n_spin = QSpinBox()
         self.n_spin.setRange(1, 500)
@@ -257,46 +128,19 @@ class UsersPage(QWidget):
         options.addStretch(1)
         options.addWidget(self.export_button)
         options.addWidget(self.export_all_button)
-        self.target_label = QLabel("")
-        self.summary_label = QLabel("")
-        self.summary_label.setWordWrap(True)
-        legend = QLabel(f'<span style="color:{LONG_COLOUR.name()}">■</span> long-term part &nbsp; '
-                        f'<span style="color:{SHORT_COLOUR.name()}">■</span> short-term part, stacked from the '
-                        'zero line; score = long + short + bias &nbsp; '
-                        f'<span style="background:{TARGET_COLOUR.name()}">&nbsp;test item&nbsp;</span>')
-        legend.setWordWrap(True)  # else its one line sets the whole window's minimum width
-        self.top_table = _table(TOP_COLUMNS)
-        self.parts_delegate = PartsDelegate(self.top_table)
-        self.top_table.setItemDelegateForColumn(BAR_COLUMN, self.parts_delegate)
-        self.top_table.setColumnWidth(BAR_COLUMN, 160)
-        self.top_table.setToolTip("Long | short: blue = long-term part, orange = short-term part, stacked from "
-                                  "the zero line; the bias is listed apart")
-        self.long_table = _table(LONG_COLUMNS)
-        tables = QSplitter(Qt.Orientation.Horizontal)
-        tables.addWidget(self.top_table)
-        long_box = QWidget()
-        column = QVBoxLayout(long_box)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(QLabel("Top N by the long-term part alone"))
-        column.addWidget(self.long_table, 1)
-        tables.addWidget(long_box)
-        tables.setStretchFactor(0, 3)
-        tables.setStretchFactor(1, 1)
+        self.top_n = RecommendationTable()
         recommendations = QWidget()
         column = QVBoxLayout(recommendations)
         column.setContentsMargins(0, 0, 0, 0)
         column.addLayout(options)
-        column.addWidget(self.target_label)
-        column.addWidget(self.summary_label)
-        column.addWidget(legend)
-        column.addWidget(tables, 1)
+        column.addWidget(self.top_n, 1)
 
         right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(history)
+        right.addWidget(self.history_view)
         right.addWidget(recommendations)
         right.setStretchFactor(1, 2)
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(users)
+        splitter.addWidget(self.user_list)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 3)
         layout = QVBoxLayout(self)
@@ -419,7 +263,7 @@ class UsersPage(QWidget):
     def _clear(self) -> None:
         self.bundle, self.users, self.recommendations, self.source_run_id = None, None, None, None
         self.info_label.setText("")
-        self.user_model.removeRows(0, self.user_model.rowCount())
+        self.user_list.clear()
         self._show_recommendations(None)
 
     def _show_bundle(self, bundle, users, weights: dict, run_id) -> None:
@@ -434,20 +278,7 @@ class UsersPage(QWidget):
         full = (bundle.metrics or {}).get("test", {}).get("full", {})
         parts += [f"test {name} [full] = {full[name]:.4f}" for name in ("HR@10", "NDCG@10") if name in full]
         self.info_label.setText(" · ".join(parts))
-        self.user_view.setSortingEnabled(False)
-        self.user_model.setRowCount(len(users))
-        for row, (user, length, target, rank, hit) in enumerate(users.itertuples(index=False)):
-            values = [(user, natural_key(user)), (length, int(length)), (target, str(target)), (int(rank) + 1, int(rank)),
-                      ("hit" if hit else "miss", bool(hit))]
-            for column, (shown, key) in enumerate(values):
-                cell = QStandardItem(str(shown))
-                cell.setData(key.item() if hasattr(key, "item") else key, SORT_ROLE)
-                self.user_model.setItem(row, column, cell)
-        self.user_view.setSortingEnabled(True)
-        self.user_view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
-        self.user_view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        hits = int(users["hit"].sum())
-        self.user_count_label.setText(f"{len(users)} users · {hits} with the test item in the top 10")
+        self.user_list.show_users(users)
         self.n_spin.setMaximum(max(1, data.n_items))
         self._set_busy(self.is_busy())
         if len(users):
@@ -455,33 +286,14 @@ class UsersPage(QWidget):
 
     def user_ids_shown(self) -> list[str]:
         """The external ids of the user table's rows, in their shown (filtered, sorted) order."""
-        return [self.user_proxy.index(row, 0).data() for row in range(self.user_proxy.rowCount())]
+        return self.user_list.user_ids_shown()
 
     def select_user(self, user_id) -> bool:
         """Selects the user with this external id in the table (which shows their recommendations)."""
-        matches = self.user_model.findItems(str(user_id), Qt.MatchFlag.MatchExactly, 0)
-        if not matches:
-            return False
-        index = self.user_proxy.mapFromSource(matches[0].index())
-        if not index.isValid():  # filtered out: show all again
-            self.user_filter.clear()
-            index = self.user_proxy.mapFromSource(matches[0].index())
-        self.user_view.setCurrentIndex(index)
-        self.user_view.scrollTo(index)
-        return True
-
-    @Slot(str)
-    def _on_filter_changed(self, text: str) -> None:
-        self.user_proxy.setFilterFixedString(text.strip())
+        return self.user_list.select(user_id)
 
     @Slot()
-    def _on_filter_accepted(self) -> None:
-        text = self.user_filter.text().strip()
-        if not self.select_user(text) and self.user_proxy.rowCount():
-            self.user_view.setCurrentIndex(self.user_proxy.index(0, 0))
-
-    @Slot()
-    def _on_user_changed(self, current, _previous=None) -> None:
+    def _on_user_changed(self) -> None:
         self._show_user()
 
     @Slot()
@@ -489,10 +301,9 @@ class UsersPage(QWidget):
         self._show_user()
 
     def current_user_id(self):
-        index = self.user_view.currentIndex()
-        if not index.isValid() or self.bundle is None:
+        if self.bundle is None:
             return None
-        return self.user_proxy.index(index.row(), 0).data()  # the id as shown; recommend matches text
+        return self.user_list.current_user_id()
 
     def _show_user(self) -> None:
         from engine.serving.recommend import RecommendError, recommend
@@ -501,7 +312,7 @@ class UsersPage(QWidget):
         if user is None:
             self._show_recommendations(None)
             return
-        try:
+        try:  # one user's recommendations take a few ms: on the GUI thread, no job needed
             rec = recommend(self.bundle.model, self.bundle.data, user, self.n_spin.value(),
                             self.exclude_check.isChecked())
         except RecommendError as error:
@@ -515,73 +326,12 @@ class UsersPage(QWidget):
     def _show_recommendations(self, rec) -> None:
         self.recommendations = rec
         self.export_button.setEnabled(rec is not None)
-        for table in (self.history_table, self.top_table, self.long_table):
-            table.setRowCount(0)
         if rec is None:
-            self.window_label.setText("")
-            self.target_label.setText("")
-            self.summary_label.setText("")
+            self.history_view.clear()
+            self.top_n.clear()
             return
-        self._show_history(rec)
-        self._show_top(rec)
-        target = rec.target
-        self.target_label.setText(
-            f"User {rec.user_id}: held-out test item {target.item_id}"
-            + (f" ({target.title})" if target.title else "")
-            + f" ranked {target.rank + 1} of {rec.candidates} — {'hit' if rec.hit else 'miss'} in the top {rec.n}")
-        moved_in = sum(1 for r in rec.items if r.long_rank >= rec.n)
-        self.summary_label.setText(
-            f"The top {rec.n} by the long-term part alone shares {rec.overlap} of {rec.n} items with the combined "
-            f"top {rec.n}: the short-term part (window k = {rec.window}) brought in {moved_in} "
-            f"item{'s' if moved_in != 1 else ''} from outside the long-term top {rec.n}.")
-
-    def _show_history(self, rec) -> None:
-        h, k = len(rec.history_ids), rec.window
-        self.window_label.setText(f"short-term window (k = {k}): the last {min(k, h)} of {h} items, marked")
-        self.history_table.setRowCount(h)
-        brush = QBrush(WINDOW_COLOUR)
-        for row, (item_id, title) in enumerate(zip(rec.history_ids, rec.history_titles)):
-            in_window = row >= h - k
-            cells = [_item(row + 1), _item(item_id), _item(title), _item("short-term" if in_window else "")]
-            for column, cell in enumerate(cells):
-                cell.setData(MARK_ROLE, in_window)
-                if in_window:
-                    cell.setBackground(brush)
-                self.history_table.setItem(row, column, cell)
-        self.history_table.resizeColumnsToContents()
-        self.history_table.scrollToBottom()
-
-    def _show_top(self, rec) -> None:
-        target = rec.target.item
-        self.parts_delegate.scale = max((abs(r.long) + abs(r.short) for r in rec.items), default=1.0)
-        self.top_table.setRowCount(len(rec.items))
-        bold = QFont()
-        bold.setBold(True)
-        for row, (r, moved) in enumerate(rec.rank_changes()):
-            is_target = r.item == target
-            cells = [_item(r.rank + 1), _item(r.item_id), _item(r.title), _item(r.score), _item(r.long),
-                     _item(r.short), _item(r.bias), _item(""), _item(f"{moved:+d}" if moved else "0")]
-            cells[BAR_COLUMN].setData(PARTS_ROLE, (r.long, r.short))
-            cells[BAR_COLUMN].setToolTip(f"long {r.long:.4f} + short {r.short:.4f} (+ bias {r.bias:.4f})")
-            cells[-1].setToolTip(f"rank {r.long_rank + 1} by the long-term part alone")
-            for column, cell in enumerate(cells):
-                cell.setData(MARK_ROLE, is_target)
-                if is_target:
-                    cell.setBackground(QBrush(TARGET_COLOUR))
-                    cell.setFont(bold)
-                    cell.setToolTip("the held-out test item")
-                self.top_table.setItem(row, column, cell)
-        combined = {r.item for r in rec.items}
-        self.long_table.setRowCount(len(rec.long_term_items))
-        for row, r in enumerate(rec.long_term_items):
-            cells = [_item(r.rank + 1), _item(r.item_id), _item(r.title), _item("yes" if r.item in combined else "")]
-            for column, cell in enumerate(cells):
-                if r.item == target:
-                    cell.setBackground(QBrush(TARGET_COLOUR))
-                self.long_table.setItem(row, column, cell)
-        self.top_table.resizeColumnsToContents()
-        self.top_table.setColumnWidth(BAR_COLUMN, 160)
-        self.long_table.resizeColumnsToContents()
+        self.history_view.show_history(rec)
+        self.top_n.show_recommendations(rec)
 
     # ------------------------------------------------------------------ export
 
@@ -659,25 +409,3 @@ class UsersPage(QWidget):
             self._clear()
             self.source_label.setText("No model: select a finished run on the Runs page, or open a bundle.")
 
-
-def main() -> None:
-    """A quick look: `python -m app.pages.users_page BUNDLE_PATH` (a bundle folder or .zip)."""
-    import sys
-
-    from PySide6.QtWidgets import QApplication
-
-    from app.context import AppContext
-
-    app = QApplication(sys.argv)
-    page = UsersPage(AppContext())
-    page.resize(1400, 900)
-    page.show()
-    if len(sys.argv) > 1:
-        page.open_bundle(sys.argv[1])
-    code = app.exec()
-    page.shutdown()
-    sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,49 @@
+"""The Users page's history table: one user's items, newest last, with the short-term window (the last k
+items, which the short-term module sees) marked."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from app.pages.users.cells import MARK_ROLE, cell, read_only_table
+
+WINDOW_COLOUR = QColor(255, 236, 179)  # the short-term window in the history
+HISTORY_COLUMNS = ("#", "Item", "Title", "Window")
+
+
+class HistoryView(QWidget):
+    """A title, a label naming the window, and the history table."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.window_label = QLabel("")
+        self.window_label.setStyleSheet(f"background: {WINDOW_COLOUR.name()}; padding: 2px")
+        self.table = read_only_table(HISTORY_COLUMNS)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(QLabel("History (newest last)"))
+        column.addWidget(self.window_label)
+        column.addWidget(self.table, 1)
+
+    def show_history(self, rec) -> None:
+        """Shows the history of a Recommendations, its last `rec.window` items marked."""
+        self.table.setRowCount(0)
+        h, k = len(rec.history_ids), rec.window
+        self.window_label.setText(f"short-term window (k = {k}): the last {min(k, h)} of {h} items, marked")
+        self.table.setRowCount(h)
+        brush = QBrush(WINDOW_COLOUR)
+        for row, (item_id, title) in enumerate(zip(rec.history_ids, rec.history_titles)):
+            in_window = row >= h - k
+            cells = [cell(row + 1), cell(item_id), cell(title), cell("short-term" if in_window else "")]
+            for column, item in enumerate(cells):
+                item.setData(MARK_ROLE, in_window)
+                if in_window:
+                    item.setBackground(brush)
+                self.table.setItem(row, column, item)
+        self.table.resizeColumnsToContents()
+        self.table.scrollToBottom()
+
+    def clear(self) -> None:
+        self.table.setRowCount(0)
+        self.window_label.setText("")

@@ -1,0 +1,155 @@
+"""The Users page's top-N: each score with its long, short and bias parts, a stacked long|short bar per row
+(bar_segments, PartsDelegate), the test item marked, and the top-N by the long-term part alone beside it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRect, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter
+from PySide6.QtWidgets import (
+    QLabel,
+    QSplitter,
+    QStyledItemDelegate,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.pages.users.cells import MARK_ROLE, cell, read_only_table
+
+TARGET_COLOUR = QColor(200, 235, 200)  # the held-out test item in the top-N
+LONG_COLOUR = QColor(66, 133, 244)
+SHORT_COLOUR = QColor(244, 160, 0)
+PARTS_ROLE = Qt.ItemDataRole.UserRole + 1  # (long, short) of a top-N row, for the bar delegate
+
+TOP_COLUMNS = ("Rank", "Item", "Title", "Score", "Long", "Short", "Bias", "Long | short", "Moved")
+LONG_COLUMNS = ("Rank", "Item", "Title", "In combined")
+BAR_COLUMN = TOP_COLUMNS.index("Long | short")
+
+
+def bar_segments(long: float, short: float, rect: QRect, scale: float) -> list[tuple[QRect, str]]:
+    """The stacked bar of one row: the long part from the zero line (the rect's centre), the short part
+    stacked on its end; `scale` is the largest |long| + |short| of the table. [(rect, "long"|"short")]."""
+    half = max(rect.width() // 2 - 2, 1)
+    zero = rect.left() + rect.width() // 2
+    unit = half / scale if scale > 0 else 0.0
+    segments = []
+    start = 0.0
+    for value, part in ((long, "long"), (short, "short")):
+        a, b = zero + start * unit, zero + (start + value) * unit
+        left, right = int(round(min(a, b))), int(round(max(a, b)))
+        segments.append((QRect(left, rect.top() + 3, max(right - left, 1), max(rect.height() - 6, 1)), part))
+        start += value
+    return segments
+
+
+class PartsDelegate(QStyledItemDelegate):
+    """Paints (long, short) of PARTS_ROLE as a stacked horizontal bar around a zero line."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.scale = 1.0
+
+    def paint(self, painter: QPainter, option, index) -> None:
+        super().paint(painter, option, index)
+        parts = index.data(PARTS_ROLE)
+        if not parts:
+            return
+        painter.save()
+        for rect, part in bar_segments(parts[0], parts[1], option.rect, self.scale):
+            painter.fillRect(rect, LONG_COLOUR if part == "long" else SHORT_COLOUR)
+        x = option.rect.left() + option.rect.width() // 2
+        painter.setPen(option.palette.text().color())
+        painter.drawLine(x, option.rect.top() + 1, x, option.rect.bottom() - 1)
+        painter.restore()
+
+
+class RecommendationTable(QWidget):
+    """The test item's line, how far the short-term part moved the ranking, a legend, and the two top-N tables:
+    `table` by the whole score (with the bars), `long_table` by the long-term part alone."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.target_label = QLabel("")
+        self.summary_label = QLabel("")
+        self.summary_label.setWordWrap(True)
+        legend = QLabel(f'<span style="color:{LONG_COLOUR.name()}">■</span> long-term part &nbsp; '
+                        f'<span style="color:{SHORT_COLOUR.name()}">■</span> short-term part, stacked from the '
+                        'zero line; score = long + short + bias &nbsp; '
+                        f'<span style="background:{TARGET_COLOUR.name()}">&nbsp;test item&nbsp;</span>')
+        legend.setWordWrap(True)  # else its one line sets the whole window's minimum width
+        self.table = read_only_table(TOP_COLUMNS)
+        self.parts_delegate = PartsDelegate(self.table)
+        self.table.setItemDelegateForColumn(BAR_COLUMN, self.parts_delegate)
+        self.table.setColumnWidth(BAR_COLUMN, 160)
+        self.table.setToolTip("Long | short: blue = long-term part, orange = short-term part, stacked from "
+                                  "the zero line; the bias is listed apart")
+        self.long_table = read_only_table(LONG_COLUMNS)
+        tables = QSplitter(Qt.Orientation.Horizontal)
+        tables.addWidget(self.table)
+        long_box = QWidget()
+        column = QVBoxLayout(long_box)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(QLabel("Top N by the long-term part alone"))
+        column.addWidget(self.long_table, 1)
+        tables.addWidget(long_box)
+        tables.setStretchFactor(0, 3)
+        tables.setStretchFactor(1, 1)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.target_label)
+        column.addWidget(self.summary_label)
+        column.addWidget(legend)
+        column.addWidget(tables, 1)
+
+    def show_recommendations(self, rec) -> None:
+        """Shows a Recommendations: both top-N tables, the test item's rank, and what the short-term part moved."""
+        self.table.setRowCount(0)
+        self.long_table.setRowCount(0)
+        self._show_top(rec)
+        target = rec.target
+        self.target_label.setText(
+            f"User {rec.user_id}: held-out test item {target.item_id}"
+            + (f" ({target.title})" if target.title else "")
+            + f" ranked {target.rank + 1} of {rec.candidates} — {'hit' if rec.hit else 'miss'} in the top {rec.n}")
+        moved_in = sum(1 for r in rec.items if r.long_rank >= rec.n)
+        self.summary_label.setText(
+            f"The top {rec.n} by the long-term part alone shares {rec.overlap} of {rec.n} items with the combined "
+            f"top {rec.n}: the short-term part (window k = {rec.window}) brought in {moved_in} "
+            f"item{'s' if moved_in != 1 else ''} from outside the long-term top {rec.n}.")
+
+    def clear(self) -> None:
+        self.table.setRowCount(0)
+        self.long_table.setRowCount(0)
+        self.target_label.setText("")
+        self.summary_label.setText("")
+
+    def _show_top(self, rec) -> None:
+        target = rec.target.item
+        self.parts_delegate.scale = max((abs(r.long) + abs(r.short) for r in rec.items), default=1.0)
+        self.table.setRowCount(len(rec.items))
+        bold = QFont()
+        bold.setBold(True)
+        for row, (r, moved) in enumerate(rec.rank_changes()):
+            is_target = r.item == target
+            cells = [cell(r.rank + 1), cell(r.item_id), cell(r.title), cell(r.score), cell(r.long),
+                     cell(r.short), cell(r.bias), cell(""), cell(f"{moved:+d}" if moved else "0")]
+            cells[BAR_COLUMN].setData(PARTS_ROLE, (r.long, r.short))
+            cells[BAR_COLUMN].setToolTip(f"long {r.long:.4f} + short {r.short:.4f} (+ bias {r.bias:.4f})")
+            cells[-1].setToolTip(f"rank {r.long_rank + 1} by the long-term part alone")
+            for column, item in enumerate(cells):
+                item.setData(MARK_ROLE, is_target)
+                if is_target:
+                    item.setBackground(QBrush(TARGET_COLOUR))
+                    item.setFont(bold)
+                    item.setToolTip("the held-out test item")
+                self.table.setItem(row, column, item)
+        combined = {r.item for r in rec.items}
+        self.long_table.setRowCount(len(rec.long_term_items))
+        for row, r in enumerate(rec.long_term_items):
+            cells = [cell(r.rank + 1), cell(r.item_id), cell(r.title), cell("yes" if r.item in combined else "")]
+            for column, item in enumerate(cells):
+                if r.item == target:
+                    item.setBackground(QBrush(TARGET_COLOUR))
+                self.long_table.setItem(row, column, item)
+        self.table.resizeColumnsToContents()
+        self.table.setColumnWidth(BAR_COLUMN, 160)
+        self.long_table.resizeColumnsToContents()
