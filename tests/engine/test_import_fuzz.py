@@ -551,7 +551,7 @@ def test_nul_byte_is_refused_naming_its_line_and_column(folder):
 # finer blocks and batches give the kill many distinct moments to land on.
 KILLED_IMPORT = textwrap.dedent("""
     import sys
-    from engine.data import importers, readers
+    from engine.data import delimited, importers
     from engine.core.events import Observer, StepFinished
     from engine.data.store import open_store
 
@@ -560,7 +560,7 @@ KILLED_IMPORT = textwrap.dedent("""
             if isinstance(event, StepFinished):
                 print(event.step, flush=True)
 
-    readers.BLOCK_BYTES = 64 << 10
+    delimited.BLOCK_BYTES = 64 << 10
     importers.INSERT_ROWS = 2_000
     importers.PROGRESS_INTERVAL = 0.0
     store = open_store(sys.argv[1])

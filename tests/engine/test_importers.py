@@ -20,7 +20,7 @@ from engine.core.events import (
     RecordingObserver,
     StepFinished,
 )
-from engine.data import importers, readers
+from engine.data import delimited, importers
 from engine.data.importers import ImportFailed, import_file, preview
 from engine.data.sequences import build_sequences
 from engine.data.store import dataset_stats, list_datasets, load_log, open_store
@@ -386,7 +386,7 @@ def big_ratings(path: Path, rows: int) -> Path:
 
 
 def test_cancel_while_reading_leaves_the_store_unchanged(store, existing, tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(delimited, "BLOCK_BYTES", 4096)
     monkeypatch.setattr(importers, "PROGRESS_INTERVAL", 0.0)
     observer = RecordingObserver(cancel_when=lambda e: isinstance(e, StepFinished))
     with pytest.raises(Cancelled):
