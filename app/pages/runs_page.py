@@ -1,6 +1,7 @@
 """Runs page: the store's run history; select several runs to overlay one of their recorded series and to
 compare their configurations side by side (only the keys that differ); export the plot to PNG and its
 data to CSV. Selecting a single run makes it the context's run (the Users page browses its model).
+While a selected run is running and the page is shown, its curves are re-read every POLL_MS.
 
 Every metric column names its protocol ("NDCG@10 [full]", "[popularity-100]"): sampled figures alone
 mislead.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -27,7 +28,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.plots import add_curve, export_csv, export_png, make_plot
-from engine.data.run_records import list_runs, run_series
+from engine.data.run_records import get_run, list_runs, run_series
+from engine.data.store_errors import StoreError
 from engine.evaluation.metrics import protocol_label
 from engine.experiments.stored_run import can_resume
 
@@ -35,6 +37,7 @@ SHOWN_METRICS = ("NDCG@10", "HR@10", "MRR@10")
 FIXED_COLUMNS = ("Run", "Started", "Dataset", "Status", "k", "Configuration")
 TAIL_COLUMNS = ("Duration", "Device", "Version")
 DEFAULT_SERIES = "retrain · NDCG@10"  # a prefix: the protocol label follows
+POLL_MS = 2000  # a running run records its points about every second: a faster poll redraws nothing new
 
 
 def config_summary(config: dict) -> str:
@@ -88,14 +91,17 @@ class RunsPage(QWidget):
         self._series_cache = {}  # run id -> DataFrame of run_series; a finished run's series never change
         self.curves = {}  # run id -> PlotDataItem of the chosen series
         self._series_names = {}  # run id -> {display name: (phase, name, per)}
+        self.poll_timer = QTimer(self)
+        self.poll_timer.setInterval(POLL_MS)
+        self.poll_timer.timeout.connect(self._poll)
         self._build()
         context.store_changed.connect(self._on_store_changed)
         context.runs_changed.connect(self.refresh)
         self.refresh()
 
     def _build(self) -> None:
-        refresh = QPushButton("Refresh")
-        refresh.clicked.connect(self.refresh)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.clicked.connect(self.refresh)
         self.series_combo = QComboBox()
         self.series_combo.setMinimumContentsLength(16)
         self.series_combo.currentTextChanged.connect(self._on_series_changed)
@@ -106,7 +112,7 @@ class RunsPage(QWidget):
         png.clicked.connect(self._on_export_png_clicked)
         csv.clicked.connect(self._on_export_csv_clicked)
         top = QHBoxLayout()
-        for widget in (refresh, self.resume_button, QLabel("Series:"), self.series_combo):
+        for widget in (self.refresh_button, self.resume_button, QLabel("Series:"), self.series_combo):
             top.addWidget(widget)
         top.addStretch(1)
         top.addWidget(png)
@@ -153,6 +159,8 @@ class RunsPage(QWidget):
         for run in self.runs:  # a run that is still going (or resumed) may get more points
             if run.status == "running" or run.id in self.resumable:
                 self._series_cache.pop(run.id, None)
+        for run_id in selected:  # Refresh re-reads what is shown: a run that finished since has more points
+            self._series_cache.pop(run_id, None)
         metrics = metric_columns(self.runs)
         headers = list(FIXED_COLUMNS) + [f"{name} [{label}]" for label, name in metrics] + list(TAIL_COLUMNS)
         self.table.blockSignals(True)
@@ -219,15 +227,53 @@ class RunsPage(QWidget):
         self.series_combo.blockSignals(False)
         self._show_curves()
         self._show_config_diff(ids)
+        self._update_poll()
         if len(ids) == 1 and ids[0] != self.context.run_id:
             self.context.select_run(ids[0])
+
+    def _selected_running(self) -> list[int]:
+        running = {run.id for run in self.runs if run.status == "running"}
+        return [run_id for run_id in self.selected_run_ids() if run_id in running]
+
+    def _update_poll(self) -> None:
+        if self.isVisible() and self._selected_running():
+            if not self.poll_timer.isActive():
+                self.poll_timer.start()
+        else:
+            self.poll_timer.stop()
+
+    @Slot()
+    def _poll(self) -> None:
+        running = self._selected_running()
+        if not running or self.context.sessions is None:
+            self.poll_timer.stop()
+            return
+        try:
+            with self.context.sessions() as session:
+                ended = any(get_run(session, run_id).status != "running" for run_id in running)
+        except StoreError:  # deleted meanwhile
+            ended = True
+        if ended:  # its row changes too (status, metrics): reload the history
+            self.refresh()
+            return
+        for run_id in running:
+            self._series_cache.pop(run_id, None)
+        self._on_selection_changed()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._update_poll()
+
+    def hideEvent(self, event) -> None:
+        super().hideEvent(event)
+        self.poll_timer.stop()
 
     @Slot(str)
     def _on_series_changed(self, _text: str) -> None:
         self._show_curves()
 
     def _show_curves(self) -> None:
-        # The overlay is rebuilt on selection or series change only: these curves are not live.
+        # The overlay is rebuilt on selection or series change, Refresh and each poll of a running run.
         for curve in self.curves.values():
             self.plot.removeItem(curve)
         self.curves = {}

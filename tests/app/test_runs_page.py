@@ -11,6 +11,7 @@ from app.context import AppContext
 from app.pages.runs_page import RunsPage
 from engine.core.events import Observer
 from engine.core.presets import quick_demo
+from engine.data.run_records import append_series, create_run, finish_run
 from engine.data.store import open_store
 from engine.experiments.stored_run import run_on_dataset
 from tests.app.store_data import store_planted_dataset
@@ -98,3 +99,68 @@ def test_a_new_run_appears_when_the_context_says_runs_changed(page, context):
     context.runs_changed.emit()
     assert page.table.rowCount() == before + 1
     assert page.runs[0].config["seed"] == 2  # newest first
+
+
+# ---------------------------------------------------------------- a run that is still training
+
+def start_run(context, epochs: int) -> int:
+    """A run recorded as running (as a training process leaves it), with `epochs` retrain epochs so far."""
+    with context.sessions() as session:
+        run_id = create_run(session, "planted", quick_demo().replace(**TINY).to_dict(), "cpu")
+    record_epochs(context, run_id, range(1, epochs + 1))
+    return run_id
+
+
+def record_epochs(context, run_id: int, epochs) -> None:
+    with context.sessions() as session:
+        append_series(session, run_id, [("retrain", epoch, "NDCG@10", 0.01 * epoch, "epoch") for epoch in epochs])
+
+
+def shown_epochs(page, run_id: int) -> list[float]:
+    assert page.series_combo.currentText().startswith("retrain · NDCG@10")
+    return list(page.curves[run_id].getData()[0])
+
+
+@pytest.fixture
+def empty_page(qtbot, app_context):
+    page = RunsPage(app_context)
+    qtbot.addWidget(page)
+    return page
+
+
+def test_refresh_rereads_the_curves_of_a_run_that_finished_since_it_was_shown(empty_page, app_context):
+    run_id = start_run(app_context, epochs=2)
+    empty_page.refresh()
+    empty_page.select_runs([run_id])
+    assert shown_epochs(empty_page, run_id) == [1, 2]
+    record_epochs(app_context, run_id, range(3, 11))
+    with app_context.sessions() as session:
+        finish_run(session, run_id, 2, {}, 1.0)
+    empty_page.refresh_button.click()
+    assert shown_epochs(empty_page, run_id) == list(range(1, 11))
+    assert column(empty_page, "Status") == ["finished"]
+
+
+def test_a_shown_running_run_redraws_by_itself_until_it_ends(qtbot, empty_page, app_context):
+    empty_page.poll_timer.setInterval(50)  # the test's patience, not the page's 2 s
+    empty_page.show()
+    run_id = start_run(app_context, epochs=2)
+    empty_page.refresh()
+    empty_page.select_runs([run_id])
+    assert empty_page.poll_timer.isActive()
+    record_epochs(app_context, run_id, range(3, 6))
+    qtbot.waitUntil(lambda: shown_epochs(empty_page, run_id) == [1, 2, 3, 4, 5], timeout=5000)
+    with app_context.sessions() as session:
+        finish_run(session, run_id, 2, {}, 1.0)
+    qtbot.waitUntil(lambda: column(empty_page, "Status") == ["finished"], timeout=5000)
+    assert not empty_page.poll_timer.isActive()
+
+
+def test_a_hidden_page_does_not_poll(empty_page, app_context):
+    run_id = start_run(app_context, epochs=1)
+    empty_page.show()
+    empty_page.refresh()
+    empty_page.select_runs([run_id])
+    assert empty_page.poll_timer.isActive()
+    empty_page.hide()
+    assert not empty_page.poll_timer.isActive()
