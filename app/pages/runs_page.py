@@ -124,6 +124,7 @@ class RunsPage(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.itemSelectionChanged.connect(self._on_selection_changed)
+        self.table.itemClicked.connect(self._announce_selected_run)
         self.plot = make_plot("Selected runs", "step / epoch", "value")
         self.diff_table = QTableWidget()
         self.diff_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -187,6 +188,15 @@ class RunsPage(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.blockSignals(False)
         self._on_selection_changed()
+        self._announce_selected_run()
+
+    @Slot()
+    def _announce_selected_run(self) -> None:
+        """Selects the one selected run in the context again, though it is already the context's run: it
+        may have changed state since (finished, saved its model), which the Users page has to see."""
+        ids = self.selected_run_ids()
+        if len(ids) == 1 and ids[0] == self.context.run_id:  # else the selection change has selected it
+            self.context.select_run(ids[0])
 
     def selected_run_ids(self) -> list[int]:
         rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})

@@ -250,3 +250,28 @@ def test_the_window_has_the_app_icon_at_every_window_manager_size(window):
     icon = window.windowIcon()
     assert not icon.isNull()
     assert {size.width() for size in icon.availableSizes()} >= {16, 24, 32, 48, 64, 128, 256}
+
+
+def test_the_users_page_shows_the_model_of_a_run_that_finished_after_it_was_selected(qtbot, window, app_context,
+                                                                                     tmp_path):
+    from engine.data.run_records import add_artifact, create_run
+    from engine.serving.bundle import bundle_digest, save_bundle
+    from tests.engine.tiny_run import tiny_run
+
+    with app_context.sessions() as session:
+        run_id = create_run(session, "planted", {}, "cpu")
+    runs, users = window.pages["Runs"], window.pages["Users"]
+    window.show_page("Runs")
+    runs.refresh()
+    runs.select_runs([run_id])  # while it trains: no bundle yet
+    qtbot.waitUntil(lambda: not users.is_busy(), timeout=20_000)
+    assert "has no saved bundle" in users.message_label.text()
+    result, data = tiny_run()
+    path = save_bundle(result, data, tmp_path / "bundle")
+    with app_context.sessions() as session:
+        add_artifact(session, run_id, str(path), "bundle", bundle_digest(path))
+        finish_run(session, run_id, result.chosen_length, {}, 1.0)
+    runs.refresh_button.click()
+    window.show_page("Users")
+    qtbot.waitUntil(lambda: not users.is_busy() and users.bundle is not None, timeout=20_000)
+    assert users.source_run_id == run_id and users.message_label.text() == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
 from app.context import AppContext
@@ -164,3 +165,18 @@ def test_a_hidden_page_does_not_poll(empty_page, app_context):
     assert empty_page.poll_timer.isActive()
     empty_page.hide()
     assert not empty_page.poll_timer.isActive()
+
+
+def test_refresh_and_a_click_on_the_selected_run_select_it_again_in_the_context(qtbot, empty_page, app_context):
+    run_id = start_run(app_context, epochs=1)
+    empty_page.refresh()
+    empty_page.select_runs([run_id])
+    assert app_context.run_id == run_id
+    with qtbot.waitSignal(app_context.run_selected) as selected:  # it may have finished since: others reload
+        empty_page.refresh_button.click()
+    assert selected.args == [run_id]
+    empty_page.show()
+    rect = empty_page.table.visualItemRect(empty_page.table.item(0, 0))
+    with qtbot.waitSignal(app_context.run_selected) as selected:
+        qtbot.mouseClick(empty_page.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert selected.args == [run_id]

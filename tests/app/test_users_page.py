@@ -17,8 +17,9 @@ from app.pages.users.recommendation_table import (
 )
 from engine.core.config import RunConfig
 from engine.core.events import Observer
+from engine.data.run_records import add_artifact, create_run, finish_run
 from engine.experiments.stored_run import run_on_dataset
-from engine.serving.bundle import save_bundle
+from engine.serving.bundle import bundle_digest, save_bundle
 from tests.app.store_data import store_planted_dataset
 from tests.engine.tiny_run import tiny_run
 
@@ -194,3 +195,65 @@ def test_users_sort_naturally_and_by_history_length(qtbot, page, bundle_path):
     page.user_list.view.sortByColumn(1, Qt.SortOrder.DescendingOrder)
     lengths = [int(page.user_list.proxy.index(row, 1).data()) for row in range(page.user_list.proxy.rowCount())]
     assert lengths == sorted(lengths, reverse=True)
+
+
+def start_run(context) -> int:
+    """A run recorded as running: it has saved no bundle yet."""
+    with context.sessions() as session:
+        return create_run(session, "planted", {}, "cpu")
+
+
+def save_run_bundle(context, run_id: int, path, finish: bool = True) -> None:
+    """What the end of a run records: its bundle, then (with `finish`) its status."""
+    with context.sessions() as session:
+        add_artifact(session, run_id, str(path), "bundle", bundle_digest(path))
+        session.commit()
+        if finish:
+            finish_run(session, run_id, 2, {}, 1.0)
+
+
+def test_a_run_selected_while_it_trains_loads_its_bundle_when_selected_again_after_it_finished(
+        qtbot, page, app_context, bundle_path):
+    run_id = start_run(app_context)
+    app_context.select_run(run_id)
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=LOAD_TIMEOUT)
+    assert "has no saved bundle" in page.message_label.text()
+    save_run_bundle(app_context, run_id, bundle_path)
+    app_context.select_run(run_id)  # the Runs page's Refresh, or a click on its row
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=LOAD_TIMEOUT)
+    assert page.bundle is not None and page.source_run_id == run_id
+    assert page.message_label.text() == ""
+
+
+def test_selecting_the_loaded_run_again_does_not_reload_it(qtbot, page, app_context, bundle_path):
+    run_id = start_run(app_context)
+    save_run_bundle(app_context, run_id, bundle_path)
+    app_context.select_run(run_id)
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=LOAD_TIMEOUT)
+    loaded = page.bundle
+    app_context.select_run(run_id)
+    assert not page.is_busy() and page.bundle is loaded
+
+
+def test_showing_the_page_retries_a_run_whose_load_failed(qtbot, page, app_context, bundle_path):
+    run_id = start_run(app_context)
+    app_context.select_run(run_id)  # while the page is hidden (another page is shown)
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=LOAD_TIMEOUT)
+    assert page.bundle is None
+    save_run_bundle(app_context, run_id, bundle_path, finish=False)  # status unchanged: only the retry sees it
+    page.show()
+    qtbot.waitUntil(lambda: not page.is_busy() and page.bundle is not None, timeout=LOAD_TIMEOUT)
+    assert page.source_run_id == run_id
+
+
+def test_showing_the_page_reloads_a_run_whose_status_changed(qtbot, page, app_context, bundle_path):
+    run_id = start_run(app_context)
+    save_run_bundle(app_context, run_id, bundle_path, finish=False)
+    app_context.select_run(run_id)
+    qtbot.waitUntil(lambda: not page.is_busy() and page.bundle is not None, timeout=LOAD_TIMEOUT)
+    loaded = page.bundle
+    with app_context.sessions() as session:
+        finish_run(session, run_id, 2, {}, 1.0)
+    page.show()
+    qtbot.waitUntil(lambda: not page.is_busy() and page.bundle is not loaded, timeout=LOAD_TIMEOUT)
+    assert page.bundle is not None

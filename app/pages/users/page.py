@@ -76,6 +76,10 @@ class UsersPage(QWidget):
         self._job_kind = ""
         self._load_kind = ""  # "bundle" (opened by path) or "run" (the selected run's): what the load was
         self._pending = None  # a load asked for while another job runs: started when it ends
+        # (run id, its status, failed) of the last load of a run; None after a bundle opened by path. A run's
+        # model can appear after it was asked for (it was still training, or resumed): a change of status
+        # reloads it, and showing the page retries a load that failed.
+        self._run_attempt: tuple[int, str | None, bool] | None = None
         self._build()
         context.run_selected.connect(self._on_run_changed)
         context.store_changed.connect(self._on_store_changed)
@@ -153,11 +157,29 @@ class UsersPage(QWidget):
 
     def open_bundle(self, path: str | Path) -> None:
         """Loads the bundle folder or .zip at `path` on the worker thread (what "Open bundle…" does)."""
+        self._run_attempt = None
         self._load(("bundle", str(path)))
 
     def open_run(self, run_id: int) -> None:
         """Loads the bundle a run saved (the context's selected run)."""
+        self._run_attempt = (run_id, self._run_status(run_id), False)
         self._load(("run", run_id))
+
+    def _run_status(self, run_id: int) -> str | None:
+        from engine.data.run_records import get_run
+        from engine.data.store_errors import StoreError
+
+        if self.context.sessions is None:
+            return None
+        try:
+            with self.context.sessions() as session:
+                return get_run(session, run_id).status
+        except StoreError:  # no such run: the load says so
+            return None
+
+    def _run_failed(self) -> None:
+        if self._load_kind == "run" and self._run_attempt is not None:
+            self._run_attempt = (*self._run_attempt[:2], True)
 
     def _load(self, request) -> None:
         if self._job is not None:  # one task per page: the newest request wins, after the running one ends
@@ -223,6 +245,7 @@ class UsersPage(QWidget):
             self._clear()
             self.source_label.setText(f"No model: {what} could not be opened.")
             self._show_message(f"Cannot open {what}: {message}", error=True, details=details)
+            self._run_failed()
             if self._load_kind == "bundle":  # asked for by name: say so in a dialog (a run selection only here)
                 self.error_box = open_error(self, "Cannot open the model bundle", message,  # names the bundle
                                             details=details or None)
@@ -234,6 +257,8 @@ class UsersPage(QWidget):
     def _on_job_cancelled(self) -> None:
         if self._pending is None:
             self._show_message("Cancelled.")
+            if self._job_kind == "load":
+                self._run_failed()
         self._finish_job()
 
     def is_busy(self) -> bool:
@@ -396,8 +421,16 @@ class UsersPage(QWidget):
 
     @Slot(int)
     def _on_run_changed(self, run_id: int) -> None:
-        if run_id != self.source_run_id:
+        # Selected again (a click, Refresh): reload only if it is another run or its status changed.
+        if self._run_attempt is None or self._run_attempt[:2] != (run_id, self._run_status(run_id)):
             self.open_run(run_id)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._run_attempt is not None and self._job is None:
+            run_id, status, failed = self._run_attempt
+            if failed or self._run_status(run_id) != status:
+                self.open_run(run_id)
 
     @Slot()
     def _on_store_changed(self) -> None:
@@ -408,4 +441,5 @@ class UsersPage(QWidget):
                 self._job.cancel()
             self._clear()
             self.source_label.setText("No model: select a finished run on the Runs page, or open a bundle.")
+        self._run_attempt = None
 
