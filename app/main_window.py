@@ -77,6 +77,8 @@ class MainWindow(QMainWindow):
         self.context = context
         self._jobs: set[EngineJob] = set()  # background exports still running
         self.settings = settings or AppSettings()
+        # Before the pages: plots take the theme's colours when they are built.
+        apply_theme(QApplication.instance(), self.settings.theme)
         self.setWindowTitle(f"AutoMLP Studio {engine.__version__}")
         self.setWindowIcon(app_icon())
         self.resize(1280, 820)
@@ -316,6 +318,9 @@ class MainWindow(QMainWindow):
     def set_theme(self, theme: str) -> None:
         apply_theme(QApplication.instance(), theme)
         restyle_plots(self, theme)
+        for page in self.pages.values():  # what pages paint themselves (table cells, legends) is not styled
+            if hasattr(page, "restyle"):
+                page.restyle()
         self.settings.theme = theme
         self.theme_actions[theme].setChecked(True)
 

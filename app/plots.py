@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 
+from app.theme import style_plot
+
 # Distinct colours for candidates and runs (Tableau 10), cycled.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
@@ -103,9 +105,9 @@ class EmaSmoother:
 
 
 def make_plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
-    """A PlotWidget with a legend, clip-to-view and automatic downsampling for long series."""
+    """A PlotWidget in the current theme's colours with a legend, clip-to-view and automatic downsampling
+    for long series."""
     plot = pg.PlotWidget(title=title)
-    plot.setBackground("w")
     item = plot.getPlotItem()
     item.setLabel("bottom", x_label)
     item.setLabel("left", y_label)
@@ -115,6 +117,7 @@ def make_plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
     item.addLegend(offset=(-10, 10))
     item.setClipToView(True)
     item.setDownsampling(auto=True, mode="peak")
+    style_plot(plot)  # after the labels and legend: it colours them too
     return plot
 
 

@@ -53,17 +53,33 @@ def apply_theme(app: QApplication, theme: str) -> None:
                         antialias=True)
 
 
+def style_plot(plot: pg.PlotWidget, theme: str | None = None) -> None:
+    """Gives a plot the colours of `theme` (default: the current one): background, axes, title and legend
+    text. Labels already drawn keep their colour unless drawn again: their text is set anew."""
+    background, foreground = colour("plot_background", theme).name(), colour("plot_foreground", theme).name()
+    plot.setBackground(background)
+    item = plot.getPlotItem()
+    for name in ("left", "bottom", "right", "top"):
+        axis = item.getAxis(name)
+        axis.setPen(foreground)
+        axis.setTextPen(foreground)
+    item.titleLabel.setText(item.titleLabel.text, color=foreground)
+    if item.legend is not None:
+        item.legend.setLabelTextColor(foreground)  # for labels added later
+        for _sample, label in item.legend.items:
+            label.setText(label.text, color=foreground)
+
+
 def restyle_plots(root, theme: str) -> None:
     """Gives the existing pyqtgraph plots under `root` the colours of `theme`."""
-    background, foreground = colour("plot_background", theme).name(), colour("plot_foreground", theme).name()
     for plot in root.findChildren(pg.PlotWidget):
-        plot.setBackground(background)
-        item = plot.getPlotItem()
-        for name in ("left", "bottom", "right", "top"):
-            axis = item.getAxis(name)
-            axis.setPen(foreground)
-            axis.setTextPen(foreground)
-        item.titleLabel.setText(item.titleLabel.text, color=foreground)
+        style_plot(plot, theme)
+
+
+def repolish(widget) -> None:
+    """Re-applies the stylesheet to `widget` after a dynamic property its rules select on has changed."""
+    widget.style().unpolish(widget)
+    widget.style().polish(widget)
 
 
 def app_icon():

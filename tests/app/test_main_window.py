@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from PySide6.QtGui import QImage, QPalette
+import pytest
+from PySide6.QtGui import QColor, QImage, QPalette
 from PySide6.QtWidgets import QFileDialog, QLabel
 
 import app.main_window as main_window_module
@@ -275,3 +276,107 @@ def test_the_users_page_shows_the_model_of_a_run_that_finished_after_it_was_sele
     window.show_page("Users")
     qtbot.waitUntil(lambda: not users.is_busy() and users.bundle is not None, timeout=20_000)
     assert users.source_run_id == run_id and users.message_label.text() == ""
+
+
+# ---------------------------------------------------------------- themes
+
+
+@pytest.fixture
+def light_afterwards():
+    """The theme is the application's: put the light one back for the next tests."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.theme import apply_theme
+
+    yield
+    apply_theme(QApplication.instance(), "light")
+
+
+def is_dark(color) -> bool:
+    return QColor(color).lightness() < 80
+
+
+def is_light(color) -> bool:
+    return QColor(color).lightness() > 180
+
+
+def plots_of(window):
+    import pyqtgraph as pg
+
+    plots = window.findChildren(pg.PlotWidget)
+    assert len(plots) >= 5  # the Training page's four and the Runs page's
+    return plots
+
+
+def legend_colours(plot) -> list[str]:
+    legend = plot.getPlotItem().legend
+    return [QColor(label.opts["color"]).name() for _sample, label in (legend.items if legend else [])]
+
+
+def assert_plots_follow(window, dark: bool) -> None:
+    background, ink = (is_dark, is_light) if dark else (is_light, is_dark)
+    for plot in plots_of(window):
+        item = plot.getPlotItem()
+        assert background(plot.backgroundBrush().color())
+        for name in ("left", "bottom"):
+            assert ink(item.getAxis(name).pen().color()) and ink(item.getAxis(name).textPen().color())
+        assert all(ink(colour) for colour in legend_colours(plot))
+
+
+def pixel(widget, x: int = 2, y: int = 2) -> QColor:
+    return widget.grab().toImage().pixelColor(x, y)
+
+
+def show_a_run_curve(window, app_context) -> None:
+    """A run with a recorded curve, selected on the Runs page: its plot has a legend entry."""
+    from engine.data.run_records import append_series, create_run
+
+    with app_context.sessions() as session:
+        run_id = create_run(session, "planted", {}, "cpu")
+        append_series(session, run_id, [("retrain", 1, "NDCG@10", 0.1, "epoch")])
+    window.pages["Runs"].refresh()
+    window.pages["Runs"].select_runs([run_id])
+    assert legend_colours(window.pages["Runs"].plot) != []
+
+
+def test_the_remembered_theme_colours_every_plot_at_start(qtbot, app_context, light_afterwards):
+    window = MainWindow(app_context, AppSettings(theme="dark"))  # as a relaunch after choosing Dark
+    qtbot.addWidget(window)
+    show_a_run_curve(window, app_context)
+    assert_plots_follow(window, dark=True)
+    assert window.theme_actions["dark"].isChecked()
+
+
+def test_switching_the_theme_recolours_plots_legends_and_sidebar(qtbot, window, app_context, light_afterwards):
+    show_a_run_curve(window, app_context)
+    assert_plots_follow(window, dark=False)
+    window.set_theme("dark")
+    assert_plots_follow(window, dark=True)
+    assert is_dark(pixel(window.sidebar, y=window.sidebar.height() - 3))
+    window.set_theme("light")
+    assert_plots_follow(window, dark=False)
+    assert is_light(pixel(window.sidebar, y=window.sidebar.height() - 3))
+
+
+def test_switching_the_theme_recolours_the_users_pages_window_banner_rows_and_legend(qtbot, window, tmp_path,
+                                                                                     light_afterwards):
+    from app.theme import colour
+    from engine.serving.bundle import save_bundle
+    from tests.engine.tiny_run import tiny_run
+
+    result, data = tiny_run()
+    users = window.pages["Users"]
+    users.open_bundle(save_bundle(result, data, tmp_path / "bundle"))
+    qtbot.waitUntil(lambda: not users.is_busy() and users.recommendations is not None, timeout=20_000)
+    window.show_page("Users")
+    banner, history = users.history_view.window_label, users.history_view.table
+    for theme in ("dark", "light"):
+        window.set_theme(theme)
+        window_colour = colour("short_term_window", theme)
+        assert pixel(banner) == window_colour  # the banner's background, under its text's start
+        assert banner.palette().windowText().color().lightness() > 180 if theme == "dark" else \
+            banner.palette().windowText().color().lightness() < 80  # readable on it
+        marked = history.item(history.rowCount() - 1, 0)
+        assert marked.background().color() == window_colour
+        legend = users.top_n.legend.text()
+        assert colour("score_long", theme).name() in legend and colour("test_item", theme).name() in legend

@@ -170,6 +170,7 @@ def test_a_run_without_a_bundle_shows_why(qtbot, page, app_context):
     app_context.select_run(999)
     qtbot.waitUntil(lambda: not page.is_busy(), timeout=LOAD_TIMEOUT)
     assert "run 999" in page.message_label.text() and page.bundle is None
+    assert page.message_label.property("role") == "error"  # the theme's error style (light.qss, dark.qss)
 
 
 def test_a_second_load_while_one_runs_replaces_it(qtbot, page, bundle_path, tmp_path):

@@ -3,12 +3,12 @@ items, which the short-term module sees) marked."""
 
 from __future__ import annotations
 
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from app.pages.users.cells import MARK_ROLE, cell, read_only_table
+from app.theme import colour
 
-WINDOW_COLOUR = QColor(255, 236, 179)  # the short-term window in the history
 HISTORY_COLUMNS = ("#", "Item", "Title", "Window")
 
 
@@ -17,8 +17,9 @@ class HistoryView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.rec = None  # the Recommendations shown
         self.window_label = QLabel("")
-        self.window_label.setStyleSheet(f"background: {WINDOW_COLOUR.name()}; padding: 2px")
+        self.window_label.setObjectName("shortTermBanner")  # its colours are the theme's (light.qss, dark.qss)
         self.table = read_only_table(HISTORY_COLUMNS)
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
@@ -28,11 +29,12 @@ class HistoryView(QWidget):
 
     def show_history(self, rec) -> None:
         """Shows the history of a Recommendations, its last `rec.window` items marked."""
+        self.rec = rec
         self.table.setRowCount(0)
         h, k = len(rec.history_ids), rec.window
         self.window_label.setText(f"short-term window (k = {k}): the last {min(k, h)} of {h} items, marked")
         self.table.setRowCount(h)
-        brush = QBrush(WINDOW_COLOUR)
+        brush = QBrush(colour("short_term_window"))
         for row, (item_id, title) in enumerate(zip(rec.history_ids, rec.history_titles)):
             in_window = row >= h - k
             cells = [cell(row + 1), cell(item_id), cell(title), cell("short-term" if in_window else "")]
@@ -44,6 +46,12 @@ class HistoryView(QWidget):
         self.table.resizeColumnsToContents()
         self.table.scrollToBottom()
 
+    def restyle(self) -> None:
+        """Marks the window again in the current theme's colour (the theme was switched)."""
+        if self.rec is not None:
+            self.show_history(self.rec)
+
     def clear(self) -> None:
+        self.rec = None
         self.table.setRowCount(0)
         self.window_label.setText("")

@@ -25,6 +25,7 @@ from app.engine_job import EngineJob
 from app.pages.users.history_view import HistoryView
 from app.pages.users.recommendation_table import RecommendationTable
 from app.pages.users.user_list import UserList
+from app.theme import repolish
 from app.widgets import open_error
 
 
@@ -273,8 +274,14 @@ class UsersPage(QWidget):
 
     def _show_message(self, text: str, error: bool = False, details: str = "") -> None:
         self.message_label.setText(text)
-        self.message_label.setStyleSheet("color: #c62828" if error else "")
+        self.message_label.setProperty("role", "error" if error else "")  # the theme's error style
+        repolish(self.message_label)
         self.message_label.setToolTip(details)
+
+    def restyle(self) -> None:
+        """Draws what the page painted itself again in the current theme's colours (the theme was switched)."""
+        self.history_view.restyle()
+        self.top_n.restyle()
 
     def shutdown(self) -> None:
         """Cancels a running load or export and waits for its thread; does nothing when idle."""

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QRect, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter
+from PySide6.QtGui import QBrush, QFont, QPainter
 from PySide6.QtWidgets import (
     QLabel,
     QSplitter,
@@ -14,10 +14,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.pages.users.cells import MARK_ROLE, cell, read_only_table
+from app.theme import colour
 
-TARGET_COLOUR = QColor(200, 235, 200)  # the held-out test item in the top-N
-LONG_COLOUR = QColor(66, 133, 244)
-SHORT_COLOUR = QColor(244, 160, 0)
+# Colours are the theme's (resources/themes/palette.toml): test_item, score_long, score_short.
 PARTS_ROLE = Qt.ItemDataRole.UserRole + 1  # (long, short) of a top-N row, for the bar delegate
 
 TOP_COLUMNS = ("Rank", "Item", "Title", "Score", "Long", "Short", "Bias", "Long | short", "Moved")
@@ -41,6 +40,14 @@ def bar_segments(long: float, short: float, rect: QRect, scale: float) -> list[t
     return segments
 
 
+def legend_text() -> str:
+    """The legend of the bars and of the test item's mark, in the current theme's colours."""
+    return (f'<span style="color:{colour("score_long").name()}">■</span> long-term part &nbsp; '
+            f'<span style="color:{colour("score_short").name()}">■</span> short-term part, stacked from the '
+            'zero line; score = long + short + bias &nbsp; '
+            f'<span style="background:{colour("test_item").name()}">&nbsp;test item&nbsp;</span>')
+
+
 class PartsDelegate(QStyledItemDelegate):
     """Paints (long, short) of PARTS_ROLE as a stacked horizontal bar around a zero line."""
 
@@ -55,7 +62,7 @@ class PartsDelegate(QStyledItemDelegate):
             return
         painter.save()
         for rect, part in bar_segments(parts[0], parts[1], option.rect, self.scale):
-            painter.fillRect(rect, LONG_COLOUR if part == "long" else SHORT_COLOUR)
+            painter.fillRect(rect, colour("score_long" if part == "long" else "score_short"))
         x = option.rect.left() + option.rect.width() // 2
         painter.setPen(option.palette.text().color())
         painter.drawLine(x, option.rect.top() + 1, x, option.rect.bottom() - 1)
@@ -71,11 +78,9 @@ class RecommendationTable(QWidget):
         self.target_label = QLabel("")
         self.summary_label = QLabel("")
         self.summary_label.setWordWrap(True)
-        legend = QLabel(f'<span style="color:{LONG_COLOUR.name()}">■</span> long-term part &nbsp; '
-                        f'<span style="color:{SHORT_COLOUR.name()}">■</span> short-term part, stacked from the '
-                        'zero line; score = long + short + bias &nbsp; '
-                        f'<span style="background:{TARGET_COLOUR.name()}">&nbsp;test item&nbsp;</span>')
-        legend.setWordWrap(True)  # else its one line sets the whole window's minimum width
+        self.rec = None  # the Recommendations shown
+        self.legend = QLabel(legend_text())
+        self.legend.setWordWrap(True)  # else its one line sets the whole window's minimum width
         self.table = read_only_table(TOP_COLUMNS)
         self.parts_delegate = PartsDelegate(self.table)
         self.table.setItemDelegateForColumn(BAR_COLUMN, self.parts_delegate)
@@ -97,11 +102,12 @@ class RecommendationTable(QWidget):
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(self.target_label)
         column.addWidget(self.summary_label)
-        column.addWidget(legend)
+        column.addWidget(self.legend)
         column.addWidget(tables, 1)
 
     def show_recommendations(self, rec) -> None:
         """Shows a Recommendations: both top-N tables, the test item's rank, and what the short-term part moved."""
+        self.rec = rec
         self.table.setRowCount(0)
         self.long_table.setRowCount(0)
         self._show_top(rec)
@@ -116,14 +122,21 @@ class RecommendationTable(QWidget):
             f"top {rec.n}: the short-term part (window k = {rec.window}) brought in {moved_in} "
             f"item{'s' if moved_in != 1 else ''} from outside the long-term top {rec.n}.")
 
+    def restyle(self) -> None:
+        """Draws the legend and the marked test item again in the current theme's colours."""
+        self.legend.setText(legend_text())
+        if self.rec is not None:
+            self.show_recommendations(self.rec)
+
     def clear(self) -> None:
+        self.rec = None
         self.table.setRowCount(0)
         self.long_table.setRowCount(0)
         self.target_label.setText("")
         self.summary_label.setText("")
 
     def _show_top(self, rec) -> None:
-        target = rec.target.item
+        target, target_brush = rec.target.item, QBrush(colour("test_item"))
         self.parts_delegate.scale = max((abs(r.long) + abs(r.short) for r in rec.items), default=1.0)
         self.table.setRowCount(len(rec.items))
         bold = QFont()
@@ -138,7 +151,7 @@ class RecommendationTable(QWidget):
             for column, item in enumerate(cells):
                 item.setData(MARK_ROLE, is_target)
                 if is_target:
-                    item.setBackground(QBrush(TARGET_COLOUR))
+                    item.setBackground(target_brush)
                     item.setFont(bold)
                     item.setToolTip("the held-out test item")
                 self.table.setItem(row, column, item)
@@ -148,7 +161,7 @@ class RecommendationTable(QWidget):
             cells = [cell(r.rank + 1), cell(r.item_id), cell(r.title), cell("yes" if r.item in combined else "")]
             for column, item in enumerate(cells):
                 if r.item == target:
-                    item.setBackground(QBrush(TARGET_COLOUR))
+                    item.setBackground(target_brush)
                 self.long_table.setItem(row, column, item)
         self.table.resizeColumnsToContents()
         self.table.setColumnWidth(BAR_COLUMN, 160)
