@@ -258,3 +258,16 @@ def test_showing_the_page_reloads_a_run_whose_status_changed(qtbot, page, app_co
     page.show()
     qtbot.waitUntil(lambda: not page.is_busy() and page.bundle is not loaded, timeout=LOAD_TIMEOUT)
     assert page.bundle is not None
+
+
+def test_a_bundle_opened_by_path_stays_when_the_selected_run_is_selected_again(qtbot, page, app_context,
+                                                                                bundle_path):
+    run_id = start_run(app_context)
+    app_context.select_run(run_id)
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=LOAD_TIMEOUT)
+    open_and_wait(qtbot, page, bundle_path)
+    with app_context.sessions() as session:
+        finish_run(session, run_id, 2, {}, 1.0)
+    app_context.select_run(run_id)  # the Runs page's Refresh
+    page.show()
+    assert not page.is_busy() and page.bundle is not None and page.source_run_id is None

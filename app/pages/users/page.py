@@ -77,9 +77,9 @@ class UsersPage(QWidget):
         self._job_kind = ""
         self._load_kind = ""  # "bundle" (opened by path) or "run" (the selected run's): what the load was
         self._pending = None  # a load asked for while another job runs: started when it ends
-        # (run id, its status, failed) of the last load of a run; None after a bundle opened by path. A run's
-        # model can appear after it was asked for (it was still training, or resumed): a change of status
-        # reloads it, and showing the page retries a load that failed.
+        # (run id, its status, failed) of the last load of a run. A run's model can appear after it was asked
+        # for (it was still training, or resumed): a change of status reloads it, and showing the page
+        # retries a load that failed.
         self._run_attempt: tuple[int, str | None, bool] | None = None
         self._build()
         context.run_selected.connect(self._on_run_changed)
@@ -158,7 +158,6 @@ class UsersPage(QWidget):
 
     def open_bundle(self, path: str | Path) -> None:
         """Loads the bundle folder or .zip at `path` on the worker thread (what "Open bundle…" does)."""
-        self._run_attempt = None
         self._load(("bundle", str(path)))
 
     def open_run(self, run_id: int) -> None:
@@ -428,13 +427,15 @@ class UsersPage(QWidget):
 
     @Slot(int)
     def _on_run_changed(self, run_id: int) -> None:
-        # Selected again (a click, Refresh): reload only if it is another run or its status changed.
-        if self._run_attempt is None or self._run_attempt[:2] != (run_id, self._run_status(run_id)):
-            self.open_run(run_id)
+        attempt = self._run_attempt
+        if attempt is not None and attempt[0] == run_id and (
+                self._load_kind == "bundle" or attempt[1] == self._run_status(run_id)):
+            return  # selected again (a click, Refresh) unchanged, or a bundle opened by path since replaced it
+        self.open_run(run_id)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        if self._run_attempt is not None and self._job is None:
+        if self._load_kind == "run" and self._run_attempt is not None and self._job is None:
             run_id, status, failed = self._run_attempt
             if failed or self._run_status(run_id) != status:
                 self.open_run(run_id)
