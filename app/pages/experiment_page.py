@@ -324,8 +324,8 @@ class ExperimentPage(QWidget):
         except StoreError:
             self.fitted_label.setText("")
             return
-        self.fitted_label.setText(f"On {name}: T = {fitted.max_length}, K = {fitted.candidate_lengths} "
-                                  f"(\"auto\": fitted to the dataset's history lengths)")
+        self.fitted_label.setText(f"On {name}: T = {fitted.max_length}, K = {fitted.candidate_lengths}, "
+                                  f"loss {fitted.loss} (\"auto\": fitted to the dataset)")
 
     @Slot()
     def _on_dataset_selected(self, *_) -> None:

@@ -16,7 +16,7 @@ import tomli_w
 CONFIG_VERSION = 1
 
 MODES = ("causal", "sampled", "faithful")
-LOSSES = ("ce", "sampled_softmax", "bce")
+LOSSES = ("ce", "sampled_softmax", "bce", "auto")
 PROTOCOLS = ("full", "popularity", "uniform")
 SEARCH_ORDERS = ("first", "second")
 DEVICES = ("auto", "cpu", "cuda")
@@ -29,6 +29,9 @@ FITTED_PERCENTILE = 95
 MIN_FITTED_T, MAX_FITTED_T = 8, 200
 LENGTH_LADDER = (1, 2, 3, 5, 10, 20, 50, 100)
 FITTED_CANDIDATES = 5
+# "auto" loss: the sampled softmax above this many items, where it trained as accurately as the full
+# softmax and faster (BENCHMARKS.md, sampled softmax); the full softmax below it.
+SAMPLED_SOFTMAX_ABOVE = 10_000
 
 
 class ConfigError(ValueError):
@@ -82,13 +85,14 @@ class RunConfig:
     @property
     def is_fitted(self) -> bool:
         """Whether K and T are numbers (not "auto"): what a model is built from."""
-        return self.candidate_lengths != AUTO and self.max_length != AUTO
+        return self.candidate_lengths != AUTO and self.max_length != AUTO and self.loss != AUTO
 
-    def fitted_to(self, train_lengths: np.ndarray) -> "RunConfig":
-        """This configuration with "auto" K and T resolved from the training histories' lengths:
+    def fitted_to(self, train_lengths: np.ndarray, n_items: int) -> "RunConfig":
+        """This configuration with "auto" K, T and loss resolved from the data:
 
         T = the 95th percentile of the training lengths, rounded up to a multiple of 8, within [8, 200];
-        K = the five largest of 1, 2, 3, 5, 10, 20, 50, 100 below T (at T = 200: 5, 10, 20, 50, 100).
+        K = the five largest of 1, 2, 3, 5, 10, 20, 50, 100 below T (at T = 200: 5, 10, 20, 50, 100);
+        loss = "sampled_softmax" above SAMPLED_SOFTMAX_ABOVE items, else "ce".
         Explicit values are kept; a T too short for explicit candidates is raised to the longest of them.
         """
         T = self.max_length
@@ -101,7 +105,10 @@ class RunConfig:
         K = self.candidate_lengths
         if K == AUTO:
             K = [k for k in LENGTH_LADDER if k < T][-FITTED_CANDIDATES:]
-        return self.replace(max_length=T, candidate_lengths=list(K))
+        loss = self.loss
+        if loss == AUTO:
+            loss = "sampled_softmax" if n_items > SAMPLED_SOFTMAX_ABOVE else "ce"
+        return self.replace(max_length=T, candidate_lengths=list(K), loss=loss)
 
     def fitted_summary(self, fitted: "RunConfig") -> str:
         """One line saying what "auto" became, for the CLI, the GUI and the run's messages ("" if nothing)."""
@@ -111,6 +118,9 @@ class RunConfig:
                          f"training lengths, within {MIN_FITTED_T}..{MAX_FITTED_T})")
         if self.candidate_lengths == AUTO:
             parts.append(f"candidate_lengths auto -> {fitted.candidate_lengths}")
+        if self.loss == AUTO:
+            side = "more" if fitted.loss == "sampled_softmax" else "at most"
+            parts.append(f"loss auto -> {fitted.loss} ({side} than {SAMPLED_SOFTMAX_ABOVE:,} items)")
         return "; ".join(parts)
 
     def validate(self) -> None:

@@ -284,10 +284,12 @@ def sequence_lengths(session: Session, name: str) -> np.ndarray:
 
 
 def fitted_config(session: Session, name: str, config: RunConfig) -> RunConfig:
-    """`config` with "auto" K and T fitted to dataset `name`'s training histories, as a run on it fits
-    them (RunConfig.fitted_to), read from the user table alone: for showing them before a run starts."""
+    """`config` with "auto" K, T and loss fitted to dataset `name`, as a run on it fits them
+    (RunConfig.fitted_to), read from the user and dataset tables alone: for showing them before a run
+    starts. (The item count is the dataset's: a run that drops short users may keep a few fewer.)"""
     lengths = sequence_lengths(session, name)
-    return config.fitted_to(lengths[lengths >= config.min_user_interactions] - 2)
+    n_items = get_dataset(session, name).n_items
+    return config.fitted_to(lengths[lengths >= config.min_user_interactions] - 2, n_items)
 
 
 def user_history(session: Session, name: str, user: str) -> pd.DataFrame:

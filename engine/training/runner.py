@@ -117,10 +117,10 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
 
 
 def fit_to_data(config: RunConfig, data: SequenceData, observer: Observer | None = None) -> RunConfig:
-    """The configuration with "auto" K and T fitted to the data's training lengths (RunConfig.fitted_to),
+    """The configuration with "auto" K, T and loss fitted to the data (RunConfig.fitted_to),
     validated; says what "auto" became as a Message, so that the CLI and the GUI show it before training."""
     config.validate()
-    fitted = config.fitted_to(data.history_lengths("train"))
+    fitted = config.fitted_to(data.history_lengths("train"), data.n_items)
     summary = config.fitted_summary(fitted)
     if summary and observer is not None:
         observer.emit(Message(f"{data.name}: {summary}"))

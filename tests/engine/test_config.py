@@ -82,36 +82,49 @@ def test_auto_device_takes_the_gpu_when_torch_sees_one(monkeypatch):
 
 def test_auto_lengths_fit_t_to_the_95th_percentile_of_training_lengths_rounded_up_to_eight():
     import numpy as np
-    fitted = RunConfig().fitted_to(np.arange(1, 21))  # 95th percentile 19.05
+    fitted = RunConfig().fitted_to(np.arange(1, 21), 100)  # 95th percentile 19.05
     assert fitted.max_length == 24
     assert fitted.candidate_lengths == [2, 3, 5, 10, 20]
 
 
 def test_auto_lengths_on_long_histories_are_the_paper_defaults():
     import numpy as np
-    fitted = RunConfig().fitted_to(np.full(100, 1000))
+    fitted = RunConfig().fitted_to(np.full(100, 1000), 100)
     assert (fitted.max_length, fitted.candidate_lengths) == (200, [5, 10, 20, 50, 100])
 
 
 def test_auto_t_is_at_least_eight_and_short_data_gets_short_candidates():
     import numpy as np
-    fitted = RunConfig().fitted_to(np.full(50, 3))
+    fitted = RunConfig().fitted_to(np.full(50, 3), 100)
     assert (fitted.max_length, fitted.candidate_lengths) == (8, [1, 2, 3, 5])
 
 
 def test_explicit_lengths_win_over_auto():
     import numpy as np
-    fitted = RunConfig(max_length=50, candidate_lengths=[4, 40]).fitted_to(np.full(10, 3))
+    fitted = RunConfig(max_length=50, candidate_lengths=[4, 40]).fitted_to(np.full(10, 3), 100)
     assert (fitted.max_length, fitted.candidate_lengths) == (50, [4, 40])
-    assert RunConfig(candidate_lengths=[30]).fitted_to(np.full(10, 3)).max_length == 30  # T covers K
+    assert RunConfig(candidate_lengths=[30]).fitted_to(np.full(10, 3), 100).max_length == 30  # T covers K
 
 
 def test_the_fitted_summary_says_what_auto_became():
     import numpy as np
     config = RunConfig()
-    summary = config.fitted_summary(config.fitted_to(np.full(10, 1000)))
+    summary = config.fitted_summary(config.fitted_to(np.full(10, 1000), 100))
     assert "T = 200" in summary and "[5, 10, 20, 50, 100]" in summary
     assert RunConfig(max_length=20, candidate_lengths=[2]).fitted_summary(RunConfig(max_length=20, candidate_lengths=[2])) == ""
+
+
+def test_auto_loss_is_the_sampled_softmax_only_on_large_catalogues():
+    import numpy as np
+
+    from engine.core.config import SAMPLED_SOFTMAX_ABOVE
+    config = RunConfig(loss="auto")
+    assert config.fitted_to(np.full(10, 20), SAMPLED_SOFTMAX_ABOVE).loss == "ce"
+    large = config.fitted_to(np.full(10, 20), SAMPLED_SOFTMAX_ABOVE + 1)
+    assert large.loss == "sampled_softmax" and large.is_fitted
+    assert "loss auto -> sampled_softmax" in config.fitted_summary(large)
+    assert RunConfig(loss="bce").fitted_to(np.full(10, 20), 10 ** 6).loss == "bce"  # explicit wins
+    assert not config.is_fitted
 
 
 def test_auto_survives_a_toml_round_trip(tmp_path):
