@@ -334,9 +334,7 @@ class TrainingPage(QWidget):
                 self.loss_series[("search", name)].replace(steps, search[name.replace("_loss", "_losses")])
                 self.loss_smoothers[("search", name)].reset()
             self._show_final_weights(search)
-            verdict = (f"decisive: margin {search['margin']:.3f} > noise {search['noise']:.3f}"
-                       if search["decisive"] else
-                       f"WITHIN NOISE: margin {search['margin']:.3f} ≤ noise {search['noise']:.3f}")
+            verdict = verdict_text(search["margin"], search["noise"], search["decisive"], search.get("reason"))
             self.chosen_label.setText(f"chosen length: k = {self.chosen_length} ({verdict})")
         else:
             self.chosen_label.setText(f"chosen length: k = {self.chosen_length} (the only candidate)")
@@ -399,6 +397,15 @@ class TrainingPage(QWidget):
 
     def _log(self, text: str) -> None:
         self.log_pane.appendPlainText(text)
+
+
+def verdict_text(margin: float, noise: float, decisive: bool, reason: str | None) -> str:
+    """The search's verdict with its true reason (engine.training.search.decide), then the figures.
+    Runs recorded before the engine gave reasons have none: only the figures are certain then."""
+    figures = f"margin {margin:.3f} {'>' if margin > noise else '≤'} noise {noise:.3f}"
+    if decisive:
+        return f"decisive: {figures}"
+    return f"NOT DECISIVE, {reason}: {figures}" if reason else f"NOT DECISIVE: {figures}"
 
 
 def _duration(seconds: float) -> str:

@@ -56,6 +56,7 @@ class RunResult:
                 "margin": self.search.margin,
                 "noise": self.search.noise,
                 "decisive": self.search.decisive,
+                "reason": self.search.reason,
                 "steps": len(self.search.weight_history),
                 "weight_history": self.search.weight_history.tolist(),
                 "train_losses": self.search.train_losses,

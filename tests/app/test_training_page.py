@@ -46,6 +46,7 @@ def test_a_tiny_run_fills_every_curve_and_shows_the_chosen_length(qtbot, page, c
     assert page.summary is not None, page.log_pane.toPlainText()
     assert page.chosen_length in (1, 2, 4)
     assert f"k = {page.chosen_length}" in page.chosen_label.text()
+    assert page.summary["search"]["reason"] in page.chosen_label.text()
     for key, curve in page.loss_curves.items():
         x, y = curve.getData()
         assert x is not None and len(x) > 0, key
@@ -180,3 +181,15 @@ def test_a_run_with_auto_lengths_draws_one_weight_curve_per_fitted_candidate(qtb
     page.start()
     assert sorted(page.weight_curves) == [1, 2, 3, 5, 10]
     page.shutdown()
+
+
+def test_the_verdict_names_its_true_reason():
+    from app.pages.training_page import verdict_text
+    from engine.training.search import WINNER_CHANGED, WITHIN_NOISE
+
+    # the case of the issue: a margin above the noise, but the winner changed late
+    assert verdict_text(0.268, 0.237, False, WINNER_CHANGED) == (
+        "NOT DECISIVE, winner changed in the last quarter: margin 0.268 > noise 0.237")
+    assert verdict_text(0.01, 0.02, False, WITHIN_NOISE) == (
+        "NOT DECISIVE, margin within noise: margin 0.010 ≤ noise 0.020")
+    assert verdict_text(0.5, 0.02, True, "decisive") == "decisive: margin 0.500 > noise 0.020"

@@ -101,6 +101,7 @@ def test_cli_run_on_synthetic_data_prints_the_choice_and_writes_json(tmp_path, c
     assert "[popularity-100]" in printed and "[full]" in printed
     saved = json.loads(out.read_text())
     assert len(saved["search"]["weight_history"][0]) == 4
+    assert saved["search"]["reason"] in printed  # the verdict names its reason, in the summary and the print
 
 
 def test_cli_refuses_an_impossible_configuration_with_its_message(capsys):
