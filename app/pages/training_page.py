@@ -200,6 +200,7 @@ class TrainingPage(QWidget):
 
     def _connect_worker(self, worker: RunWorker) -> None:
         worker.phase_started.connect(self._on_phase_started)
+        worker.search_decided.connect(self._on_search_decided)
         worker.step_finished.connect(self._on_step_finished)
         worker.weights_updated.connect(self._on_weights_updated)
         worker.epoch_finished.connect(self._on_epoch_finished)
@@ -314,6 +315,12 @@ class TrainingPage(QWidget):
         self.eta_label.setText("")
         self._log(f"{phase} finished in {_duration(seconds)}")
 
+    @Slot(object)
+    def _on_search_decided(self, event) -> None:
+        # The retraining that follows takes long: the choice is shown now, not when the whole run ends.
+        self._show_choice(event.chosen_length, event.final_weights,
+                          verdict_text(event.margin, event.noise, event.decisive, event.reason))
+
     @Slot(str, str)
     def _on_message_logged(self, text: str, level: str) -> None:
         self._log(("warning: " if level == "warning" else "") + text)
@@ -333,11 +340,10 @@ class TrainingPage(QWidget):
             for name in ("train_loss", "valid_loss"):
                 self.loss_series[("search", name)].replace(steps, search[name.replace("_loss", "_losses")])
                 self.loss_smoothers[("search", name)].reset()
-            self._show_final_weights(search)
-            verdict = verdict_text(search["margin"], search["noise"], search["decisive"], search.get("reason"))
-            self.chosen_label.setText(f"chosen length: k = {self.chosen_length} ({verdict})")
+            self._show_choice(self.chosen_length, search["final_weights"], verdict_text(
+                search["margin"], search["noise"], search["decisive"], search.get("reason")))
         else:
-            self.chosen_label.setText(f"chosen length: k = {self.chosen_length} (the only candidate)")
+            self._show_choice(self.chosen_length, None, "the only candidate")
         self._dirty.update({"loss", "weights", "metrics"})
         self.phase_label.setText("finished")
         for label, metrics in summary["test_metrics"].items():
@@ -346,9 +352,18 @@ class TrainingPage(QWidget):
         self._log(f"run {summary.get('run_id')} finished: k = {self.chosen_length}; model bundle saved")
         self.context.runs_changed.emit()
 
-    def _show_final_weights(self, search: dict) -> None:
-        lengths = [int(k) for k in search["final_weights"]]
-        weights = [search["final_weights"][k] for k in search["final_weights"]]
+    def _show_choice(self, chosen: int, final_weights: dict | None, verdict: str) -> None:
+        self.chosen_length = chosen
+        self.chosen_label.setText(f"chosen length: k = {chosen} ({verdict})")
+        if final_weights:
+            self._show_final_weights(final_weights)
+
+    def _show_final_weights(self, final_weights: dict) -> None:
+        """Bars of softmax(alpha) per candidate ({length: weight}, lengths as ints or strings)."""
+        if self.final_bars is not None:
+            self.final_plot.removeItem(self.final_bars)
+        lengths = [int(k) for k in final_weights]
+        weights = list(final_weights.values())
         brushes = [pg.mkBrush(colour(3) if k == self.chosen_length else "#9aa5b1") for k in lengths]
         positions = np.arange(len(lengths))
         self.final_bars = pg.BarGraphItem(x=positions, height=weights, width=0.6, brushes=brushes)

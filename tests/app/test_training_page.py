@@ -193,3 +193,18 @@ def test_the_verdict_names_its_true_reason():
     assert verdict_text(0.01, 0.02, False, WITHIN_NOISE) == (
         "NOT DECISIVE, margin within noise: margin 0.010 ≤ noise 0.020")
     assert verdict_text(0.5, 0.02, True, "decisive") == "decisive: margin 0.500 > noise 0.020"
+
+
+def test_the_chosen_length_and_final_weights_show_as_soon_as_the_search_decides(qtbot, page):
+    from app.worker import RunWorker
+    from engine.core.events import SearchDecided
+
+    event = SearchDecided(2, {1: 0.2, 2: 0.7, 4: 0.1}, 0.5, 0.02, True, "decisive")
+    worker = RunWorker(None, "planted", page.context.config)
+    worker.search_decided.connect(page._on_search_decided)
+    worker.observer.emit(event)  # what the engine sends when the search ends, before the retraining
+    assert page.chosen_length == 2
+    assert page.chosen_label.text() == "chosen length: k = 2 (decisive: margin 0.500 > noise 0.020)"
+    assert page.final_bars is not None
+    assert list(page.final_bars.opts["height"]) == [0.2, 0.7, 0.1]
+

@@ -15,6 +15,7 @@ from engine.core.events import (
     EpochFinished,
     PhaseStarted,
     RecordingObserver,
+    SearchDecided,
     StepFinished,
 )
 from engine.data.sequences import build_sequences
@@ -84,6 +85,18 @@ def test_runs_repeat_exactly_with_the_same_seed_on_cpu(data):
     second = run_automlp(data, tiny(device="cpu"))
     assert np.array_equal(first.search.alpha_history, second.search.alpha_history)
     assert first.test_metrics == second.test_metrics
+
+
+def test_the_search_decision_is_announced_before_the_retraining(data):
+    observer = RecordingObserver()
+    result = run_automlp(data, tiny(search_epochs=1, retrain_epochs=1), observer)
+    decided = observer.of_type(SearchDecided)
+    assert len(decided) == 1
+    retrain_start = next(i for i, e in enumerate(observer.events)
+                         if isinstance(e, PhaseStarted) and e.phase == "retrain")
+    assert observer.events.index(decided[0]) < retrain_start
+    assert decided[0] == SearchDecided(result.chosen_length, result.search.final_weights, result.search.margin,
+                                       result.search.noise, result.search.decisive, result.search.reason)
 
 
 def test_a_single_candidate_skips_the_search(data):
