@@ -28,6 +28,8 @@ from PySide6.QtWidgets import (
 
 from app.plots import EmaSmoother, GrowingSeries, add_curve, colour, make_plot
 from app.worker import RunThread, RunWorker
+from engine.core.config import RunConfig
+from engine.data.run_records import get_run, run_series
 from engine.data.store import fitted_config
 from engine.evaluation.metrics import protocol_label
 
@@ -182,10 +184,8 @@ class TrainingPage(QWidget):
 
     @Slot(int)
     def resume(self, run_id: int) -> None:
-        """Continues an interrupted run from its last checkpoint, watched here like a new run."""
-        from engine.core.config import RunConfig
-        from engine.data.run_records import get_run
-
+        """Continues an interrupted run from its last checkpoint, watched here like a new run: its stored
+        curves first, then the live ones."""
         if self.running:
             QMessageBox.information(self, "A run is in progress",
                                     f"Run {run_id} can be resumed once the current run has ended or been cancelled.")
@@ -193,10 +193,34 @@ class TrainingPage(QWidget):
         with self.context.sessions() as session:
             run = get_run(session, run_id)
             config, dataset_name = RunConfig.from_dict(run.config), run.dataset_name
+            frame = run_series(session, run_id)
         self._reset(config)
+        self._show_stored_series(frame)
         self._log(f"resuming run {run_id} on {dataset_name} from its last checkpoint")
         self._run_listed = False
         self.runner.start(self.context.store, dataset_name, config, self._connect_worker, resume_run_id=run_id)
+
+    def _show_stored_series(self, frame) -> None:
+        """Fills the curves with a run's stored series (engine.data.run_records.run_series), retraining
+        steps placed after the search's as live ones are."""
+        steps = frame[frame["per"] == "step"]
+        search_steps = steps[steps["phase"] == "search"]["step"]
+        if len(search_steps):  # the search's last step is always recorded: it is the search's length
+            self._phase_totals["search"] = int(search_steps.max())
+        offset = self._phase_totals.get("search", 0)
+        for (phase, name), series in self.loss_series.items():
+            points = steps[(steps["phase"] == phase) & (steps["name"] == name)]
+            series.replace(points["step"].to_numpy(float) + (offset if phase == "retrain" else 0),
+                           points["value"].to_numpy(float))
+            self.loss_smoothers[(phase, name)].reset()
+        for length, series in self.weight_series.items():
+            points = steps[(steps["phase"] == "search") & (steps["name"] == f"weight/k={length}")]
+            series.replace(points["step"].to_numpy(float), points["value"].to_numpy(float))
+        epochs = frame[(frame["per"] == "epoch") & (frame["phase"] == "retrain")]
+        for key, series in self.metric_series.items():
+            points = epochs[epochs["name"] == key.split(" [")[0]]
+            series.replace(points["step"].to_numpy(float), points["value"].to_numpy(float))
+        self._dirty.update({"loss", "weights", "metrics"})
 
     def _connect_worker(self, worker: RunWorker) -> None:
         worker.phase_started.connect(self._on_phase_started)
@@ -284,16 +308,20 @@ class TrainingPage(QWidget):
         self.progress.setValue(min(event.step, self.progress.maximum()))
         if event.eta_seconds is not None:
             self.eta_label.setText(f"ETA {_duration(event.eta_seconds)}")
+        x = self._phase_offset + event.step
         for name, value in event.losses.items():
             series = self.loss_series.get((event.phase, name))
             if series is not None:
-                series.append(self._phase_offset + event.step, value)
+                if series.drop_from(x):  # a resumed phase redoes the steps after its checkpoint
+                    self.loss_smoothers[(event.phase, name)].reset()
+                series.append(x, value)
                 self._dirty.add("loss")
 
     @Slot(object)
     def _on_weights_updated(self, event) -> None:
         for length, weight in zip(event.candidates, event.weights):
             if length in self.weight_series:
+                self.weight_series[length].drop_from(event.step)
                 self.weight_series[length].append(event.step, weight)
         self._dirty.add("weights")
 
@@ -306,6 +334,7 @@ class TrainingPage(QWidget):
         for name in SHOWN_METRICS:
             key = f"{name} [{event.protocol}]"
             if name in event.metrics and key in self.metric_series:
+                self.metric_series[key].drop_from(event.epoch)
                 self.metric_series[key].append(event.epoch, event.metrics[name])
         self._dirty.add("metrics")
 

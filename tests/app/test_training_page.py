@@ -208,3 +208,43 @@ def test_the_chosen_length_and_final_weights_show_as_soon_as_the_search_decides(
     assert page.final_bars is not None
     assert list(page.final_bars.opts["height"]) == [0.2, 0.7, 0.1]
 
+
+def _cancelled_run(context, phase):
+    """Runs the context's configuration until the first epoch of `phase` ends: run 1, cancelled."""
+    from engine.core.events import Cancelled, EpochFinished, RecordingObserver
+    from engine.experiments.stored_run import run_on_dataset
+
+    observer = RecordingObserver(cancel_when=lambda e: isinstance(e, EpochFinished) and e.phase == phase)
+    with pytest.raises(Cancelled):
+        run_on_dataset(context.store, context.dataset_name, context.config, observer)
+
+
+def test_a_run_resumed_in_retraining_shows_its_stored_curves_first_and_draws_retraining_after_the_search(
+        qtbot, page, context):
+    context.set_config(context.config.replace(retrain_epochs=3))
+    _cancelled_run(context, "retrain")
+    with qtbot.waitSignal(page.runner.running_changed, timeout=30000, check_params_cb=lambda running: not running):
+        page.resume(1)
+        # before any live event: the stored search and the first retraining epoch are drawn
+        assert all(len(series) > 0 for series in page.weight_series.values())
+        assert all(len(series) > 0 for series in page.loss_series.values())
+        assert list(page.metric_series[next(iter(page.metric_series))].x) == [1]
+    assert page.summary is not None, page.log_pane.toPlainText()
+    assert list(page.metric_curves[next(iter(page.metric_curves))].getData()[0]) == [1, 2, 3]
+    search_x = page.loss_curves[("search", "train_loss")].getData()[0]
+    retrain_x = page.loss_curves[("retrain", "train_loss")].getData()[0]
+    assert retrain_x.min() > search_x.max()
+    assert list(retrain_x) == sorted(set(retrain_x))  # no step drawn twice
+    alpha_x = page.weight_curves[1].getData()[0]
+    assert len(alpha_x) == page.summary["search"]["steps"]
+
+
+def test_steps_redone_after_a_checkpoint_replace_the_stored_ones_instead_of_doubling_back(qtbot, page):
+    from engine.core.events import StepFinished
+
+    page._on_phase_started("search", 10, "")
+    for step in range(1, 7):  # stored beyond the checkpoint at step 3
+        page._on_step_finished(StepFinished("search", step, 10, {"train_loss": 1.0}))
+    page._on_step_finished(StepFinished("search", 4, 10, {"train_loss": 2.0}))  # the resumed phase
+    series = page.loss_series[("search", "train_loss")]
+    assert list(series.x) == [1, 2, 3, 4] and list(series.y) == [1.0, 1.0, 1.0, 2.0]
