@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from app.plots import EmaSmoother, GrowingSeries, add_curve, colour, make_plot
 from app.worker import RunThread, RunWorker
 from engine.core.config import RunConfig
-from engine.data.run_records import get_run, run_series
+from engine.data.run_records import get_run, list_runs, run_series
 from engine.data.store import fitted_config
 from engine.evaluation.metrics import protocol_label
 
@@ -59,7 +59,9 @@ class TrainingPage(QWidget):
                        context.config_invalidated):
             signal.connect(self._on_context_changed)
         context.resume_requested.connect(self.resume)
+        context.store_changed.connect(self.show_latest_run)
         self._on_context_changed()
+        self.show_latest_run()
 
     # ------------------------------------------------------------------ layout
 
@@ -199,6 +201,35 @@ class TrainingPage(QWidget):
         self._log(f"resuming run {run_id} on {dataset_name} from its last checkpoint")
         self._run_listed = False
         self.runner.start(self.context.store, dataset_name, config, self._connect_worker, resume_run_id=run_id)
+
+    @Slot()
+    def show_latest_run(self) -> None:
+        """Shows the store's latest run as recorded (curves, status, chosen length), so that the page is
+        not blank after a relaunch or on opening a store; does nothing during a run or without runs."""
+        if self.running or self.context.store is None:
+            return
+        try:
+            with self.context.sessions() as session:
+                runs = list_runs(session)
+                if not runs:
+                    return
+                run = runs[0]
+                run_id, status, chosen, metrics = run.id, run.status, run.chosen_length, run.metrics or {}
+                config, frame = RunConfig.from_dict(run.config), run_series(session, run_id)
+        except Exception as error:  # a record this version cannot read must not keep the window from opening
+            self._log(f"cannot show the latest run: {error}")
+            return
+        self._reset(config)
+        self._show_stored_series(frame)
+        search = metrics.get("search")
+        if chosen is not None and search:
+            self._show_choice(chosen, search["final_weights"], verdict_text(
+                search["margin"], search["noise"], search["decisive"], search.get("reason")))
+        elif chosen is not None:
+            self._show_choice(chosen, None, "the only candidate")
+        self.phase_label.setText(status)
+        self._log(f"run {run_id} ({status}), as recorded")
+        self._repaint()
 
     def _show_stored_series(self, frame) -> None:
         """Fills the curves with a run's stored series (engine.data.run_records.run_series), retraining

@@ -239,6 +239,33 @@ def test_a_run_resumed_in_retraining_shows_its_stored_curves_first_and_draws_ret
     assert len(alpha_x) == page.summary["search"]["steps"]
 
 
+def test_a_reopened_page_shows_the_latest_run_as_recorded(qtbot, context):
+    from engine.experiments.stored_run import run_on_dataset
+
+    run_id, result = run_on_dataset(context.store, context.dataset_name, context.config)
+    page = TrainingPage(context)  # as after a relaunch
+    qtbot.addWidget(page)
+    assert page.phase_label.text() == "finished"
+    assert f"k = {result.chosen_length} (" in page.chosen_label.text()
+    assert result.search.reason in page.chosen_label.text()
+    assert page.final_bars is not None
+    for key, curve in {**page.loss_curves, **page.weight_curves}.items():
+        assert len(curve.getData()[0]) > 0, key
+    assert list(page.metric_curves[next(iter(page.metric_curves))].getData()[0]) == [1, 2]
+    assert f"run {run_id} (finished)" in page.log_pane.toPlainText()
+    page.shutdown()
+
+
+def test_a_reopened_page_shows_a_cancelled_runs_curves_and_status(qtbot, context):
+    _cancelled_run(context, "search")
+    page = TrainingPage(context)
+    qtbot.addWidget(page)
+    assert page.phase_label.text() == "cancelled"
+    assert len(page.weight_curves[1].getData()[0]) > 0
+    assert page.chosen_label.text() == "chosen length: –"
+    page.shutdown()
+
+
 def test_steps_redone_after_a_checkpoint_replace_the_stored_ones_instead_of_doubling_back(qtbot, page):
     from engine.core.events import StepFinished
 
