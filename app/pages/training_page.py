@@ -212,6 +212,7 @@ class TrainingPage(QWidget):
             with self.context.sessions() as session:
                 runs = list_runs(session)
                 if not runs:
+                    self._show_no_run()
                     return
                 run = runs[0]
                 run_id, status, chosen, metrics = run.id, run.status, run.chosen_length, run.metrics or {}
@@ -229,6 +230,22 @@ class TrainingPage(QWidget):
             self._show_choice(chosen, None, "the only candidate")
         self.phase_label.setText(status)
         self._log(f"run {run_id} ({status}), as recorded")
+        self._repaint()
+
+    def _show_no_run(self) -> None:
+        # A store without runs: what another store's run left on show goes.
+        self.summary, self.chosen_length = None, None
+        self.chosen_label.setText("chosen length: –")
+        self.phase_label.setText("idle")
+        for key, series in self.loss_series.items():
+            series.clear()
+            self.loss_smoothers[key].reset()
+        for series in (*self.metric_series.values(), *self.weight_series.values()):
+            series.clear()
+        if self.final_bars is not None:
+            self.final_plot.removeItem(self.final_bars)
+            self.final_bars = None
+        self._dirty.update({"loss", "weights", "metrics"})
         self._repaint()
 
     def _show_stored_series(self, frame) -> None:

@@ -239,7 +239,7 @@ def test_a_run_resumed_in_retraining_shows_its_stored_curves_first_and_draws_ret
     assert len(alpha_x) == page.summary["search"]["steps"]
 
 
-def test_a_reopened_page_shows_the_latest_run_as_recorded(qtbot, context):
+def test_a_reopened_page_shows_the_latest_run_as_recorded(qtbot, context, tmp_path):
     from engine.experiments.stored_run import run_on_dataset
 
     run_id, result = run_on_dataset(context.store, context.dataset_name, context.config)
@@ -253,6 +253,11 @@ def test_a_reopened_page_shows_the_latest_run_as_recorded(qtbot, context):
         assert len(curve.getData()[0]) > 0, key
     assert list(page.metric_curves[next(iter(page.metric_curves))].getData()[0]) == [1, 2]
     assert f"run {run_id} (finished)" in page.log_pane.toPlainText()
+    context.open_store(f"sqlite:///{tmp_path}/empty.sqlite")  # a store without runs shows none
+    assert page.phase_label.text() == "idle" and page.final_bars is None
+    assert page.chosen_label.text() == "chosen length: –"
+    assert all(len(curve.getData()[0] if curve.getData()[0] is not None else []) == 0
+               for curve in {**page.loss_curves, **page.weight_curves}.values())
     page.shutdown()
 
 
