@@ -76,6 +76,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.context = context
         self._jobs: set[EngineJob] = set()  # background exports still running
+        self._closing_after_cancel = False  # the user chose "stop and quit": the run is being cancelled
         self.settings = settings or AppSettings()
         # Before the pages: plots take the theme's colours when they are built.
         apply_theme(QApplication.instance(), self.settings.theme)
@@ -324,7 +325,29 @@ class MainWindow(QMainWindow):
         self.settings.theme = theme
         self.theme_actions[theme].setChecked(True)
 
+    def ask_stop_training(self) -> bool:
+        """Whether the user chose to stop the run in progress and quit (else training goes on)."""
+        box = QMessageBox(QMessageBox.Icon.Question, "A run is in progress",
+                          "Training is still running. Stop it and quit? The run can be resumed later from "
+                          "its last checkpoint on the Runs page.", parent=self)
+        box.addButton("Keep training", QMessageBox.ButtonRole.RejectRole)
+        stop = box.addButton("Stop and quit", QMessageBox.ButtonRole.AcceptRole)
+        box.exec()
+        return box.clickedButton() is stop
+
     def closeEvent(self, event) -> None:
+        training = self.pages.get("Training")
+        if getattr(training, "running", False):
+            # A long run is never lost to a stray click; and stopping one takes seconds (the engine ends
+            # its step, records the cancel), so the window stays responsive and closes once it has ended.
+            event.ignore()
+            if self._closing_after_cancel or not self.ask_stop_training():
+                return
+            self._closing_after_cancel = True
+            training.runner.running_changed.connect(self._close_when_idle)
+            training.cancel()
+            self.statusBar().showMessage("Cancelling the run… the window closes once it has stopped")
+            return
         # Pages with background work cancel it and wait for their threads: no orphan thread at exit.
         for page in self.pages.values():
             if hasattr(page, "shutdown"):
@@ -337,3 +360,7 @@ class MainWindow(QMainWindow):
             self.settings.store_url = self.context.store_url
         save_settings(self.settings)
         super().closeEvent(event)
+
+    def _close_when_idle(self, running: bool) -> None:
+        if not running:
+            self.close()

@@ -50,6 +50,13 @@ class GrowingSeries:
         self._x[:len(x)], self._y[:len(y)] = x, y
         self._size = len(x)
 
+    def drop_from(self, x: float) -> bool:
+        """Drops the points at `x` and after (x ascending); whether any were. A resumed phase records again
+        the steps after its checkpoint, which the stored series may still hold."""
+        size = int(np.searchsorted(self.x, x, side="left"))
+        dropped, self._size = size < self._size, size
+        return dropped
+
     def clear(self) -> None:
         self._size = 0
 

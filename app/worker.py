@@ -22,6 +22,7 @@ from engine.core.events import (
     Observer,
     PhaseFinished,
     PhaseStarted,
+    SearchDecided,
     StepFinished,
 )
 from engine.data.sequences import DataError
@@ -54,6 +55,8 @@ class SignalObserver(Observer):
             worker.epoch_finished.emit(event)
         elif isinstance(event, PhaseFinished):
             worker.phase_finished.emit(event.phase, event.seconds)
+        elif isinstance(event, SearchDecided):
+            worker.search_decided.emit(event)
         elif isinstance(event, Message):
             worker.message_logged.emit(event.text, event.level)
 
@@ -67,6 +70,7 @@ class RunWorker(QObject):
     weights_updated = Signal(object)  # engine.core.events.ArchitectureWeights
     epoch_finished = Signal(object)  # engine.core.events.EpochFinished
     phase_finished = Signal(str, float)  # phase, seconds
+    search_decided = Signal(object)  # engine.core.events.SearchDecided
     message_logged = Signal(str, str)  # text, level
     run_finished = Signal(object)  # RunResult.summary() plus "run_id"
     run_failed = Signal(str, str)  # message, full traceback

@@ -83,7 +83,8 @@ class DataPage(QWidget):
 
         self.import_button = QPushButton("Import…")
         self.import_button.setToolTip("Import an interaction file (Ctrl+I)")
-        self.import_button.clicked.connect(self.open_import_wizard)
+        # a lambda: clicked(bool) would otherwise pass its checked flag as the path
+        self.import_button.clicked.connect(lambda: self.open_import_wizard())
         self.delete_button = QPushButton("Delete…")
         self.delete_button.clicked.connect(self.delete_selected)
         self.demo_button = QPushButton("Import the demo dataset")

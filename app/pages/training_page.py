@@ -28,6 +28,8 @@ from PySide6.QtWidgets import (
 
 from app.plots import EmaSmoother, GrowingSeries, add_curve, colour, make_plot
 from app.worker import RunThread, RunWorker
+from engine.core.config import RunConfig
+from engine.data.run_records import get_run, list_runs, run_series
 from engine.data.store import fitted_config
 from engine.evaluation.metrics import protocol_label
 
@@ -57,7 +59,9 @@ class TrainingPage(QWidget):
                        context.config_invalidated):
             signal.connect(self._on_context_changed)
         context.resume_requested.connect(self.resume)
+        context.store_changed.connect(self.show_latest_run)
         self._on_context_changed()
+        self.show_latest_run()
 
     # ------------------------------------------------------------------ layout
 
@@ -182,10 +186,8 @@ class TrainingPage(QWidget):
 
     @Slot(int)
     def resume(self, run_id: int) -> None:
-        """Continues an interrupted run from its last checkpoint, watched here like a new run."""
-        from engine.core.config import RunConfig
-        from engine.data.run_records import get_run
-
+        """Continues an interrupted run from its last checkpoint, watched here like a new run: its stored
+        curves first, then the live ones."""
         if self.running:
             QMessageBox.information(self, "A run is in progress",
                                     f"Run {run_id} can be resumed once the current run has ended or been cancelled.")
@@ -193,13 +195,84 @@ class TrainingPage(QWidget):
         with self.context.sessions() as session:
             run = get_run(session, run_id)
             config, dataset_name = RunConfig.from_dict(run.config), run.dataset_name
+            frame = run_series(session, run_id)
         self._reset(config)
+        self._show_stored_series(frame)
         self._log(f"resuming run {run_id} on {dataset_name} from its last checkpoint")
         self._run_listed = False
         self.runner.start(self.context.store, dataset_name, config, self._connect_worker, resume_run_id=run_id)
 
+    @Slot()
+    def show_latest_run(self) -> None:
+        """Shows the store's latest run as recorded (curves, status, chosen length), so that the page is
+        not blank after a relaunch or on opening a store; does nothing during a run or without runs."""
+        if self.running or self.context.store is None:
+            return
+        try:
+            with self.context.sessions() as session:
+                runs = list_runs(session)
+                if not runs:
+                    self._show_no_run()
+                    return
+                run = runs[0]
+                run_id, status, chosen, metrics = run.id, run.status, run.chosen_length, run.metrics or {}
+                config, frame = RunConfig.from_dict(run.config), run_series(session, run_id)
+        except Exception as error:  # a record this version cannot read must not keep the window from opening
+            self._log(f"cannot show the latest run: {error}")
+            return
+        self._reset(config)
+        self._show_stored_series(frame)
+        search = metrics.get("search")
+        if chosen is not None and search:
+            self._show_choice(chosen, search["final_weights"], verdict_text(
+                search["margin"], search["noise"], search["decisive"], search.get("reason")))
+        elif chosen is not None:
+            self._show_choice(chosen, None, "the only candidate")
+        self.phase_label.setText(status)
+        self._log(f"run {run_id} ({status}), as recorded")
+        self._repaint()
+
+    def _show_no_run(self) -> None:
+        # A store without runs: what another store's run left on show goes.
+        self.summary, self.chosen_length = None, None
+        self.chosen_label.setText("chosen length: –")
+        self.phase_label.setText("idle")
+        for key, series in self.loss_series.items():
+            series.clear()
+            self.loss_smoothers[key].reset()
+        for series in (*self.metric_series.values(), *self.weight_series.values()):
+            series.clear()
+        if self.final_bars is not None:
+            self.final_plot.removeItem(self.final_bars)
+            self.final_bars = None
+        self._dirty.update({"loss", "weights", "metrics"})
+        self._repaint()
+
+    def _show_stored_series(self, frame) -> None:
+        """Fills the curves with a run's stored series (engine.data.run_records.run_series), retraining
+        steps placed after the search's as live ones are."""
+        steps = frame[frame["per"] == "step"]
+        search_steps = steps[steps["phase"] == "search"]["step"]
+        if len(search_steps):  # the search's last step is always recorded: it is the search's length
+            self._phase_totals["search"] = int(search_steps.max())
+        offset = self._phase_totals.get("search", 0)
+        for (phase, name), series in self.loss_series.items():
+            points = steps[(steps["phase"] == phase) & (steps["name"] == name)]
+            series.replace(points["step"].to_numpy(float) + (offset if phase == "retrain" else 0),
+                           points["value"].to_numpy(float))
+            self.loss_smoothers[(phase, name)].reset()
+        for length, series in self.weight_series.items():
+            points = steps[(steps["phase"] == "search") & (steps["name"] == f"weight/k={length}")]
+            series.replace(points["step"].to_numpy(float), points["value"].to_numpy(float))
+        epochs = frame[(frame["per"] == "epoch") & (frame["phase"] == "retrain")]
+        for key, series in self.metric_series.items():
+            points = epochs[epochs["name"] == key.split(" [")[0]]
+            series.replace(points["step"].to_numpy(float), points["value"].to_numpy(float))
+        self._dirty.update({"loss", "weights", "metrics"})
+
     def _connect_worker(self, worker: RunWorker) -> None:
         worker.phase_started.connect(self._on_phase_started)
+        worker.search_decided.connect(self._on_search_decided)
         worker.step_finished.connect(self._on_step_finished)
         worker.weights_updated.connect(self._on_weights_updated)
         worker.epoch_finished.connect(self._on_epoch_finished)
@@ -283,16 +356,20 @@ class TrainingPage(QWidget):
         self.progress.setValue(min(event.step, self.progress.maximum()))
         if event.eta_seconds is not None:
             self.eta_label.setText(f"ETA {_duration(event.eta_seconds)}")
+        x = self._phase_offset + event.step
         for name, value in event.losses.items():
             series = self.loss_series.get((event.phase, name))
             if series is not None:
-                series.append(self._phase_offset + event.step, value)
+                if series.drop_from(x):  # a resumed phase redoes the steps after its checkpoint
+                    self.loss_smoothers[(event.phase, name)].reset()
+                series.append(x, value)
                 self._dirty.add("loss")
 
     @Slot(object)
     def _on_weights_updated(self, event) -> None:
         for length, weight in zip(event.candidates, event.weights):
             if length in self.weight_series:
+                self.weight_series[length].drop_from(event.step)
                 self.weight_series[length].append(event.step, weight)
         self._dirty.add("weights")
 
@@ -305,6 +382,7 @@ class TrainingPage(QWidget):
         for name in SHOWN_METRICS:
             key = f"{name} [{event.protocol}]"
             if name in event.metrics and key in self.metric_series:
+                self.metric_series[key].drop_from(event.epoch)
                 self.metric_series[key].append(event.epoch, event.metrics[name])
         self._dirty.add("metrics")
 
@@ -313,6 +391,12 @@ class TrainingPage(QWidget):
         self.progress.setValue(self.progress.maximum())
         self.eta_label.setText("")
         self._log(f"{phase} finished in {_duration(seconds)}")
+
+    @Slot(object)
+    def _on_search_decided(self, event) -> None:
+        # The retraining that follows takes long: the choice is shown now, not when the whole run ends.
+        self._show_choice(event.chosen_length, event.final_weights,
+                          verdict_text(event.margin, event.noise, event.decisive, event.reason))
 
     @Slot(str, str)
     def _on_message_logged(self, text: str, level: str) -> None:
@@ -333,13 +417,10 @@ class TrainingPage(QWidget):
             for name in ("train_loss", "valid_loss"):
                 self.loss_series[("search", name)].replace(steps, search[name.replace("_loss", "_losses")])
                 self.loss_smoothers[("search", name)].reset()
-            self._show_final_weights(search)
-            verdict = (f"decisive: margin {search['margin']:.3f} > noise {search['noise']:.3f}"
-                       if search["decisive"] else
-                       f"WITHIN NOISE: margin {search['margin']:.3f} ≤ noise {search['noise']:.3f}")
-            self.chosen_label.setText(f"chosen length: k = {self.chosen_length} ({verdict})")
+            self._show_choice(self.chosen_length, search["final_weights"], verdict_text(
+                search["margin"], search["noise"], search["decisive"], search.get("reason")))
         else:
-            self.chosen_label.setText(f"chosen length: k = {self.chosen_length} (the only candidate)")
+            self._show_choice(self.chosen_length, None, "the only candidate")
         self._dirty.update({"loss", "weights", "metrics"})
         self.phase_label.setText("finished")
         for label, metrics in summary["test_metrics"].items():
@@ -348,9 +429,18 @@ class TrainingPage(QWidget):
         self._log(f"run {summary.get('run_id')} finished: k = {self.chosen_length}; model bundle saved")
         self.context.runs_changed.emit()
 
-    def _show_final_weights(self, search: dict) -> None:
-        lengths = [int(k) for k in search["final_weights"]]
-        weights = [search["final_weights"][k] for k in search["final_weights"]]
+    def _show_choice(self, chosen: int, final_weights: dict | None, verdict: str) -> None:
+        self.chosen_length = chosen
+        self.chosen_label.setText(f"chosen length: k = {chosen} ({verdict})")
+        if final_weights:
+            self._show_final_weights(final_weights)
+
+    def _show_final_weights(self, final_weights: dict) -> None:
+        """Bars of softmax(alpha) per candidate ({length: weight}, lengths as ints or strings)."""
+        if self.final_bars is not None:
+            self.final_plot.removeItem(self.final_bars)
+        lengths = [int(k) for k in final_weights]
+        weights = list(final_weights.values())
         brushes = [pg.mkBrush(colour(3) if k == self.chosen_length else "#9aa5b1") for k in lengths]
         positions = np.arange(len(lengths))
         self.final_bars = pg.BarGraphItem(x=positions, height=weights, width=0.6, brushes=brushes)
@@ -399,6 +489,15 @@ class TrainingPage(QWidget):
 
     def _log(self, text: str) -> None:
         self.log_pane.appendPlainText(text)
+
+
+def verdict_text(margin: float, noise: float, decisive: bool, reason: str | None) -> str:
+    """The search's verdict with its true reason (engine.training.search.decide), then the figures.
+    Runs recorded before the engine gave reasons have none: only the figures are certain then."""
+    figures = f"margin {margin:.3f} {'>' if margin > noise else '≤'} noise {noise:.3f}"
+    if decisive:
+        return f"decisive: {figures}"
+    return f"NOT DECISIVE, {reason}: {figures}" if reason else f"NOT DECISIVE: {figures}"
 
 
 def _duration(seconds: float) -> str:

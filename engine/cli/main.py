@@ -139,7 +139,7 @@ def format_result(summary: dict) -> str:
     search = summary.get("search")
     if search:
         weights = ", ".join(f"k={k}: {w:.3f}" for k, w in search["final_weights"].items())
-        verdict = "decisive" if search["decisive"] else "WITHIN NOISE"
+        verdict = search.get("reason") or ("decisive" if search["decisive"] else "not decisive")
         lines.append(f"softmax(alpha): {weights}  (margin {search['margin']:.3f}, noise {search['noise']:.3f}: "
                      f"{verdict})")
     lines.append(f"best validation epoch {summary['best_epoch']}: NDCG@10 "

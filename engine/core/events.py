@@ -56,12 +56,25 @@ class PhaseFinished:
 
 
 @dataclass(frozen=True)
+class SearchDecided:
+    """The search's choice, once known (at the end of the search, or on resuming after it): a GUI shows it
+    without waiting for the whole run."""
+    chosen_length: int
+    final_weights: dict[int, float]  # softmax(alpha) per candidate length
+    margin: float
+    noise: float
+    decisive: bool
+    reason: str  # engine.training.search: DECISIVE, WITHIN_NOISE and/or WINNER_CHANGED
+
+
+@dataclass(frozen=True)
 class Message:
     text: str
     level: str = "info"  # "info" | "warning"
 
 
-Event = PhaseStarted | StepFinished | ArchitectureWeights | EpochFinished | PhaseFinished | Message
+Event = (PhaseStarted | StepFinished | ArchitectureWeights | EpochFinished | PhaseFinished | SearchDecided
+         | Message)
 
 
 class Observer:

@@ -133,7 +133,8 @@ def _final_metrics(result: RunResult) -> dict:
                "seconds": summary["seconds"]}
     if "search" in summary:
         metrics["search"] = {key: summary["search"][key]
-                             for key in ("candidates", "final_weights", "margin", "noise", "decisive", "steps")}
+                             for key in ("candidates", "final_weights", "margin", "noise", "decisive", "reason",
+                                         "steps")}
     return metrics
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from engine.core.config import RunConfig
-from engine.core.events import Message, Observer, PhaseFinished, PhaseStarted
+from engine.core.events import Message, Observer, PhaseFinished, PhaseStarted, SearchDecided
 from engine.data.sequences import SequenceData
 from engine.evaluation.metrics import evaluate, protocol_label
 from engine.models.automlp import AutoMLP
@@ -56,6 +56,7 @@ class RunResult:
                 "margin": self.search.margin,
                 "noise": self.search.noise,
                 "decisive": self.search.decisive,
+                "reason": self.search.reason,
                 "steps": len(self.search.weight_history),
                 "weight_history": self.search.weight_history.tolist(),
                 "train_losses": self.search.train_losses,
@@ -108,6 +109,9 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
                               + ", ".join(f"{k}: {w:.3f}" for k, w in found.final_weights.items()) + ")"))
     else:
         chosen = config.candidate_lengths[0]
+    if found is not None:
+        observer.emit(SearchDecided(found.chosen_length, found.final_weights, found.margin, found.noise,
+                                    found.decisive, found.reason))
     retrained = retrain(data, config, chosen, observer, device,
                         resume=resume if resume is not None and resume.phase == "retrain" else None,
                         on_epoch_end=on_epoch_end)

@@ -50,6 +50,11 @@ from engine.training.device import resolve_device, seed_everything
 # A winner less than this far ahead of the runner-up (in softmax weight) is never called decisive.
 MARGIN_FLOOR = 0.02
 
+# Why a search's choice is, or is not, decisive: the verdict names its true reason.
+DECISIVE = "decisive"
+WITHIN_NOISE = "margin within noise"
+WINNER_CHANGED = "winner changed in the last quarter"
+
 
 @dataclass
 class SearchResult:
@@ -62,6 +67,7 @@ class SearchResult:
     margin: float = 0.0  # final weight of the winner minus the runner-up
     noise: float = 0.0  # how much that gap still moved over the last quarter of the search
     decisive: bool = False
+    reason: str = ""  # why decisive or not: DECISIVE, WITHIN_NOISE and/or WINNER_CHANGED, joined by "; "
     seconds: float = 0.0
 
     @property
@@ -69,10 +75,11 @@ class SearchResult:
         return {k: float(w) for k, w in zip(self.candidates, self.weight_history[-1])}
 
 
-def decide(candidates: list[int], weight_history: np.ndarray) -> tuple[int, float, float, bool]:
-    """The argmax candidate, its margin over the runner-up, the noise of that margin, and whether the
+def decide(candidates: list[int], weight_history: np.ndarray) -> tuple[int, float, float, bool, str]:
+    """The argmax candidate, its margin over the runner-up, the noise of that margin, whether the
     choice is decisive: ahead by more than the noise (3 standard deviations of the gap over the last
-    quarter of steps, at least MARGIN_FLOOR) and the winner over that whole quarter."""
+    quarter of steps, at least MARGIN_FLOOR) and the winner over that whole quarter, and the reason
+    (DECISIVE, or each failed condition: WITHIN_NOISE, WINNER_CHANGED)."""
     final = weight_history[-1]
     order = np.argsort(-final, kind="stable")
     winner, runner_up = order[0], order[1]
@@ -81,7 +88,8 @@ def decide(candidates: list[int], weight_history: np.ndarray) -> tuple[int, floa
     gaps = tail[:, winner] - tail[:, runner_up]
     noise = max(MARGIN_FLOOR, 3.0 * float(gaps.std()))
     stable = bool((tail.argmax(axis=1) == winner).all())
-    return candidates[winner], margin, noise, margin > noise and stable
+    failed = [reason for reason, ok in ((WITHIN_NOISE, margin > noise), (WINNER_CHANGED, stable)) if not ok]
+    return candidates[winner], margin, noise, not failed, "; ".join(failed) or DECISIVE
 
 
 class Architect:
@@ -219,8 +227,8 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
     alpha_history = np.array(alphas)
     result = search_outcome(candidates, alpha_history, train_losses, valid_losses, clock.elapsed)
     if not result.decisive:
-        observer.emit(Message(f"the search did not decide: k = {result.chosen_length} leads by {result.margin:.3f}, "
-                              f"within the noise ({result.noise:.3f}); run more search epochs or raise arch_lr",
+        observer.emit(Message(f"the search did not decide ({result.reason}): k = {result.chosen_length} leads by "
+                              f"{result.margin:.3f}, noise {result.noise:.3f}; run more search epochs or raise arch_lr",
                               "warning"))
     observer.emit(PhaseFinished("search", result.seconds))
     return result
@@ -232,6 +240,6 @@ def search_outcome(candidates: list[int], alpha_history: np.ndarray, train_losse
     margin and verdict."""
     weight_history = np.exp(alpha_history - alpha_history.max(axis=1, keepdims=True))
     weight_history /= weight_history.sum(axis=1, keepdims=True)
-    chosen, margin, noise, decisive = decide(candidates, weight_history)
+    chosen, margin, noise, decisive, reason = decide(candidates, weight_history)
     return SearchResult(candidates, alpha_history, weight_history, list(train_losses), list(valid_losses),
-                        chosen, margin, noise, decisive, seconds)
+                        chosen, margin, noise, decisive, reason, seconds)

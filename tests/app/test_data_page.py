@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from app.demo import DEMO_NAME
@@ -93,3 +94,9 @@ def test_shutdown_during_the_demo_import_leaves_no_thread_running(page):
     job = page._demo_job
     page.shutdown()  # what the main window's closeEvent calls
     assert not job.is_running()
+
+
+def test_the_import_button_opens_the_wizard_with_an_empty_file_field(qtbot, page):
+    qtbot.mouseClick(page.import_button, Qt.MouseButton.LeftButton)
+    assert page.wizard.file_page.path_edit.text() == ""
+    page.wizard.close()

@@ -380,3 +380,44 @@ def test_switching_the_theme_recolours_the_users_pages_window_banner_rows_and_le
         assert marked.background().color() == window_colour
         legend = users.top_n.legend.text()
         assert colour("score_long", theme).name() in legend and colour("test_item", theme).name() in legend
+
+
+def _start_a_long_run(qtbot, window, app_context, tmp_path):
+    from engine.core.presets import quick_demo
+    from tests.app.store_data import store_planted_dataset
+
+    app_context.select_dataset(store_planted_dataset(app_context.sessions, tmp_path))
+    app_context.set_config(quick_demo().replace(
+        candidate_lengths=[1, 2, 4], max_length=10, embedding_dim=16, sequence_hidden=16, channel_hidden=32,
+        search_epochs=200, retrain_epochs=200, device="cpu"))
+    page = window.pages["Training"]
+    page.start_button.click()
+    qtbot.waitUntil(lambda: page.phase_label.text() == "search", timeout=20000)
+    return page
+
+
+def test_closing_during_training_asks_and_keep_training_keeps_the_window_and_the_run(
+        monkeypatch, qtbot, window, app_context, tmp_path):
+    page = _start_a_long_run(qtbot, window, app_context, tmp_path)
+    asked = []
+    monkeypatch.setattr(window, "ask_stop_training", lambda: asked.append(1) or False)
+    window.close()
+    assert asked and window.isVisible() and page.running
+    monkeypatch.setattr(window, "ask_stop_training", lambda: True)  # lets the fixture close the window
+    window.close()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=20000)
+
+
+def test_stop_and_quit_says_cancelling_keeps_the_window_responsive_and_closes_once_the_run_ended(
+        monkeypatch, qtbot, window, app_context, tmp_path):
+    from engine.data.run_records import list_runs
+
+    page = _start_a_long_run(qtbot, window, app_context, tmp_path)
+    monkeypatch.setattr(window, "ask_stop_training", lambda: True)
+    window.close()  # returns at once: the window waits for the run without blocking the event loop
+    assert "Cancelling" in window.statusBar().currentMessage()
+    assert window.isVisible()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=20000)
+    assert not page.running
+    with app_context.sessions() as session:
+        assert [run.status for run in list_runs(session)] == ["cancelled"]

@@ -46,6 +46,7 @@ def test_a_tiny_run_fills_every_curve_and_shows_the_chosen_length(qtbot, page, c
     assert page.summary is not None, page.log_pane.toPlainText()
     assert page.chosen_length in (1, 2, 4)
     assert f"k = {page.chosen_length}" in page.chosen_label.text()
+    assert page.summary["search"]["reason"] in page.chosen_label.text()
     for key, curve in page.loss_curves.items():
         x, y = curve.getData()
         assert x is not None and len(x) > 0, key
@@ -180,3 +181,102 @@ def test_a_run_with_auto_lengths_draws_one_weight_curve_per_fitted_candidate(qtb
     page.start()
     assert sorted(page.weight_curves) == [1, 2, 3, 5, 10]
     page.shutdown()
+
+
+def test_the_verdict_names_its_true_reason():
+    from app.pages.training_page import verdict_text
+    from engine.training.search import WINNER_CHANGED, WITHIN_NOISE
+
+    # the case of the issue: a margin above the noise, but the winner changed late
+    assert verdict_text(0.268, 0.237, False, WINNER_CHANGED) == (
+        "NOT DECISIVE, winner changed in the last quarter: margin 0.268 > noise 0.237")
+    assert verdict_text(0.01, 0.02, False, WITHIN_NOISE) == (
+        "NOT DECISIVE, margin within noise: margin 0.010 ≤ noise 0.020")
+    assert verdict_text(0.5, 0.02, True, "decisive") == "decisive: margin 0.500 > noise 0.020"
+
+
+def test_the_chosen_length_and_final_weights_show_as_soon_as_the_search_decides(qtbot, page):
+    from app.worker import RunWorker
+    from engine.core.events import SearchDecided
+
+    event = SearchDecided(2, {1: 0.2, 2: 0.7, 4: 0.1}, 0.5, 0.02, True, "decisive")
+    worker = RunWorker(None, "planted", page.context.config)
+    worker.search_decided.connect(page._on_search_decided)
+    worker.observer.emit(event)  # what the engine sends when the search ends, before the retraining
+    assert page.chosen_length == 2
+    assert page.chosen_label.text() == "chosen length: k = 2 (decisive: margin 0.500 > noise 0.020)"
+    assert page.final_bars is not None
+    assert list(page.final_bars.opts["height"]) == [0.2, 0.7, 0.1]
+
+
+def _cancelled_run(context, phase):
+    """Runs the context's configuration until the first epoch of `phase` ends: run 1, cancelled."""
+    from engine.core.events import Cancelled, EpochFinished, RecordingObserver
+    from engine.experiments.stored_run import run_on_dataset
+
+    observer = RecordingObserver(cancel_when=lambda e: isinstance(e, EpochFinished) and e.phase == phase)
+    with pytest.raises(Cancelled):
+        run_on_dataset(context.store, context.dataset_name, context.config, observer)
+
+
+def test_a_run_resumed_in_retraining_shows_its_stored_curves_first_and_draws_retraining_after_the_search(
+        qtbot, page, context):
+    context.set_config(context.config.replace(retrain_epochs=3))
+    _cancelled_run(context, "retrain")
+    with qtbot.waitSignal(page.runner.running_changed, timeout=30000, check_params_cb=lambda running: not running):
+        page.resume(1)
+        # before any live event: the stored search and the first retraining epoch are drawn
+        assert all(len(series) > 0 for series in page.weight_series.values())
+        assert all(len(series) > 0 for series in page.loss_series.values())
+        assert list(page.metric_series[next(iter(page.metric_series))].x) == [1]
+    assert page.summary is not None, page.log_pane.toPlainText()
+    assert list(page.metric_curves[next(iter(page.metric_curves))].getData()[0]) == [1, 2, 3]
+    search_x = page.loss_curves[("search", "train_loss")].getData()[0]
+    retrain_x = page.loss_curves[("retrain", "train_loss")].getData()[0]
+    assert retrain_x.min() > search_x.max()
+    assert list(retrain_x) == sorted(set(retrain_x))  # no step drawn twice
+    alpha_x = page.weight_curves[1].getData()[0]
+    assert len(alpha_x) == page.summary["search"]["steps"]
+
+
+def test_a_reopened_page_shows_the_latest_run_as_recorded(qtbot, context, tmp_path):
+    from engine.experiments.stored_run import run_on_dataset
+
+    run_id, result = run_on_dataset(context.store, context.dataset_name, context.config)
+    page = TrainingPage(context)  # as after a relaunch
+    qtbot.addWidget(page)
+    assert page.phase_label.text() == "finished"
+    assert f"k = {result.chosen_length} (" in page.chosen_label.text()
+    assert result.search.reason in page.chosen_label.text()
+    assert page.final_bars is not None
+    for key, curve in {**page.loss_curves, **page.weight_curves}.items():
+        assert len(curve.getData()[0]) > 0, key
+    assert list(page.metric_curves[next(iter(page.metric_curves))].getData()[0]) == [1, 2]
+    assert f"run {run_id} (finished)" in page.log_pane.toPlainText()
+    context.open_store(f"sqlite:///{tmp_path}/empty.sqlite")  # a store without runs shows none
+    assert page.phase_label.text() == "idle" and page.final_bars is None
+    assert page.chosen_label.text() == "chosen length: –"
+    assert all(len(curve.getData()[0] if curve.getData()[0] is not None else []) == 0
+               for curve in {**page.loss_curves, **page.weight_curves}.values())
+    page.shutdown()
+
+
+def test_a_reopened_page_shows_a_cancelled_runs_curves_and_status(qtbot, context):
+    _cancelled_run(context, "search")
+    page = TrainingPage(context)
+    qtbot.addWidget(page)
+    assert page.phase_label.text() == "cancelled"
+    assert len(page.weight_curves[1].getData()[0]) > 0
+    assert page.chosen_label.text() == "chosen length: –"
+    page.shutdown()
+
+
+def test_steps_redone_after_a_checkpoint_replace_the_stored_ones_instead_of_doubling_back(qtbot, page):
+    from engine.core.events import StepFinished
+
+    page._on_phase_started("search", 10, "")
+    for step in range(1, 7):  # stored beyond the checkpoint at step 3
+        page._on_step_finished(StepFinished("search", step, 10, {"train_loss": 1.0}))
+    page._on_step_finished(StepFinished("search", 4, 10, {"train_loss": 2.0}))  # the resumed phase
+    series = page.loss_series[("search", "train_loss")]
+    assert list(series.x) == [1, 2, 3, 4] and list(series.y) == [1.0, 1.0, 1.0, 2.0]

@@ -15,6 +15,7 @@ from engine.core.events import (
     EpochFinished,
     PhaseStarted,
     RecordingObserver,
+    SearchDecided,
     StepFinished,
 )
 from engine.data.sequences import build_sequences
@@ -86,6 +87,18 @@ def test_runs_repeat_exactly_with_the_same_seed_on_cpu(data):
     assert first.test_metrics == second.test_metrics
 
 
+def test_the_search_decision_is_announced_before_the_retraining(data):
+    observer = RecordingObserver()
+    result = run_automlp(data, tiny(search_epochs=1, retrain_epochs=1), observer)
+    decided = observer.of_type(SearchDecided)
+    assert len(decided) == 1
+    retrain_start = next(i for i, e in enumerate(observer.events)
+                         if isinstance(e, PhaseStarted) and e.phase == "retrain")
+    assert observer.events.index(decided[0]) < retrain_start
+    assert decided[0] == SearchDecided(result.chosen_length, result.search.final_weights, result.search.margin,
+                                       result.search.noise, result.search.decisive, result.search.reason)
+
+
 def test_a_single_candidate_skips_the_search(data):
     result = run_automlp(data, tiny(candidate_lengths=[3]))
     assert result.search is None and result.chosen_length == 3
@@ -101,6 +114,7 @@ def test_cli_run_on_synthetic_data_prints_the_choice_and_writes_json(tmp_path, c
     assert "[popularity-100]" in printed and "[full]" in printed
     saved = json.loads(out.read_text())
     assert len(saved["search"]["weight_history"][0]) == 4
+    assert saved["search"]["reason"] in printed  # the verdict names its reason, in the summary and the print
 
 
 def test_cli_refuses_an_impossible_configuration_with_its_message(capsys):

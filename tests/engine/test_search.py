@@ -11,7 +11,16 @@ from engine.data.sequences import build_sequences
 from engine.data.synthetic import planted_log
 from engine.models.automlp import ModelShape, build_model
 from engine.training.batches import batch_loss, training_batches, validation_batches
-from engine.training.search import Architect, decide, search, weight_step
+from engine.training.search import (
+    DECISIVE,
+    WINNER_CHANGED,
+    WITHIN_NOISE,
+    Architect,
+    decide,
+    search,
+    search_outcome,
+    weight_step,
+)
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +119,8 @@ def test_search_records_alpha_and_its_softmax_at_every_step(data):
 
 def test_a_clear_lasting_lead_is_decisive():
     history = np.tile([0.1, 0.7, 0.2], (40, 1))
-    chosen, margin, noise, decisive = decide([1, 2, 4], history)
-    assert (chosen, decisive) == (2, True) and margin == pytest.approx(0.5)
+    chosen, margin, noise, decisive, reason = decide([1, 2, 4], history)
+    assert (chosen, decisive, reason) == (2, True, DECISIVE) and margin == pytest.approx(0.5)
 
 
 def test_near_uniform_weights_are_flagged_as_noise():
@@ -124,6 +133,24 @@ def test_a_leader_that_changed_late_is_not_decisive():
     history = np.tile([0.45, 0.55, 0.0], (40, 1))
     history[-3:] = [0.6, 0.4, 0.0]
     assert decide([1, 2, 4], history)[3] is False
+
+
+def test_a_wide_margin_whose_winner_changed_late_names_that_reason_not_the_noise():
+    history = np.tile([0.0, 0.55, 0.45], (40, 1))
+    history[-10] = [0.5, 0.3, 0.2]  # k=1 led early in the last quarter; the gap of k=2 over k=4 never moved
+    chosen, margin, noise, decisive, reason = decide([1, 2, 4], history)
+    assert margin > noise and not decisive
+    assert reason == WINNER_CHANGED
+
+
+def test_a_stable_winner_within_the_noise_names_the_noise():
+    history = np.tile([0.33, 0.34, 0.33], (40, 1))  # ahead all along, by less than MARGIN_FLOOR
+    assert decide([1, 2, 4], history)[3:] == (False, WITHIN_NOISE)
+
+
+def test_a_search_result_carries_the_reason():
+    result = search_outcome([1, 2], np.tile([0.0, 2.0], (8, 1)), [0.0] * 8, [0.0] * 8, 1.0)
+    assert (result.decisive, result.reason) == (True, DECISIVE)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
