@@ -31,6 +31,7 @@ from app.worker import RunThread, RunWorker
 from engine.core.config import RunConfig
 from engine.data.run_records import get_run, list_runs, run_series
 from engine.data.store import fitted_config
+from engine.data.store_errors import StoreError
 from engine.evaluation.metrics import protocol_label
 
 REPAINT_MS = 100  # ~10 Hz: smooth enough to watch, cheap enough to never block the event loop
@@ -175,9 +176,12 @@ class TrainingPage(QWidget):
         if self.start_blocker() is not None:
             return
         config = self.context.config
-        if not config.is_fitted:  # "auto" K and T: the values the run will fit, for the curves and the log
-            with self.context.store.session() as session:
-                config = fitted_config(session, self.context.dataset_name, config)
+        if not config.is_fitted:  # "auto" K, T, loss: the values the run will fit, for the curves and the log
+            try:
+                with self.context.store.session() as session:
+                    config = fitted_config(session, self.context.dataset_name, config)
+            except StoreError:  # no such dataset (any more): the run itself fails and says so
+                pass
         self._reset(config)
         self._log(f"starting on {self.context.dataset_name}: candidates {config.candidate_lengths}, "
                   f"T={config.max_length}, mode {config.mode}, device {config.device}")
@@ -312,7 +316,8 @@ class TrainingPage(QWidget):
         self._rebuild_curves(self.metrics_plot, self.metric_curves, self.metric_series,
                              [f"{name} [{label}]" for name in SHOWN_METRICS], lambda key: key, "o")
         self._rebuild_curves(self.weights_plot, self.weight_curves, self.weight_series,
-                             list(config.candidate_lengths), lambda k: f"k={k}", None)
+                             [] if config.candidate_lengths == "auto" else list(config.candidate_lengths),
+                             lambda k: f"k={k}", None)
         if self.final_bars is not None:
             self.final_plot.removeItem(self.final_bars)
             self.final_bars = None

@@ -43,7 +43,7 @@ class ModelShape:
 
     @classmethod
     def from_config(cls, config: RunConfig, n_items: int, candidate_lengths=None, features=()) -> "ModelShape":
-        if not config.is_fitted:
+        if "auto" in (config.max_length, config.candidate_lengths):
             raise ValueError('candidate_lengths and max_length are "auto": fit them to the data first '
                              "(engine.training.runner.fit_to_data)")
         return cls(

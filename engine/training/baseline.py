@@ -22,6 +22,7 @@ def train_baseline(data: SequenceData, config: RunConfig, observer: Observer | N
     Returns a RetrainResult whose `model` is the SASRec with the best validation epoch's weights.
     `candidate_lengths` and the search settings are ignored.
     """
+    config = config.fitted_to(data.history_lengths("train"), data.n_items)  # "auto" left by a direct caller
     device = device or resolve_device(config.device)
     rng = seed_everything(config.seed + 1)
     shape = SASRecShape.from_config(config, data.n_items, data.features, num_heads)

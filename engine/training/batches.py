@@ -163,6 +163,8 @@ def batch_loss(model: AutoMLP, batch: Batch, config: RunConfig) -> torch.Tensor:
         sample = batch.sample
         logits = hidden @ model.items.all_items()[sample.items].T - sample.log_inclusion  # (n, C)
         return F.cross_entropy(logits, columns)
+    if config.loss != "bce":
+        raise ValueError(f"loss {config.loss!r}: fit the configuration to the data first (RunConfig.fitted_to)")
     items = model.items.all_items()  # (N + 1, D)
     negatives = torch.randint(1, items.shape[0], (len(targets), config.negatives), device=targets.device)
     positive = (hidden * items[targets]).sum(-1)  # (n,)

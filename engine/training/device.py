@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import torch
 
@@ -9,13 +12,7 @@ from engine.core.config import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when torch sees a GPU, else the CPU; `cuda` without a GPU is refused.
-
-    On the CPU, subnormal floats are flushed to zero: once the search settles, the losing candidates'
-    softmax weights fall to ~1e-44 and every product with them is subnormal, which x86 computes about
-    35 times slower (a search on Amazon Sports went from 11 to 0.3 steps a second). Nothing that small
-    changes a score.
-    """
+    """`auto` is CUDA when torch sees a GPU, else the CPU; `cuda` without a GPU is refused."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
@@ -24,9 +21,26 @@ def resolve_device(name: str) -> torch.device:
                           "sees no GPU; use device = \"auto\" or \"cpu\"")
     if name not in ("cpu", "cuda"):
         raise ConfigError(f"device: {name!r} is not one of auto, cpu, cuda")
-    if name == "cpu":
-        torch.set_flush_denormal(True)
     return torch.device(name)
+
+
+@contextmanager
+def subnormals_flushed(device: torch.device) -> Iterator[None]:
+    """Training on the CPU flushes subnormal floats to zero, and restores IEEE behaviour afterwards.
+
+    Once the search settles, the losing candidates' softmax weights fall to ~1e-44, and every product
+    with them is subnormal, which x86 computes about 35 times slower (a search on Amazon Sports went from
+    11 to 0.3 steps a second). Nothing that small changes a score. The flag is the calling thread's
+    processor state (and its worker threads'), so it is set only while a training loop runs.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def seed_everything(seed: int) -> np.random.Generator:

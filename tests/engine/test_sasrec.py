@@ -39,7 +39,7 @@ def data():
 
 def tiny(**changes) -> RunConfig:
     values = dict(candidate_lengths=[2], max_length=12, embedding_dim=16, channel_hidden=32, batch_size=64,
-                  retrain_epochs=8, patience=8, lr=0.01, dropout=0.1, eval_negatives=20, device="cpu")
+                  retrain_epochs=8, patience=8, lr=0.01, dropout=0.1, eval_negatives=20, device="cpu", loss="ce")
     return RunConfig(**{**values, **changes})
 
 

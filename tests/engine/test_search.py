@@ -30,7 +30,7 @@ def data():
 
 def tiny_config(**changes) -> RunConfig:
     base = dict(candidate_lengths=[1, 2, 4], max_length=10, embedding_dim=8, sequence_hidden=8, channel_hidden=8,
-                dropout=0.0, batch_size=16, arch_lr=0.1, xi=0.05, search_order="second")
+                dropout=0.0, batch_size=16, arch_lr=0.1, xi=0.05, search_order="second", loss="ce")
     return RunConfig(**{**base, **changes})
 
 
@@ -165,10 +165,9 @@ def test_search_prefers_windows_that_contain_the_planted_dependency(seed):
     assert containing - (weights[1] + weights[2]) > 0.5, weights
 
 
-def test_a_cpu_run_flushes_subnormal_floats_so_a_settled_search_stays_fast():
-    from engine.training.device import resolve_device
-    torch.set_flush_denormal(False)
-    resolve_device("cpu")
-    tiny_float = torch.tensor([1e-39], dtype=torch.float32)  # subnormal in float32
-    assert float(tiny_float[0]) == 0.0
-    torch.set_flush_denormal(False)
+def test_training_on_the_cpu_flushes_subnormal_floats_and_restores_them_after():
+    from engine.training.device import subnormals_flushed
+    subnormal = 1e-39  # below float32's smallest normal number, 1.18e-38
+    with subnormals_flushed(torch.device("cpu")):
+        assert float(torch.tensor([subnormal])[0]) == 0.0
+    assert float(torch.tensor([subnormal])[0]) == pytest.approx(subnormal, rel=1e-3)
