@@ -11,6 +11,7 @@ from app.pages.users import UsersPage
 from app.pages.users.cells import MARK_ROLE
 from app.pages.users.recommendation_table import (
     BAR_COLUMN,
+    MOVED_COLUMN,
     PARTS_ROLE,
     TOP_COLUMNS,
     bar_segments,
@@ -194,3 +195,22 @@ def test_users_sort_naturally_and_by_history_length(qtbot, page, bundle_path):
     page.user_list.view.sortByColumn(1, Qt.SortOrder.DescendingOrder)
     lengths = [int(page.user_list.proxy.index(row, 1).data()) for row in range(page.user_list.proxy.rowCount())]
     assert lengths == sorted(lengths, reverse=True)
+
+
+def test_at_1280_px_the_top_n_fits_without_a_sideways_scrollbar_and_explains_its_bars_and_moved(
+        qtbot, window, bundle_path):
+    window.resize(1280, 820)
+    window.show_page("Users")
+    page = window.pages["Users"]
+    open_and_wait(qtbot, page, bundle_path)
+    for item in page.bundle.data.item_titles:  # long titles must not push the bars out of sight
+        page.bundle.data.item_titles[item] = f"A very long item title that goes on and on, {item}"
+    page.select_user(page.bundle.data.user_ids[4])
+    qtbot.wait(50)
+    table = page.top_n.table
+    assert table.horizontalScrollBar().maximum() == 0
+    assert table.columnWidth(BAR_COLUMN) >= 100
+    scale = page.top_n.parts_delegate.scale
+    header = table.horizontalHeaderItem(BAR_COLUMN).text()
+    assert f"{scale:.3g}" in header and f"{scale:.3g}" in page.top_n.scale_label.text()
+    assert "long-term part alone" in table.horizontalHeaderItem(MOVED_COLUMN).toolTip()
