@@ -4,9 +4,12 @@ QSettings, so that a later release can migrate them and tests can point QSetting
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from PySide6.QtCore import QByteArray, QSettings
+
+from engine.core.config import ConfigError, RunConfig
 
 ORGANIZATION = "AutoMLP Studio"
 APPLICATION = "AutoMLP Studio"
@@ -55,4 +58,23 @@ def save_settings(settings: AppSettings) -> None:
     if settings.store_url:
         stored.setValue("store/url", settings.store_url)
     stored.setValue("view/theme", settings.theme)
+    stored.sync()
+
+
+def load_run_config() -> RunConfig | None:
+    """The Experiment form's configuration as last saved, or None if none was saved or it no longer reads
+    (e.g. a key a later release dropped): the form then starts from its preset."""
+    text = _qsettings().value("experiment/config")
+    if not text:
+        return None
+    try:
+        return RunConfig.from_dict(json.loads(str(text)))
+    except (ConfigError, ValueError, TypeError):
+        return None
+
+
+def save_run_config(config: RunConfig) -> None:
+    """Saved on every valid edit, not at exit, so that a crash or a killed process keeps the form."""
+    stored = _qsettings()
+    stored.setValue("experiment/config", json.dumps(config.to_dict()))
     stored.sync()
