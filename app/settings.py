@@ -22,6 +22,7 @@ class AppSettings:
     geometry: QByteArray | None = None  # QMainWindow.saveGeometry()
     window_state: QByteArray | None = None  # QMainWindow.saveState()
     store_url: str | None = None  # the last store opened
+    session_store_url: str | None = None  # given by --db: used for this session only, never remembered
     theme: str = "light"
     version: int = SETTINGS_VERSION
 
@@ -55,7 +56,7 @@ def save_settings(settings: AppSettings) -> None:
         stored.setValue("window/geometry", settings.geometry)
     if settings.window_state is not None:
         stored.setValue("window/state", settings.window_state)
-    if settings.store_url:
+    if settings.store_url and settings.store_url != settings.session_store_url:
         stored.setValue("store/url", settings.store_url)
     stored.setValue("view/theme", settings.theme)
     stored.sync()

@@ -177,6 +177,25 @@ def test_main_opens_the_store_given_with_db(monkeypatch, qtbot, tmp_path):
     windows[-1].context.store.close()
 
 
+def test_a_store_given_with_db_is_used_for_this_session_only(monkeypatch, qtbot, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    from app.main import main
+    from app.settings import AppSettings, load_settings, save_settings
+
+    remembered = f"sqlite:///{tmp_path}/remembered.sqlite"
+    save_settings(AppSettings(store_url=remembered))
+    monkeypatch.setattr(QApplication, "exec", lambda self: 0)
+    path = tmp_path / "once.sqlite"
+    assert main(["--db", str(path)]) == 0
+    windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+    assert windows[-1].context.store_url == f"sqlite:///{path}"
+    for window in windows:
+        window.close()  # closing saves the settings
+    windows[-1].context.store.close()
+    assert load_settings().store_url == remembered
+
+
 def test_export_copies_the_selected_runs_model_bundle(monkeypatch, qtbot, window, app_context, planted_csv,
                                                       tmp_path):
     from types import SimpleNamespace
