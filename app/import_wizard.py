@@ -4,6 +4,7 @@ cancel. Every parse is the engine's (`engine.importers`); the wizard only collec
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -35,6 +36,14 @@ SEPARATORS = (("detect", None), ("comma ,", ","), ("tab", "\t"), ("semicolon ;",
               ("space", " "), ("double colon ::", "::"))
 NO_COLUMN = "(none)"
 PREVIEW_DELAY_MS = 150  # coalesces typing into one preview
+
+
+def time_text(seconds) -> str:
+    """A parsed timestamp (Unix seconds) as the UTC date and time it stands for."""
+    try:
+        return datetime.fromtimestamp(float(seconds), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):  # NaN, or beyond what a date can hold
+        return str(seconds)
 
 
 def _row(*widgets: QWidget) -> QWidget:
@@ -92,7 +101,9 @@ class ImportFilePage(QWizardPage):
             self.path_edit.setText(path)
 
     def _on_add_metadata_clicked(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Item metadata files")
+        # metadata usually sits beside the interactions (movies.dat by ratings.dat): start there
+        folder = str(self.path().parent) if self.path_edit.text().strip() else ""
+        paths, _ = QFileDialog.getOpenFileNames(self, "Item metadata files", folder)
         self.metadata_list.addItems(paths)
 
 
@@ -204,8 +215,13 @@ class ImportMappingPage(QWizardPage):
         frame = result.frame
         self.preview_model.clear()
         self.preview_model.setHorizontalHeaderLabels([str(c) for c in frame.columns])
+        times = list(frame.columns).index("timestamp") if "timestamp" in frame.columns else None
         for values in frame.itertuples(index=False):
-            self.preview_model.appendRow([QStandardItem(str(v)) for v in values])
+            cells = [QStandardItem(str(v)) for v in values]
+            if times is not None:  # parsed to Unix seconds: a date reads better than 978300760
+                cells[times] = QStandardItem(time_text(values[times]))
+                cells[times].setToolTip(f"{values[times]} (Unix seconds, UTC)")
+            self.preview_model.appendRow(cells)
 
 
 class ImportRunPage(QWizardPage):

@@ -100,3 +100,26 @@ def test_a_cancelled_import_reports_cancelled_and_leaves_the_store_unchanged(qtb
         job.start()
     assert job.wait()
     assert dataset_names(app_context) == []
+
+
+def test_the_preview_shows_timestamps_as_dates(qtbot, app_context, tmp_path):
+    path = tmp_path / "dated.csv"
+    path.write_text("user,item,timestamp\nu1,i1,978300760\nu1,i2,978302109\n")
+    wizard = open_wizard(qtbot, app_context, path)
+    model = wizard.mapping_page.preview_model
+    qtbot.waitUntil(lambda: model.rowCount() == 2)
+    assert model.item(0, 2).text() == "2000-12-31 22:12:40"
+    assert "978300760" in model.item(0, 2).toolTip()
+
+
+def test_the_item_metadata_dialog_opens_in_the_interaction_files_folder(qtbot, monkeypatch, app_context,
+                                                                         planted_csv):
+    from PySide6.QtWidgets import QFileDialog
+
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames",
+                        lambda parent, caption, folder="", *args: asked.append(folder) or ([], ""))
+    wizard = ImportWizard(app_context, path=planted_csv)
+    qtbot.addWidget(wizard)
+    wizard.file_page._on_add_metadata_clicked()
+    assert asked == [str(planted_csv.parent)]
