@@ -180,6 +180,7 @@ class TrainingPage(QWidget):
                   f"T={config.max_length}, mode {config.mode}, device {config.device}")
         self._run_listed = False
         self.runner.start(self.context.store, self.context.dataset_name, config, self._connect_worker)
+        self.phase_label.setText("starting…")  # the first phase takes a while to load the data: not "idle"
 
     @Slot(int)
     def resume(self, run_id: int) -> None:
@@ -198,6 +199,7 @@ class TrainingPage(QWidget):
         self._log(f"resuming run {run_id} on {dataset_name} from its last checkpoint")
         self._run_listed = False
         self.runner.start(self.context.store, dataset_name, config, self._connect_worker, resume_run_id=run_id)
+        self.phase_label.setText("resuming…")
 
     def _connect_worker(self, worker: RunWorker) -> None:
         worker.phase_started.connect(self._on_phase_started)

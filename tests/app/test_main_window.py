@@ -269,3 +269,35 @@ def test_the_window_has_the_app_icon_at_every_window_manager_size(window):
     icon = window.windowIcon()
     assert not icon.isNull()
     assert {size.width() for size in icon.availableSizes()} >= {16, 24, 32, 48, 64, 128, 256}
+
+
+def test_the_help_menu_opens_the_readme_and_lists_every_shortcut(monkeypatch, qtbot, window):
+    from PySide6.QtGui import QDesktopServices
+
+    opened = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    window.docs_action.trigger()
+    assert opened and opened[0].toLocalFile().endswith("README.md")
+    rows = dict(window.shortcut_rows())
+    assert rows["Start training"] == "F5" and rows["Cancel training"] == "Shift+F5"
+    assert rows["Import…"] == "Ctrl+I" and "Keyboard shortcuts" in rows
+    window.shortcuts_action.trigger()
+    assert window.shortcuts_box.isVisible() and "Shift+F5" in window.shortcuts_box.text()
+    window.shortcuts_box.close()
+
+
+def test_f5_starts_a_run_from_any_page_and_the_status_leaves_idle(qtbot, window, app_context, tmp_path):
+    from tests.app.store_data import store_planted_dataset
+
+    app_context.select_dataset(store_planted_dataset(app_context.sessions, tmp_path))
+    app_context.set_config(app_context.config.replace(
+        candidate_lengths=[1, 2], max_length=8, embedding_dim=8, sequence_hidden=8, channel_hidden=8,
+        search_epochs=1, retrain_epochs=1, device="cpu"))
+    window.show_page("Runs")
+    page = window.pages["Training"]
+    window.start_action.trigger()
+    assert window.current_page_title() == "Training"
+    assert page.running and page.phase_label.text() != "idle"
+    with qtbot.waitSignal(page.runner.running_changed, timeout=30_000, check_params_cb=lambda r: not r):
+        window.cancel_action.trigger()
+    assert not page.running
