@@ -93,3 +93,13 @@ def test_shutdown_during_the_demo_import_leaves_no_thread_running(page):
     job = page._demo_job
     page.shutdown()  # what the main window's closeEvent calls
     assert not job.is_running()
+
+
+def test_an_empty_histogram_says_no_data_instead_of_showing_empty_axes(page, app_context, planted_csv):
+    item = page.histogram.getPlotItem()
+    assert page.histogram_empty.isVisible() and "no data" in page.histogram_empty.textItem.toPlainText()
+    assert not item.getAxis("bottom").isVisible() and not item.getAxis("left").isVisible()
+    import_csv(app_context, planted_csv, "b")
+    app_context.datasets_changed.emit()
+    assert not page.histogram_empty.isVisible()
+    assert item.getAxis("bottom").isVisible() and item.getAxis("left").isVisible()
