@@ -316,7 +316,7 @@ class DataPage(QWidget):
         self.demo_button.setEnabled(False)
         self.demo_progress.setValue(0)
         self.demo_progress.show()
-        self._demo_job = ImportJob(self.context.sessions, path, demo_import_options(), self)
+        self._demo_job = ImportJob(self.context.sessions, path, demo_import_options(path), self)
         self._demo_job.progressed.connect(self.demo_progress.setValue)
         self._demo_job.succeeded.connect(self._on_demo_imported)
         self._demo_job.failed.connect(self._on_demo_failed)
