@@ -226,7 +226,11 @@ class ImportMappingPage(QWizardPage):
 
 
 class ImportRunPage(QWizardPage):
-    """Step 3: name and filters, then the import itself with a progress bar and a Cancel button."""
+    """Step 3: name and filters, then the import itself with a progress bar and a Cancel button.
+
+    It reaches its wizard through `wizard()`, never an attribute: a page <-> wizard reference cycle was
+    collected by Python's gc at any later moment, deleting the wizard's widgets under Qt's feet (a
+    SIGSEGV in a later test's QApplication.setStyle)."""
 
     def __init__(self, wizard: "ImportWizard") -> None:
         super().__init__()
@@ -234,7 +238,6 @@ class ImportRunPage(QWizardPage):
         self.setSubTitle("The paper keeps users with at least 10 interactions. Import closes the wizard once "
                          "the dataset is stored; the import is one transaction: an error or a cancel leaves the "
                          "store as it was.")
-        self._wizard = wizard
         self.report: ImportReport | None = None
         self.name_edit = QLineEdit()
         self.min_user_spin = QSpinBox(minimum=1, maximum=10_000, value=10)
@@ -257,12 +260,12 @@ class ImportRunPage(QWizardPage):
 
     def initializePage(self) -> None:
         if not self.name_edit.text():
-            self.name_edit.setText(self._wizard.file_page.path().stem)
+            self.name_edit.setText(self.wizard().file_page.path().stem)
 
     @property
     def import_button(self):
         """The wizard's last button, labelled Import: one click imports and, once stored, closes."""
-        return self._wizard.button(QWizard.WizardButton.FinishButton)
+        return self.wizard().button(QWizard.WizardButton.FinishButton)
 
     def isComplete(self) -> bool:
         return not self._running
@@ -270,7 +273,7 @@ class ImportRunPage(QWizardPage):
     def validatePage(self) -> bool:
         if self.report is not None:
             return True  # imported: the wizard may close
-        self._wizard.start_import()
+        self.wizard().start_import()
         return False  # closes when the import has succeeded (ImportWizard._on_import_succeeded)
 
     def set_running(self, running: bool) -> None:

@@ -126,3 +126,17 @@ def test_the_item_metadata_dialog_opens_in_the_interaction_files_folder(qtbot, m
     qtbot.addWidget(wizard)
     wizard.file_page._on_add_metadata_clicked()
     assert asked == [str(planted_csv.parent)]
+
+
+def test_a_dropped_wizard_is_freed_at_once_not_later_by_the_garbage_collector(app_context):
+    import gc
+    import weakref
+
+    gc.disable()  # a reference cycle would keep it until a collection, which could come mid-way a Qt call
+    try:
+        wizard = ImportWizard(app_context)
+        freed = weakref.ref(wizard)
+        del wizard
+        assert freed() is None
+    finally:
+        gc.enable()
