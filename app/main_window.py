@@ -156,9 +156,9 @@ class MainWindow(QMainWindow):
                          f"Ctrl+{row + 1}")
 
         run_menu = self.menuBar().addMenu("&Run")
-        # F5 / Shift+F5: run and stop, as in most IDEs; they act on the Training page from any page
-        self.start_action = self._action(run_menu, "&Start training", self.start_training, "F5")
-        self.cancel_action = self._action(run_menu, "&Cancel training", self.cancel_training, "Shift+F5")
+        # Ctrl+R: run; Ctrl+.: the usual cancel key; F5 stays free for refreshing. From any page.
+        self.start_action = self._action(run_menu, "&Start training", self.start_training, "Ctrl+R")
+        self.cancel_action = self._action(run_menu, "&Cancel training", self.cancel_training, "Ctrl+.")
 
         help_menu = self.menuBar().addMenu("&Help")
         self.docs_action = self._action(help_menu, "&Documentation (README)", self.open_documentation,

@@ -279,14 +279,14 @@ def test_the_help_menu_opens_the_readme_and_lists_every_shortcut(monkeypatch, qt
     window.docs_action.trigger()
     assert opened and opened[0].toLocalFile().endswith("README.md")
     rows = dict(window.shortcut_rows())
-    assert rows["Start training"] == "F5" and rows["Cancel training"] == "Shift+F5"
+    assert rows["Start training"] == "Ctrl+R" and rows["Cancel training"] == "Ctrl+."
     assert rows["Import…"] == "Ctrl+I" and "Keyboard shortcuts" in rows
     window.shortcuts_action.trigger()
-    assert window.shortcuts_box.isVisible() and "Shift+F5" in window.shortcuts_box.text()
+    assert window.shortcuts_box.isVisible() and "Ctrl+R" in window.shortcuts_box.text()
     window.shortcuts_box.close()
 
 
-def test_f5_starts_a_run_from_any_page_and_the_status_leaves_idle(qtbot, window, app_context, tmp_path):
+def test_ctrl_r_starts_a_run_from_any_page_and_the_status_leaves_idle(qtbot, window, app_context, tmp_path):
     from tests.app.store_data import store_planted_dataset
 
     app_context.select_dataset(store_planted_dataset(app_context.sessions, tmp_path))
