@@ -209,6 +209,7 @@ def test_at_1280_px_the_top_n_fits_without_a_sideways_scrollbar_and_explains_its
     qtbot.wait(50)
     table = page.top_n.table
     assert table.horizontalScrollBar().maximum() == 0
+    assert page.top_n.long_table.horizontalScrollBar().maximum() == 0
     assert table.columnWidth(BAR_COLUMN) >= 100
     scale = page.top_n.parts_delegate.scale
     header = table.horizontalHeaderItem(BAR_COLUMN).text()

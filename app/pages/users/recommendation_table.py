@@ -96,6 +96,7 @@ class RecommendationTable(QWidget):
         header.setMinimumSectionSize(30)
         # the bars take what the numbers leave: the columns fit the table instead of scrolling sideways
         header.setSectionResizeMode(BAR_COLUMN, QHeaderView.ResizeMode.Stretch)
+        self.table.setWordWrap(False)  # a capped title elides on one line instead of doubling the row
         self.table.setMinimumWidth(0)
         self.table.horizontalHeaderItem(MOVED_COLUMN).setToolTip(MOVED_TIP)
         self.table.horizontalHeaderItem(BAR_COLUMN).setToolTip(
@@ -104,6 +105,10 @@ class RecommendationTable(QWidget):
         self.table.setToolTip("Long | short: blue = long-term part, orange = short-term part, stacked from "
                                   "the zero line; the bias is listed apart")
         self.long_table = read_only_table(LONG_COLUMNS)
+        self.long_table.setWordWrap(False)
+        # the narrow side table: its titles take what is left, elided, instead of a sideways scrollbar
+        self.long_table.horizontalHeader().setSectionResizeMode(LONG_COLUMNS.index("Title"),
+                                                                QHeaderView.ResizeMode.Stretch)
         tables = QSplitter(Qt.Orientation.Horizontal)
         tables.addWidget(self.table)
         long_box = QWidget()
@@ -150,7 +155,7 @@ class RecommendationTable(QWidget):
         target = rec.target.item
         self.parts_delegate.scale = max((abs(r.long) + abs(r.short) for r in rec.items), default=1.0)
         scale = bar_range(self.parts_delegate.scale)
-        self.table.horizontalHeaderItem(BAR_COLUMN).setText(f"Long | short ({scale})")
+        self.table.horizontalHeaderItem(BAR_COLUMN).setText(f"Long | short ±{self.parts_delegate.scale:.3g}")
         self.scale_label.setText(f"Bar scale: the column's edges are {scale}, its middle is 0.")
         self.table.setRowCount(len(rec.items))
         bold = QFont()
