@@ -196,6 +196,7 @@ class ExperimentPage(QWidget):
         save.clicked.connect(self._on_save_clicked)
         load.clicked.connect(self._on_load_clicked)
         top = QHBoxLayout()
+        top.addWidget(QLabel("Preset:"))
         top.addWidget(self.preset_combo)
         top.addStretch(1)
         top.addWidget(save)
