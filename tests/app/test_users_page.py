@@ -199,6 +199,11 @@ def test_users_sort_naturally_and_by_history_length(qtbot, page, bundle_path):
 
 def test_at_1280_px_the_top_n_fits_without_a_sideways_scrollbar_and_explains_its_bars_and_moved(
         qtbot, window, bundle_path):
+    from PySide6.QtWidgets import QApplication
+
+    from app.theme import apply_theme
+
+    apply_theme(QApplication.instance(), "light")  # the app's style and stylesheet: wider headers than bare Qt
     window.resize(1280, 820)
     window.show_page("Users")
     page = window.pages["Users"]

@@ -109,6 +109,7 @@ class RecommendationTable(QWidget):
         # the narrow side table: its titles take what is left, elided, instead of a sideways scrollbar
         self.long_table.horizontalHeader().setSectionResizeMode(LONG_COLUMNS.index("Title"),
                                                                 QHeaderView.ResizeMode.Stretch)
+        self.long_table.horizontalHeader().setMinimumSectionSize(20)
         tables = QSplitter(Qt.Orientation.Horizontal)
         tables.addWidget(self.table)
         long_box = QWidget()
