@@ -4,6 +4,7 @@ cancel. Every parse is the engine's (`engine.importers`); the wizard only collec
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QMainWindow,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -35,6 +37,14 @@ SEPARATORS = (("detect", None), ("comma ,", ","), ("tab", "\t"), ("semicolon ;",
               ("space", " "), ("double colon ::", "::"))
 NO_COLUMN = "(none)"
 PREVIEW_DELAY_MS = 150  # coalesces typing into one preview
+
+
+def time_text(seconds) -> str:
+    """A parsed timestamp (Unix seconds) as the UTC date and time it stands for."""
+    try:
+        return datetime.fromtimestamp(float(seconds), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):  # NaN, or beyond what a date can hold
+        return str(seconds)
 
 
 def _row(*widgets: QWidget) -> QWidget:
@@ -92,7 +102,9 @@ class ImportFilePage(QWizardPage):
             self.path_edit.setText(path)
 
     def _on_add_metadata_clicked(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Item metadata files")
+        # metadata usually sits beside the interactions (movies.dat by ratings.dat): start there
+        folder = str(self.path().parent) if self.path_edit.text().strip() else ""
+        paths, _ = QFileDialog.getOpenFileNames(self, "Item metadata files", folder)
         self.metadata_list.addItems(paths)
 
 
@@ -204,19 +216,28 @@ class ImportMappingPage(QWizardPage):
         frame = result.frame
         self.preview_model.clear()
         self.preview_model.setHorizontalHeaderLabels([str(c) for c in frame.columns])
+        times = list(frame.columns).index("timestamp") if "timestamp" in frame.columns else None
         for values in frame.itertuples(index=False):
-            self.preview_model.appendRow([QStandardItem(str(v)) for v in values])
+            cells = [QStandardItem(str(v)) for v in values]
+            if times is not None:  # parsed to Unix seconds: a date reads better than 978300760
+                cells[times] = QStandardItem(time_text(values[times]))
+                cells[times].setToolTip(f"{values[times]} (Unix seconds, UTC)")
+            self.preview_model.appendRow(cells)
 
 
 class ImportRunPage(QWizardPage):
-    """Step 3: name and filters, then the import itself with a progress bar and a Cancel button."""
+    """Step 3: name and filters, then the import itself with a progress bar and a Cancel button.
+
+    It reaches its wizard through `wizard()`, never an attribute: a page <-> wizard reference cycle was
+    collected by Python's gc at any later moment, deleting the wizard's widgets under Qt's feet (a
+    SIGSEGV in a later test's QApplication.setStyle)."""
 
     def __init__(self, wizard: "ImportWizard") -> None:
         super().__init__()
         self.setTitle("Filters and import")
-        self.setSubTitle("The paper keeps users with at least 10 interactions. The import is one transaction: "
-                         "an error or a cancel leaves the store as it was.")
-        self._wizard = wizard
+        self.setSubTitle("The paper keeps users with at least 10 interactions. Import closes the wizard once "
+                         "the dataset is stored; the import is one transaction: an error or a cancel leaves the "
+                         "store as it was.")
         self.report: ImportReport | None = None
         self.name_edit = QLineEdit()
         self.min_user_spin = QSpinBox(minimum=1, maximum=10_000, value=10)
@@ -225,30 +246,42 @@ class ImportRunPage(QWizardPage):
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.import_button = QPushButton("Import")
         self.cancel_button = QPushButton("Cancel import")
         self.cancel_button.setEnabled(False)
-        self.import_button.clicked.connect(wizard.start_import)
         self.cancel_button.clicked.connect(wizard.cancel_import)
+        self._running = False
         form = QFormLayout(self)
         form.addRow("Dataset name:", self.name_edit)
         form.addRow("Min interactions per user:", self.min_user_spin)
         form.addRow("Min interactions per item:", self.min_item_spin)
-        form.addRow(_row(self.import_button, self.cancel_button))
+        form.addRow(_row(self.cancel_button))
         form.addRow(self.progress_bar)
         form.addRow(self.status_label)
 
     def initializePage(self) -> None:
         if not self.name_edit.text():
-            self.name_edit.setText(self._wizard.file_page.path().stem)
+            self.name_edit.setText(self.wizard().file_page.path().stem)
+
+    @property
+    def import_button(self):
+        """The wizard's last button, labelled Import: one click imports and, once stored, closes."""
+        return self.wizard().button(QWizard.WizardButton.FinishButton)
 
     def isComplete(self) -> bool:
-        return self.report is not None
+        return not self._running
+
+    def validatePage(self) -> bool:
+        if self.report is not None:
+            return True  # imported: the wizard may close
+        self.wizard().start_import()
+        return False  # closes when the import has succeeded (ImportWizard._on_import_succeeded)
 
     def set_running(self, running: bool) -> None:
-        for widget in (self.name_edit, self.min_user_spin, self.min_item_spin, self.import_button):
+        self._running = running
+        for widget in (self.name_edit, self.min_user_spin, self.min_item_spin):
             widget.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+        self.completeChanged.emit()
 
 
 class ImportWizard(QWizard):
@@ -260,6 +293,7 @@ class ImportWizard(QWizard):
         super().__init__(parent)
         self.setWindowTitle("Import interactions")
         self.setOption(QWizard.NoBackButtonOnLastPage, False)
+        self.setButtonText(QWizard.WizardButton.FinishButton, "Import")  # one step: no Import, then Finish
         self.resize(820, 560)
         self.context = context
         self.job: ImportJob | None = None
@@ -307,17 +341,19 @@ class ImportWizard(QWizard):
         page = self.run_page
         page.report = report
         page.set_running(False)
-        page.import_button.setEnabled(False)  # done: Finish closes, a second click would only fail
         filtered = (f"; filtered out {report.users_filtered} users, {report.items_filtered} items"
                     if report.users_filtered or report.items_filtered else "")
         titles = f", {report.titles:,} titles" if report.titles else ""
         page.status_label.setText(
             f"Imported {report.name!r}: {report.interactions:,} interactions, {report.users:,} users, "
             f"{report.items:,} items{titles} in {report.seconds:.1f} s{filtered}.")
-        page.completeChanged.emit()
         self.context.datasets_changed.emit()
         self.context.select_dataset(report.name)
         self.dataset_imported.emit(report.name)
+        window = self.parentWidget().window() if self.parentWidget() is not None else None
+        if isinstance(window, QMainWindow):  # the wizard closes: the summary stays in the status bar
+            window.statusBar().showMessage(page.status_label.text(), 15000)
+        self.accept()
 
     def _on_import_failed(self, message: str, details: str) -> None:
         self._show_stopped(message if not details else f"{message}\n\n{details}", error=True)

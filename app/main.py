@@ -9,8 +9,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="automlp-studio", description="AutoMLP Studio desktop application")
-    parser.add_argument("--db", help="SQLAlchemy URL of the store, or a SQLite file (default: the last store "
-                                     "opened, else AUTOMLP_DB, else a SQLite file in the user data folder)")
+    parser.add_argument("--db", help="SQLAlchemy URL of the store, or a SQLite file, for this session only (default: "
+                                     "the last store opened, else AUTOMLP_DB, else a SQLite file in the user data "
+                                     "folder)")
     args = parser.parse_args(argv)
 
     from PySide6.QtWidgets import QApplication
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         # The remembered store is gone or broken: say so, then fall back to the default one.
         show_error(None, "Cannot open the last store", f"{error}\n\nOpening the default store instead.", error)
         context.open_store(default_store_url())
+    if args.db:  # a one-off choice: the next plain start opens the remembered store again
+        settings.session_store_url = context.store_url
     settings.store_url = context.store_url
     window = MainWindow(context, settings)
     window.show()

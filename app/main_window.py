@@ -11,8 +11,8 @@ import importlib
 import json
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QActionGroup, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -32,6 +32,8 @@ from app.settings import AppSettings, save_settings
 from app.theme import app_icon, apply_theme, restyle_plots
 from app.widgets import OpenStoreDialog, show_error
 from engine.core.config import ConfigError, RunConfig
+
+README = Path(__file__).resolve().parent.parent / "README.md"  # the source tree's, beside app/
 
 # (title, module, class): every page class takes the AppContext as its only argument.
 PAGES = (
@@ -156,10 +158,57 @@ class MainWindow(QMainWindow):
             self._action(view_menu, f"{title} page", lambda _=False, r=row: self.sidebar.setCurrentRow(r),
                          f"Ctrl+{row + 1}")
 
+        run_menu = self.menuBar().addMenu("&Run")
+        # Ctrl+R: run; Ctrl+.: the usual cancel key; F5 stays free for refreshing. From any page.
+        self.start_action = self._action(run_menu, "&Start training", self.start_training, "Ctrl+R")
+        self.cancel_action = self._action(run_menu, "&Cancel training", self.cancel_training, "Ctrl+.")
+
         help_menu = self.menuBar().addMenu("&Help")
+        self.docs_action = self._action(help_menu, "&Documentation (README)", self.open_documentation,
+                                        QKeySequence.HelpContents)
+        self.shortcuts_action = self._action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, "Ctrl+/")
+        help_menu.addSeparator()
         self._action(help_menu, "&About", lambda: QMessageBox.about(
             self, "AutoMLP Studio", f"AutoMLP Studio {engine.__version__}\n"
             "Automated short-term length search for MLP sequential recommenders (Li et al., WWW 2023)."))
+
+    def start_training(self) -> None:
+        """Starts a run on the Training page (shown), as its Start button would; refused the same way."""
+        page = self.pages["Training"]
+        if hasattr(page, "start"):
+            self.show_page("Training")
+            page.start()
+
+    def cancel_training(self) -> None:
+        page = self.pages["Training"]
+        if hasattr(page, "cancel"):
+            page.cancel()
+
+    def open_documentation(self) -> bool:
+        """Opens the README (the documentation: usage, configuration, architecture) in the system's viewer."""
+        readme = README
+        if not readme.is_file():
+            self.statusBar().showMessage(f"The documentation is README.md of the source tree ({readme} is not "
+                                         "there)", 10000)
+            return False
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(readme)))
+
+    def shortcut_rows(self) -> list[tuple[str, str]]:
+        """(action, keys) of every menu action with a shortcut, in menu order: the shortcut list's rows."""
+        rows = []
+        for menu_action in self.menuBar().actions():
+            for action in menu_action.menu().actions():
+                if not action.shortcut().isEmpty():
+                    rows.append((action.text().replace("&", ""),
+                                 action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)))
+        return rows
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td>{name}</td><td>&nbsp;&nbsp;<b>{keys}</b></td></tr>"
+                       for name, keys in self.shortcut_rows())
+        self.shortcuts_box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts",
+                                         f"<table>{rows}</table>", QMessageBox.StandardButton.Close, self)
+        self.shortcuts_box.open()
 
     def show_page(self, title: str) -> None:
         self.sidebar.setCurrentRow([t for t, _, _ in PAGES].index(title))

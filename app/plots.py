@@ -8,7 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont, QFontMetrics
 
+from app.theme import colour as theme_colour
 from app.theme import style_plot
 
 # Distinct colours for candidates and runs (Tableau 10), cycled.
@@ -111,17 +114,73 @@ class EmaSmoother:
         return self._out.y
 
 
-def make_plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
-    """A PlotWidget in the current theme's colours with a legend, clip-to-view and automatic downsampling
-    for long series."""
-    plot = pg.PlotWidget(title=title)
+TITLE_POINTS = 9  # pyqtgraph's default title is larger than the window's text: cut first at small sizes
+LEGEND_TEXT = "8pt"
+LEGEND_ROWS = 3  # names in one column before the legend takes a second
+LEGEND_ALPHA = 190  # of 255: the curves behind the legend stay visible
+# where the legend sits in the view box: the offset of its corner from the view box's corner
+LEGEND_OFFSETS = {"top-right": (-8, 8), "top-left": (8, 8), "bottom-right": (-8, -8), "bottom-left": (8, -8)}
+
+
+class FittingTitlePlotItem(pg.PlotItem):
+    """A PlotItem whose title is elided to the widget's width (the whole title is its tooltip), so that a
+    narrow plot shows "Validation metr…" instead of a title cut off at both ends. The label's minimum width
+    is its text's: a whole long title would widen the layout past the widget and cut off the axes too."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.full_title: str | None = None
+        self.fit_width = 0  # the widget's width, set by FittingPlotWidget; 0 until it is laid out
+        super().__init__(*args, **kwargs)
+
+    def setTitle(self, title=None, **args) -> None:  # noqa: N802 (pyqtgraph's name)
+        self.full_title = title
+        if title is not None:
+            args.setdefault("size", f"{TITLE_POINTS}pt")
+        super().setTitle(self.elided_title(), **args)
+        self.titleLabel.setToolTip(title or "")
+
+    def fit_title(self, width: int) -> None:
+        self.fit_width = width
+        if self.full_title is not None:
+            self.titleLabel.setText(self.elided_title())
+
+    def elided_title(self) -> str | None:
+        if self.full_title is None or self.fit_width <= 0:
+            return self.full_title
+        font = QFont()
+        font.setPointSize(TITLE_POINTS)
+        # the title spans the view box's column: the widget less the left axis and a margin
+        available = self.fit_width - int(self.getAxis("left").width()) - 32
+        return QFontMetrics(font).elidedText(self.full_title, Qt.TextElideMode.ElideRight, max(available, 20))
+
+
+class FittingPlotWidget(pg.PlotWidget):
+    """A PlotWidget on a FittingTitlePlotItem that tells it its width."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__(plotItem=FittingTitlePlotItem(title=title))
+
+    def resizeEvent(self, ev) -> None:  # noqa: N802 (Qt's name)
+        item = self.getPlotItem()
+        if item is not None:  # None while pyqtgraph's constructor runs
+            item.fit_title(self.width())
+        super().resizeEvent(ev)
+
+
+def make_plot(title: str, x_label: str, y_label: str, legend_corner: str = "top-right") -> pg.PlotWidget:
+    """A PlotWidget with a small semi-transparent legend in `legend_corner` (one of LEGEND_OFFSETS: the
+    corner the curves leave empty), a title that fits, clip-to-view and downsampling for long series."""
+    plot = FittingPlotWidget(title)
     item = plot.getPlotItem()
     item.setLabel("bottom", x_label)
     item.setLabel("left", y_label)
     # No grid: pyqtgraph's grid lines made each repaint 3-4x dearer (measured 25 vs 8 ms per update of a
     # 650x350 plot), and repaints compete with training for the CPU (benchmarks/gui_latency.py).
     item.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" next to a metric reads as a unit
-    item.addLegend(offset=(-10, 10))
+    background = theme_colour("plot_background")
+    background.setAlpha(LEGEND_ALPHA)
+    item.addLegend(offset=LEGEND_OFFSETS[legend_corner], brush=pg.mkBrush(background), labelTextSize=LEGEND_TEXT,
+                   verSpacing=-4)
     item.setClipToView(True)
     item.setDownsampling(auto=True, mode="peak")
     style_plot(plot)  # after the labels and legend: it colours them too
@@ -134,7 +193,12 @@ def add_curve(plot: pg.PlotWidget, name: str | None, index: int, width: float = 
     color.setAlpha(alpha)
     pen = pg.mkPen(color, width=width)
     kwargs = {"symbol": symbol, "symbolSize": 6, "symbolBrush": color, "symbolPen": None} if symbol else {}
-    return plot.plot([], [], pen=pen, name=name, **kwargs)
+    curve = plot.plot([], [], pen=pen, name=name, **kwargs)
+    legend = plot.getPlotItem().legend
+    if legend is not None and name:
+        # more than a few names in one column would cover half a small plot: side by side they cover less
+        legend.setColumnCount(1 if len(legend.items) <= LEGEND_ROWS else 2)
+    return curve
 
 
 def export_png(plot: pg.PlotWidget, path: str | Path, width: int = 1200) -> None:

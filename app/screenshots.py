@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         context = AppContext(args.db or f"sqlite:///{folder}/store.sqlite")
         if args.db is None:  # a script may block: the demo is imported directly, not on a thread
             with context.sessions() as session:
-                import_file(session, write_demo_csv(folder), **demo_import_options())
+                path = write_demo_csv(folder)
+                import_file(session, path, **demo_import_options(path))
             context.datasets_changed.emit()
         window = MainWindow(context, AppSettings(theme=args.theme))
         if args.train:

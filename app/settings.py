@@ -4,9 +4,12 @@ QSettings, so that a later release can migrate them and tests can point QSetting
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from PySide6.QtCore import QByteArray, QSettings
+
+from engine.core.config import ConfigError, RunConfig
 
 ORGANIZATION = "AutoMLP Studio"
 APPLICATION = "AutoMLP Studio"
@@ -19,6 +22,7 @@ class AppSettings:
     geometry: QByteArray | None = None  # QMainWindow.saveGeometry()
     window_state: QByteArray | None = None  # QMainWindow.saveState()
     store_url: str | None = None  # the last store opened
+    session_store_url: str | None = None  # given by --db: used for this session only, never remembered
     theme: str = "light"
     version: int = SETTINGS_VERSION
 
@@ -52,7 +56,26 @@ def save_settings(settings: AppSettings) -> None:
         stored.setValue("window/geometry", settings.geometry)
     if settings.window_state is not None:
         stored.setValue("window/state", settings.window_state)
-    if settings.store_url:
+    if settings.store_url and settings.store_url != settings.session_store_url:
         stored.setValue("store/url", settings.store_url)
     stored.setValue("view/theme", settings.theme)
+    stored.sync()
+
+
+def load_run_config() -> RunConfig | None:
+    """The Experiment form's configuration as last saved, or None if none was saved or it no longer reads
+    (e.g. a key a later release dropped): the form then starts from its preset."""
+    text = _qsettings().value("experiment/config")
+    if not text:
+        return None
+    try:
+        return RunConfig.from_dict(json.loads(str(text)))
+    except (ConfigError, ValueError, TypeError):
+        return None
+
+
+def save_run_config(config: RunConfig) -> None:
+    """Saved on every valid edit, not at exit, so that a crash or a killed process keeps the form."""
+    stored = _qsettings()
+    stored.setValue("experiment/config", json.dumps(config.to_dict()))
     stored.sync()

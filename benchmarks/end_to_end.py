@@ -24,7 +24,6 @@ from engine.data.importers import import_file  # noqa: E402
 from engine.data.store import open_store  # noqa: E402
 from engine.experiments.stored_run import run_on_dataset  # noqa: E402
 
-
 FILES = {  # dataset: (interaction file, times file), as a user would import them
     "ml-1m": ("ml-1m/sasrec_ml-1m.txt", None),
     "sports": ("amazon-sports/Sports_and_Outdoors.txt", "amazon-sports/Sports_time.txt"),

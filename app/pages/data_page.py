@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from app.demo import demo_import_options, write_demo_csv
 from app.import_job import ImportJob
+from app.theme import colour
 from app.widgets import show_error
 from engine.data.store import (
     dataset_stats,
@@ -124,6 +125,10 @@ class DataPage(QWidget):
         # Created once and fed with setData: the histogram curve of the selected dataset.
         self.histogram_curve = self.histogram.plot(stepMode="center", fillLevel=0, brush=(47, 111, 209, 150),
                                                    pen=pg.mkPen((47, 111, 209), width=1))
+        # without data, 0-1 axes would read as a dataset of nothing: say so instead
+        self.histogram_empty = pg.TextItem("no data: select or import a dataset", colour("plot_foreground"),
+                                           anchor=(0.5, 0.5))
+        self.histogram.addItem(self.histogram_empty, ignoreBounds=True)
         self.popular_model = QStandardItemModel(0, len(POPULAR_COLUMNS), self)
         self.popular_model.setHorizontalHeaderLabels(POPULAR_COLUMNS)
         popular_view = QTableView()
@@ -221,8 +226,7 @@ class DataPage(QWidget):
         stats = self.stats.get(name)
         if stats is None:
             self.summary_label.setText("")
-            self.histogram_curve.clear()
-            self.histogram.setRange(xRange=(0, 1), yRange=(0, 1))
+            self._show_histogram(None, None)
             return
         lengths = stats["sequence_length"]
         report = stats.get("import_report") or {}
@@ -239,8 +243,22 @@ class DataPage(QWidget):
         except Exception as error:
             show_error(self, "Cannot read the store", str(error), error)
             return
-        self.histogram_curve.setData(edges, counts)
-        self.histogram.enableAutoRange()
+        self._show_histogram(edges, counts)
+
+    def _show_histogram(self, edges, counts) -> None:
+        """The sequence-length histogram, or "no data" without axes when there are no lengths to show."""
+        empty = counts is None or not np.any(counts)
+        item = self.histogram.getPlotItem()
+        for axis in ("bottom", "left"):
+            item.showAxis(axis, not empty)
+        self.histogram_empty.setVisible(empty)
+        if empty:
+            self.histogram_curve.clear()
+            self.histogram.setRange(xRange=(0, 1), yRange=(0, 1))
+            self.histogram_empty.setPos(0.5, 0.5)
+        else:
+            self.histogram_curve.setData(edges, counts)
+            self.histogram.enableAutoRange()
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls() and event.mimeData().urls()[0].isLocalFile():
@@ -299,7 +317,7 @@ class DataPage(QWidget):
         self.demo_button.setEnabled(False)
         self.demo_progress.setValue(0)
         self.demo_progress.show()
-        self._demo_job = ImportJob(self.context.sessions, path, demo_import_options(), self)
+        self._demo_job = ImportJob(self.context.sessions, path, demo_import_options(path), self)
         self._demo_job.progressed.connect(self.demo_progress.setValue)
         self._demo_job.succeeded.connect(self._on_demo_imported)
         self._demo_job.failed.connect(self._on_demo_failed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.settings import load_run_config, save_run_config
 from engine.core.config import (
     AUTO,
     LOSSES,
@@ -44,6 +45,9 @@ from engine.data.store_errors import StoreError
 from engine.training.device import resolve_device
 
 INVALID_STYLE = "border: 2px solid #d62728;"
+CUSTOM = "custom"  # the presets box when the form matches no preset
+FIELD_WIDTH = 320  # a number or a choice needs no more; wider fields only move the eye
+LIST_WIDTH = 480  # the candidate lengths: a list and two buttons
 
 # (group, [(key, label, tooltip)]) in the order the form shows them; the symbols are the paper's.
 GROUPS = (
@@ -169,22 +173,30 @@ class ExperimentPage(QWidget):
         self.context = context
         self._filling = False  # True while the form is set from a config: no feedback loop
         self.fields: dict[str, QWidget] = {}
+        self._presets = {name: load_preset(name) for name in PRESETS}
         self._build()
         context.config_changed.connect(self._on_config_changed)
+        context.config_changed.connect(lambda: save_run_config(context.config))
         context.dataset_selected.connect(self._on_dataset_selected)
+        saved = load_run_config()
+        if saved is not None and saved != context.config:  # the form as the last session left it
+            context.set_config(saved)
         self.fill(context.config)
 
     # ------------------------------------------------------------------ layout
 
     def _build(self) -> None:
         self.preset_combo = QComboBox()
-        self.preset_combo.addItem("Presets…")
+        self.preset_combo.addItem(CUSTOM)
         self.preset_combo.addItems(list(PRESETS))
+        self.preset_combo.setToolTip("the preset the form matches, or \"custom\" once it is edited; "
+                                     "choose one to fill the form")
         self.preset_combo.activated.connect(self._on_preset_chosen)
         save, load = QPushButton("Save TOML…"), QPushButton("Load TOML…")
         save.clicked.connect(self._on_save_clicked)
         load.clicked.connect(self._on_load_clicked)
         top = QHBoxLayout()
+        top.addWidget(QLabel("Preset:"))
         top.addWidget(self.preset_combo)
         top.addStretch(1)
         top.addWidget(save)
@@ -204,19 +216,31 @@ class ExperimentPage(QWidget):
             for key, label, tip in rows:
                 widget = self._make_field(key)
                 widget.setToolTip(f"{key}: {tip}" if tip else key)
+                widget.setMaximumWidth(LIST_WIDTH if key == "candidate_lengths" else FIELD_WIDTH)
+                if isinstance(widget, (QComboBox, QSpinBox, QDoubleSpinBox)):
+                    # the wheel scrolls the form; it changes a value only once the field has been clicked
+                    widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+                    widget.installEventFilter(self)
                 self.fields[key] = widget
                 form.addRow(label, widget)
             form_layout.addWidget(box)
         form_layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(form_widget)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(form_widget)
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.error_label)
         layout.addWidget(self.fitted_label)
-        layout.addWidget(scroll, 1)
+        layout.addWidget(self.scroll, 1)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Wheel and not watched.hasFocus():
+            # the form scrolls on as if the field were not under the pointer
+            QCoreApplication.sendEvent(self.scroll.verticalScrollBar(), event)
+            return True
+        return super().eventFilter(watched, event)
 
     def _make_field(self, key: str) -> QWidget:
         kind = {f.name: f.type for f in fields(RunConfig)}[key]
@@ -307,10 +331,17 @@ class ExperimentPage(QWidget):
             key = message.split(":", 1)[0].strip()
             if key in self.fields:
                 self.highlighted(key).setStyleSheet(INVALID_STYLE)
+            self.preset_combo.setCurrentText(CUSTOM)
             return None
         self.error_label.setText("")
         self._show_fitted(config)
+        self._show_preset(config)
         return config
+
+    def _show_preset(self, config: RunConfig) -> None:
+        """Shows the preset the form matches, or "custom"."""
+        name = next((name for name, preset in self._presets.items() if preset == config), CUSTOM)
+        self.preset_combo.setCurrentText(name)
 
     def _show_fitted(self, config: RunConfig) -> None:
         """Says what "auto" K and T become on the selected dataset, before a run starts."""
@@ -355,7 +386,8 @@ class ExperimentPage(QWidget):
     def _on_preset_chosen(self, index: int) -> None:
         if index > 0:
             self.apply_preset(self.preset_combo.itemText(index))
-        self.preset_combo.setCurrentIndex(0)
+        else:  # "custom" is not a configuration: show what the form holds
+            self._validate()
 
     def apply_preset(self, name: str) -> None:
         self.fill(load_preset(name))

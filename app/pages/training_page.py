@@ -98,8 +98,9 @@ class TrainingPage(QWidget):
         smoothing.addWidget(self.chosen_label)
 
         self.loss_plot = make_plot("Loss per step", "step (search, then retrain)", "loss")
-        self.metrics_plot = make_plot("Validation metrics per epoch", "retrain epoch", "metric")
-        self.weights_plot = make_plot("Architecture weights softmax(α)", "search step", "weight")
+        # metrics rise and α spreads out from 1/K to the right: their top-left corners stay empty
+        self.metrics_plot = make_plot("Validation metrics per epoch", "retrain epoch", "metric", "top-left")
+        self.weights_plot = make_plot("Architecture weights softmax(α)", "search step", "weight", "top-left")
         self.final_plot = make_plot("Final weights", "candidate length k", "softmax(α)")
         self.final_plot.getPlotItem().legend.setVisible(False)
         # Curves are created once; each run only resets their buffers (weights: one curve per candidate).
@@ -187,6 +188,7 @@ class TrainingPage(QWidget):
                   f"T={config.max_length}, mode {config.mode}, device {config.device}")
         self._run_listed = False
         self.runner.start(self.context.store, self.context.dataset_name, config, self._connect_worker)
+        self.phase_label.setText("starting…")  # the first phase takes a while to load the data: not "idle"
 
     @Slot(int)
     def resume(self, run_id: int) -> None:
@@ -205,6 +207,7 @@ class TrainingPage(QWidget):
         self._log(f"resuming run {run_id} on {dataset_name} from its last checkpoint")
         self._run_listed = False
         self.runner.start(self.context.store, dataset_name, config, self._connect_worker, resume_run_id=run_id)
+        self.phase_label.setText("resuming…")
 
     @Slot()
     def show_latest_run(self) -> None:

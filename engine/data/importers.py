@@ -75,7 +75,7 @@ def import_file(session: Session | Store | sessionmaker, path: str | Path, *, na
                 mapping: dict | None = None, separator: str | None = None, encoding: str | None = None,
                 times_file: str | Path | None = None, metadata_files=(),
                 min_user_interactions: int = 10, min_item_interactions: int = 0,
-                observer: Observer | None = None) -> ImportReport:
+                observer: Observer | None = None, source: str | None = None) -> ImportReport:
     """Imports an interaction file (and optional item metadata files) as dataset `name` (default: the
     file's stem), in one transaction of `session`, committed at the end. Given a Store or a
     sessionmaker instead of a Session, it opens (and closes) a Session of its own: what a worker
@@ -87,6 +87,8 @@ def import_file(session: Session | Store | sessionmaker, path: str | Path, *, na
     Progress goes to `observer` as phase "import" (steps 0..100, percent); a cancel raises Cancelled.
     Any failure or cancel rolls the transaction back, leaving the store as it was.
     Raises ImportFailed (bad input: file, line, column, what was expected) or Cancelled.
+    `source` is what the dataset records as where it came from (default: the file's path), for a file
+    that is itself temporary, such as the generated demo's.
     """
     if not isinstance(session, Session):
         factory = session.session if isinstance(session, Store) else session
@@ -94,7 +96,7 @@ def import_file(session: Session | Store | sessionmaker, path: str | Path, *, na
             return import_file(own_session, path, name=name, format=format, mapping=mapping,
                                separator=separator, encoding=encoding, times_file=times_file,
                                metadata_files=metadata_files, min_user_interactions=min_user_interactions,
-                               min_item_interactions=min_item_interactions, observer=observer)
+                               min_item_interactions=min_item_interactions, observer=observer, source=source)
     started = time.monotonic()
     path = Path(path)
     name = name or path.stem
@@ -127,7 +129,7 @@ def import_file(session: Session | Store | sessionmaker, path: str | Path, *, na
                                    f"{min_user_interactions} and items with at least {min_item_interactions} "
                                    f"interactions ({counts['rows_read']} read)")
             report = _write(session, name, path, detected, parsed, rows, titles, features, counts, observer,
-                            lambda f: progress(f, 60.0, 40.0))
+                            lambda f: progress(f, 60.0, 40.0), source or str(path))
             report.seconds = time.monotonic() - started
             dataset = session.scalar(sa.select(Dataset).where(Dataset.name == name))
             dataset.import_report = report.to_dict()
@@ -218,7 +220,7 @@ def _dense(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _write(session: Session, name: str, path: Path, detected: Detected, parsed: Parsed, rows: dict,
-           titles: dict, features: dict, counts: dict, observer: Observer, progress) -> ImportReport:
+           titles: dict, features: dict, counts: dict, observer: Observer, progress, source: str) -> ImportReport:
     # Sequence order: users by first appearance, then time (full precision), then file order.
     order = rows["order"]
     # Renumber the kept users and items densely, keeping first-appearance order (codes grew with it).
@@ -232,7 +234,7 @@ def _write(session: Session, name: str, path: Path, detected: Detected, parsed: 
     user_firsts = np.concatenate([[0], np.cumsum(user_lengths)[:-1]])
     item_lengths = np.bincount(item_codes, minlength=len(item_names))
 
-    dataset = Dataset(name=name, source=str(path), created_at=time.time(), n_users=len(user_names),
+    dataset = Dataset(name=name, source=source, created_at=time.time(), n_users=len(user_names),
                       n_items=len(item_names), n_interactions=total, has_timestamps=has_times,
                       has_ratings=has_ratings, import_report={}, first_interaction_id=0)
     session.add(dataset)

@@ -11,7 +11,13 @@ import numpy as np
 import torch
 
 from engine.core.config import RunConfig
-from engine.core.events import Message, Observer, PhaseFinished, PhaseStarted, SearchDecided
+from engine.core.events import (
+    Message,
+    Observer,
+    PhaseFinished,
+    PhaseStarted,
+    SearchDecided,
+)
 from engine.data.sequences import SequenceData
 from engine.evaluation.metrics import evaluate, protocol_label
 from engine.models.automlp import AutoMLP

@@ -100,3 +100,25 @@ def test_the_import_button_opens_the_wizard_with_an_empty_file_field(qtbot, page
     qtbot.mouseClick(page.import_button, Qt.MouseButton.LeftButton)
     assert page.wizard.file_page.path_edit.text() == ""
     page.wizard.close()
+
+
+def test_an_empty_histogram_says_no_data_instead_of_showing_empty_axes(page, app_context, planted_csv):
+    item = page.histogram.getPlotItem()
+    assert page.histogram_empty.isVisible() and "no data" in page.histogram_empty.textItem.toPlainText()
+    assert not item.getAxis("bottom").isVisible() and not item.getAxis("left").isVisible()
+    import_csv(app_context, planted_csv, "b")
+    app_context.datasets_changed.emit()
+    assert not page.histogram_empty.isVisible()
+    assert item.getAxis("bottom").isVisible() and item.getAxis("left").isVisible()
+
+
+def test_the_demo_dataset_has_dates_titles_and_says_where_it_came_from(qtbot, page, app_context):
+    from app.demo import DEMO_SOURCE
+
+    page.demo_button.click()
+    qtbot.waitUntil(lambda: page.dataset_names() == [DEMO_NAME], timeout=15_000)
+    stats = page.stats[DEMO_NAME]
+    assert stats["source"] == DEMO_SOURCE and "demo" in page.summary_label.text()
+    span = page.datasets_model.item(0, 5).text()
+    assert span.startswith("2024-01-01") and "1970" not in span
+    assert all(popular["title"] for popular in stats["popular_items"])

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication
 
 from app.context import AppContext
 from app.pages.experiment_page import INVALID_STYLE, ExperimentPage, available_devices
@@ -75,7 +78,7 @@ def test_a_preset_fills_the_form(page, context, name):
     page.preset_combo.activated.emit(page.preset_combo.currentIndex())
     assert context.config == load_preset(name)
     assert page.values()["max_length"] == load_preset(name).max_length
-    assert page.preset_combo.currentIndex() == 0
+    assert page.preset_combo.currentText() == name
 
 
 def test_a_saved_configuration_reloads_into_the_form(page, context, tmp_path):
@@ -139,3 +142,57 @@ def test_the_page_says_what_auto_becomes_on_the_selected_dataset(qtbot, app_cont
     assert "On planted: T = 16, K = [1, 2, 3, 5, 10], loss ce" in page.fitted_label.text()
     app_context.set_config(RunConfig(max_length=20, candidate_lengths=[2, 4], loss="ce"))
     assert page.fitted_label.text() == ""
+
+
+def test_the_presets_box_shows_the_matching_preset_and_custom_after_an_edit(page, context):
+    assert page.preset_combo.currentText() == "quick-demo"  # the context's starting configuration
+    page.fields["seed"].setValue(context.config.seed + 1)
+    assert page.preset_combo.currentText() == "custom"
+    page.apply_preset("default")
+    assert page.preset_combo.currentText() == "default"
+
+
+def test_the_form_is_restored_in_a_later_session(qtbot, page, context, tmp_path):
+    page.fields["embedding_dim"].setValue(40)
+    page.fields["mode"].setCurrentText("sampled")
+    later = AppContext(f"sqlite:///{tmp_path}/store.sqlite")  # a fresh start: the preset's configuration
+    try:
+        restored = ExperimentPage(later)
+        qtbot.addWidget(restored)
+        assert later.config.embedding_dim == 40 and later.config.mode == "sampled"
+        assert restored.fields["embedding_dim"].value() == 40
+    finally:
+        later.store.close()
+
+
+def wheel(widget, steps: int = 1) -> None:
+    centre = QPointF(widget.rect().center())
+    event = QWheelEvent(centre, widget.mapToGlobal(centre), QPoint(), QPoint(0, 120 * steps),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                        False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_the_wheel_scrolls_the_form_and_changes_a_field_only_when_it_has_focus(qtbot, page):
+    page.resize(700, 400)  # shorter than the form: it scrolls
+    page.show()
+    qtbot.waitExposed(page)
+    spin, combo = page.fields["embedding_dim"], page.fields["loss"]
+    before = spin.value(), combo.currentText()
+    page.preset_combo.setFocus()
+    wheel(spin, -1)
+    wheel(combo, -1)
+    assert (spin.value(), combo.currentText()) == before
+    assert spin.focusPolicy() == Qt.FocusPolicy.StrongFocus
+    spin.setFocus()
+    qtbot.waitUntil(spin.hasFocus)
+    wheel(spin, 1)
+    assert spin.value() == before[0] + 1
+
+
+def test_the_fields_do_not_stretch_across_a_wide_window(qtbot, page):
+    page.resize(1800, 900)
+    page.show()
+    qtbot.waitExposed(page)
+    assert max(widget.width() for widget in page.fields.values()) <= 480
+    assert page.fields["seed"].width() <= 320

@@ -48,7 +48,8 @@ def test_choosing_no_time_column_updates_the_preview_live(qtbot, app_context, pl
     assert page.options()["mapping"] == {"user": "user", "item": "item", "time": None, "rating": None}
 
 
-def test_importing_a_csv_adds_and_selects_the_dataset(qtbot, app_context, planted_csv):
+def test_one_click_on_import_adds_and_selects_the_dataset_and_closes_the_wizard(qtbot, app_context,
+                                                                               planted_csv):
     wizard = open_wizard(qtbot, app_context, planted_csv)
     qtbot.waitUntil(lambda: wizard.mapping_page.isComplete())
     wizard.next()
@@ -56,13 +57,15 @@ def test_importing_a_csv_adds_and_selects_the_dataset(qtbot, app_context, plante
     assert page.name_edit.text() == "planted"
     page.name_edit.setText("my log")
     page.min_user_spin.setValue(25)
-    with qtbot.waitSignal(app_context.datasets_changed, timeout=10_000):
-        page.import_button.click()
+    button = wizard.button(QWizard.FinishButton)
+    assert button.text() == "Import" and button.isEnabled() and button is page.import_button
+    with qtbot.waitSignal(wizard.finished, timeout=10_000):
+        button.click()
+    assert wizard.result() == QWizard.Accepted and not wizard.isVisible()
     assert dataset_names(app_context) == ["my log"]
     assert app_context.dataset_name == "my log"
     assert page.progress_bar.value() == 100
     assert page.report.users < 60  # the filter dropped users with fewer than 25 interactions
-    assert wizard.button(QWizard.FinishButton).isEnabled()
 
 
 def test_a_bad_file_shows_the_engines_error_and_leaves_the_store_unchanged(qtbot, app_context, planted_csv,
@@ -79,7 +82,7 @@ def test_a_bad_file_shows_the_engines_error_and_leaves_the_store_unchanged(qtbot
     page.import_button.click()
     qtbot.waitUntil(lambda: not wizard.job.is_running() and page.import_button.isEnabled(), timeout=10_000)
     assert "bad.csv" in page.status_label.text() and "timestamp" in page.status_label.text()
-    assert not page.isComplete()
+    assert wizard.isVisible() and page.report is None  # stays open, ready to try again
     assert dataset_names(app_context) == before
 
 
@@ -100,3 +103,40 @@ def test_a_cancelled_import_reports_cancelled_and_leaves_the_store_unchanged(qtb
         job.start()
     assert job.wait()
     assert dataset_names(app_context) == []
+
+
+def test_the_preview_shows_timestamps_as_dates(qtbot, app_context, tmp_path):
+    path = tmp_path / "dated.csv"
+    path.write_text("user,item,timestamp\nu1,i1,978300760\nu1,i2,978302109\n")
+    wizard = open_wizard(qtbot, app_context, path)
+    model = wizard.mapping_page.preview_model
+    qtbot.waitUntil(lambda: model.rowCount() == 2)
+    assert model.item(0, 2).text() == "2000-12-31 22:12:40"
+    assert "978300760" in model.item(0, 2).toolTip()
+
+
+def test_the_item_metadata_dialog_opens_in_the_interaction_files_folder(qtbot, monkeypatch, app_context,
+                                                                         planted_csv):
+    from PySide6.QtWidgets import QFileDialog
+
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames",
+                        lambda parent, caption, folder="", *args: asked.append(folder) or ([], ""))
+    wizard = ImportWizard(app_context, path=planted_csv)
+    qtbot.addWidget(wizard)
+    wizard.file_page._on_add_metadata_clicked()
+    assert asked == [str(planted_csv.parent)]
+
+
+def test_a_dropped_wizard_is_freed_at_once_not_later_by_the_garbage_collector(app_context):
+    import gc
+    import weakref
+
+    gc.disable()  # a reference cycle would keep it until a collection, which could come mid-way a Qt call
+    try:
+        wizard = ImportWizard(app_context)
+        freed = weakref.ref(wizard)
+        del wizard
+        assert freed() is None
+    finally:
+        gc.enable()

@@ -178,6 +178,25 @@ def test_main_opens_the_store_given_with_db(monkeypatch, qtbot, tmp_path):
     windows[-1].context.store.close()
 
 
+def test_a_store_given_with_db_is_used_for_this_session_only(monkeypatch, qtbot, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    from app.main import main
+    from app.settings import AppSettings, load_settings, save_settings
+
+    remembered = f"sqlite:///{tmp_path}/remembered.sqlite"
+    save_settings(AppSettings(store_url=remembered))
+    monkeypatch.setattr(QApplication, "exec", lambda self: 0)
+    path = tmp_path / "once.sqlite"
+    assert main(["--db", str(path)]) == 0
+    windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+    assert windows[-1].context.store_url == f"sqlite:///{path}"
+    for window in windows:
+        window.close()  # closing saves the settings
+    windows[-1].context.store.close()
+    assert load_settings().store_url == remembered
+
+
 def test_export_copies_the_selected_runs_model_bundle(monkeypatch, qtbot, window, app_context, planted_csv,
                                                       tmp_path):
     from types import SimpleNamespace
@@ -421,3 +440,35 @@ def test_stop_and_quit_says_cancelling_keeps_the_window_responsive_and_closes_on
     assert not page.running
     with app_context.sessions() as session:
         assert [run.status for run in list_runs(session)] == ["cancelled"]
+
+
+def test_the_help_menu_opens_the_readme_and_lists_every_shortcut(monkeypatch, qtbot, window):
+    from PySide6.QtGui import QDesktopServices
+
+    opened = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    window.docs_action.trigger()
+    assert opened and opened[0].toLocalFile().endswith("README.md")
+    rows = dict(window.shortcut_rows())
+    assert rows["Start training"] == "Ctrl+R" and rows["Cancel training"] == "Ctrl+."
+    assert rows["Import…"] == "Ctrl+I" and "Keyboard shortcuts" in rows
+    window.shortcuts_action.trigger()
+    assert window.shortcuts_box.isVisible() and "Ctrl+R" in window.shortcuts_box.text()
+    window.shortcuts_box.close()
+
+
+def test_ctrl_r_starts_a_run_from_any_page_and_the_status_leaves_idle(qtbot, window, app_context, tmp_path):
+    from tests.app.store_data import store_planted_dataset
+
+    app_context.select_dataset(store_planted_dataset(app_context.sessions, tmp_path))
+    app_context.set_config(app_context.config.replace(
+        candidate_lengths=[1, 2], max_length=8, embedding_dim=8, sequence_hidden=8, channel_hidden=8,
+        search_epochs=1, retrain_epochs=1, device="cpu"))
+    window.show_page("Runs")
+    page = window.pages["Training"]
+    window.start_action.trigger()
+    assert window.current_page_title() == "Training"
+    assert page.running and page.phase_label.text() != "idle"
+    with qtbot.waitSignal(page.runner.running_changed, timeout=30_000, check_params_cb=lambda r: not r):
+        window.cancel_action.trigger()
+    assert not page.running

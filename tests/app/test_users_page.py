@@ -11,6 +11,7 @@ from app.pages.users import UsersPage
 from app.pages.users.cells import MARK_ROLE
 from app.pages.users.recommendation_table import (
     BAR_COLUMN,
+    MOVED_COLUMN,
     PARTS_ROLE,
     TOP_COLUMNS,
     bar_segments,
@@ -271,3 +272,28 @@ def test_a_bundle_opened_by_path_stays_when_the_selected_run_is_selected_again(q
     app_context.select_run(run_id)  # the Runs page's Refresh
     page.show()
     assert not page.is_busy() and page.bundle is not None and page.source_run_id is None
+
+
+def test_at_1280_px_the_top_n_fits_without_a_sideways_scrollbar_and_explains_its_bars_and_moved(
+        qtbot, window, bundle_path):
+    from PySide6.QtWidgets import QApplication
+
+    from app.theme import apply_theme
+
+    apply_theme(QApplication.instance(), "light")  # the app's style and stylesheet: wider headers than bare Qt
+    window.resize(1280, 820)
+    window.show_page("Users")
+    page = window.pages["Users"]
+    open_and_wait(qtbot, page, bundle_path)
+    for item in page.bundle.data.item_titles:  # long titles must not push the bars out of sight
+        page.bundle.data.item_titles[item] = f"A very long item title that goes on and on, {item}"
+    page.select_user(page.bundle.data.user_ids[4])
+    qtbot.wait(50)
+    table = page.top_n.table
+    assert table.horizontalScrollBar().maximum() == 0
+    assert page.top_n.long_table.horizontalScrollBar().maximum() == 0
+    assert table.columnWidth(BAR_COLUMN) >= 100
+    scale = page.top_n.parts_delegate.scale
+    header = table.horizontalHeaderItem(BAR_COLUMN).text()
+    assert f"{scale:.3g}" in header and f"{scale:.3g}" in page.top_n.scale_label.text()
+    assert "long-term part alone" in table.horizontalHeaderItem(MOVED_COLUMN).toolTip()

@@ -500,3 +500,17 @@ def test_amazon_beauty_with_its_timestamps(store, shared_data):
                      metadata_files=[folder / "Beauty_item2attributes.json"])
     assert (report.interactions, report.users, report.items) == (198_502, 22_363, 12_101)
     assert report.has_timestamps and report.features == ["attribute"]
+
+
+def test_a_given_source_is_recorded_instead_of_the_files_path(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user,item,timestamp\n" + "".join(f"u1,i{i},{i}\n" for i in range(12)))
+    store = open_store(f"sqlite:///{tmp_path}/s.sqlite")
+    try:
+        import_file(store, path, name="given", source="generated for a test")
+        import_file(store, path, name="default")
+        with store.session() as session:
+            sources = {d.name: d.source for d in list_datasets(session)}
+    finally:
+        store.close()
+    assert sources == {"given": "generated for a test", "default": str(path)}

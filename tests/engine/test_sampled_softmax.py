@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from engine.core.config import RunConfig
-from engine.data.synthetic import planted_log
 from engine.data.sequences import InteractionLog, build_sequences
+from engine.data.synthetic import planted_log
 from engine.models.automlp import AutoMLP, ModelShape
 from engine.training.batches import (
     batch_loss,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QBrush, QFont, QPainter
 from PySide6.QtWidgets import (
+    QHeaderView,
     QLabel,
     QSplitter,
     QStyledItemDelegate,
@@ -22,6 +23,17 @@ PARTS_ROLE = Qt.ItemDataRole.UserRole + 1  # (long, short) of a top-N row, for t
 TOP_COLUMNS = ("Rank", "Item", "Title", "Score", "Long", "Short", "Bias", "Long | short", "Moved")
 LONG_COLUMNS = ("Rank", "Item", "Title", "In combined")
 BAR_COLUMN = TOP_COLUMNS.index("Long | short")
+TITLE_COLUMN = TOP_COLUMNS.index("Title")
+MOVED_COLUMN = TOP_COLUMNS.index("Moved")
+TITLE_WIDTH = 160  # most a title takes, so that a long one does not push the bars behind a scrollbar
+BAR_MIN_WIDTH = 120
+MOVED_TIP = ("Places the short-term part moved this item up (+) or down (-): its rank by the long-term part "
+             "alone minus its rank by the whole score")
+
+
+def bar_range(scale: float) -> str:
+    """The values at the bar column's left and right edges (the zero line is in the middle)."""
+    return f"-{scale:.3g} … +{scale:.3g}"
 
 
 def bar_segments(long: float, short: float, rect: QRect, scale: float) -> list[tuple[QRect, str]]:
@@ -81,13 +93,28 @@ class RecommendationTable(QWidget):
         self.rec = None  # the Recommendations shown
         self.legend = QLabel(legend_text())
         self.legend.setWordWrap(True)  # else its one line sets the whole window's minimum width
+        self.scale_label = QLabel("")
         self.table = read_only_table(TOP_COLUMNS)
         self.parts_delegate = PartsDelegate(self.table)
         self.table.setItemDelegateForColumn(BAR_COLUMN, self.parts_delegate)
-        self.table.setColumnWidth(BAR_COLUMN, 160)
+        header = self.table.horizontalHeader()
+        header.setMinimumSectionSize(30)
+        # the bars take what the numbers leave: the columns fit the table instead of scrolling sideways
+        header.setSectionResizeMode(BAR_COLUMN, QHeaderView.ResizeMode.Stretch)
+        self.table.setWordWrap(False)  # a capped title elides on one line instead of doubling the row
+        self.table.setMinimumWidth(0)
+        self.table.horizontalHeaderItem(MOVED_COLUMN).setToolTip(MOVED_TIP)
+        self.table.horizontalHeaderItem(BAR_COLUMN).setToolTip(
+            "Blue = long-term part, orange = short-term part, stacked from the zero line in the middle; "
+            "half the column's width stands for the largest |long| + |short| of the table")
         self.table.setToolTip("Long | short: blue = long-term part, orange = short-term part, stacked from "
                                   "the zero line; the bias is listed apart")
         self.long_table = read_only_table(LONG_COLUMNS)
+        self.long_table.setWordWrap(False)
+        # the narrow side table: its titles take what is left, elided, instead of a sideways scrollbar
+        self.long_table.horizontalHeader().setSectionResizeMode(LONG_COLUMNS.index("Title"),
+                                                                QHeaderView.ResizeMode.Stretch)
+        self.long_table.horizontalHeader().setMinimumSectionSize(20)
         tables = QSplitter(Qt.Orientation.Horizontal)
         tables.addWidget(self.table)
         long_box = QWidget()
@@ -103,6 +130,7 @@ class RecommendationTable(QWidget):
         column.addWidget(self.target_label)
         column.addWidget(self.summary_label)
         column.addWidget(self.legend)
+        column.addWidget(self.scale_label)
         column.addWidget(tables, 1)
 
     def show_recommendations(self, rec) -> None:
@@ -134,10 +162,15 @@ class RecommendationTable(QWidget):
         self.long_table.setRowCount(0)
         self.target_label.setText("")
         self.summary_label.setText("")
+        self.scale_label.setText("")
+        self.table.horizontalHeaderItem(BAR_COLUMN).setText(TOP_COLUMNS[BAR_COLUMN])
 
     def _show_top(self, rec) -> None:
         target, target_brush = rec.target.item, QBrush(colour("test_item"))
         self.parts_delegate.scale = max((abs(r.long) + abs(r.short) for r in rec.items), default=1.0)
+        scale = bar_range(self.parts_delegate.scale)
+        self.table.horizontalHeaderItem(BAR_COLUMN).setText(f"Long | short ±{self.parts_delegate.scale:.3g}")
+        self.scale_label.setText(f"Bar scale: the column's edges are {scale}, its middle is 0.")
         self.table.setRowCount(len(rec.items))
         bold = QFont()
         bold.setBold(True)
@@ -145,9 +178,12 @@ class RecommendationTable(QWidget):
             is_target = r.item == target
             cells = [cell(r.rank + 1), cell(r.item_id), cell(r.title), cell(r.score), cell(r.long),
                      cell(r.short), cell(r.bias), cell(""), cell(f"{moved:+d}" if moved else "0")]
+            if r.title:
+                cells[TITLE_COLUMN].setToolTip(r.title)  # the column is capped: a long title is elided
             cells[BAR_COLUMN].setData(PARTS_ROLE, (r.long, r.short))
             cells[BAR_COLUMN].setToolTip(f"long {r.long:.4f} + short {r.short:.4f} (+ bias {r.bias:.4f})")
-            cells[-1].setToolTip(f"rank {r.long_rank + 1} by the long-term part alone")
+            cells[-1].setToolTip(f"rank {r.long_rank + 1} by the long-term part alone, {r.rank + 1} by the "
+                                 f"whole score")
             for column, item in enumerate(cells):
                 item.setData(MARK_ROLE, is_target)
                 if is_target:
@@ -164,5 +200,5 @@ class RecommendationTable(QWidget):
                     item.setBackground(target_brush)
                 self.long_table.setItem(row, column, item)
         self.table.resizeColumnsToContents()
-        self.table.setColumnWidth(BAR_COLUMN, 160)
+        self.table.setColumnWidth(TITLE_COLUMN, min(self.table.columnWidth(TITLE_COLUMN), TITLE_WIDTH))
         self.long_table.resizeColumnsToContents()
