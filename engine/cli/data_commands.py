@@ -16,19 +16,15 @@ import argparse
 import datetime
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.cli.progress_bar import ProgressBarObserver
-from engine.data.importers import FORMATS, ImportFailed, import_file
-from engine.data.run_records import mark_interrupted_runs, to_json
-from engine.data.store import (
-    Store,
-    dataset_stats,
-    default_store_url,
-    delete_dataset,
-    list_datasets,
-    open_store,
-)
-from engine.data.store_errors import StoreError, store_errors
+from engine.data.formats import FORMATS, ImportFailed
+
+# The store, importers and their libraries (SQLAlchemy, pandas, Arrow) load when a command runs, not
+# for `automlp --help` or a mistyped flag.
+if TYPE_CHECKING:
+    from engine.data.store import Store
 
 
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
@@ -39,12 +35,17 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
 
 def resolve_store_url(args: argparse.Namespace) -> str:
     """The store URL a command uses: `--db`, else `AUTOMLP_DB`, else the default SQLite file."""
+    from engine.data.store import default_store_url
+
     return getattr(args, "db", None) or default_store_url()
 
 
 def open_cli_store(args: argparse.Namespace) -> Store:
     """Opens the command's store and marks runs of dead processes `interrupted` (saying so on stderr), so
     that no run stays falsely `running`."""
+    from engine.data.run_records import mark_interrupted_runs
+    from engine.data.store import open_store
+
     store = open_store(resolve_store_url(args))
     if store.read_only:  # nothing can be marked; commands that write say why when they try
         return store
@@ -109,6 +110,8 @@ def parse_mapping(text: str | None) -> dict[str, str] | None:
 def _run(handler):
     """Prints store and import errors as one line and returns exit status 2."""
     def wrapped(args) -> int:
+        from engine.data.store_errors import StoreError
+
         try:
             return handler(args)
         except (ImportFailed, StoreError) as error:
@@ -119,6 +122,9 @@ def _run(handler):
 
 @_run
 def command_import(args) -> int:
+    from engine.data.importers import import_file
+    from engine.data.store_errors import store_errors
+
     separator = {"tab": "\t", "\\t": "\t", "space": " "}.get(args.separator, args.separator)
     store = open_cli_store(args)
     progress = ProgressBarObserver(quiet=args.quiet)
@@ -143,6 +149,8 @@ def command_import(args) -> int:
 
 @_run
 def command_datasets(args) -> int:
+    from engine.data.store import list_datasets
+
     store = open_cli_store(args)
     with store.session() as session:
         datasets = list_datasets(session)
@@ -159,6 +167,9 @@ def command_datasets(args) -> int:
 
 @_run
 def command_stats(args) -> int:
+    from engine.data.run_records import to_json
+    from engine.data.store import dataset_stats
+
     store = open_cli_store(args)
     with store.session() as session:
         stats = dataset_stats(session, args.name)
@@ -185,6 +196,9 @@ def command_stats(args) -> int:
 
 @_run
 def command_delete(args) -> int:
+    from engine.data.store import delete_dataset
+    from engine.data.store_errors import StoreError
+
     if not args.yes:
         if not sys.stdin.isatty():
             raise StoreError(f"deleting {args.name!r} needs --yes when not asked interactively")

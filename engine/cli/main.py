@@ -25,15 +25,18 @@ from engine.cli.progress_bar import ProgressBarObserver
 from engine.core.config import ConfigError, RunConfig, parse_override
 from engine.core.events import Cancelled
 from engine.core.presets import PRESETS, load_preset
-from engine.data.importers import ImportFailed, read_interactions
-from engine.data.sequences import DataError, InteractionLog, build_sequences
-from engine.data.store_errors import StoreError
-from engine.serving.bundle import BundleError
-from engine.training.checkpoint import CheckpointError
+from engine.data.formats import ImportFailed
+
+# torch, pandas, SQLAlchemy and the training code load when a command runs (inside the handlers), so
+# that `automlp --help` and a mistyped flag answer at once.
 
 
-def read_log(path: Path) -> InteractionLog:
-    """Any interaction file the importers understand (format detected), without storing it."""
+def read_log(path: Path):
+    """Any interaction file the importers understand (format detected), without storing it, as an
+    InteractionLog."""
+    from engine.data.readers import read_interactions
+    from engine.data.sequences import InteractionLog
+
     frame = read_interactions(path)
     timestamps = frame["timestamp"].to_numpy() if "timestamp" in frame else None
     return InteractionLog(frame["user"].to_numpy(), frame["item"].to_numpy(), timestamps, name=path.stem)
@@ -83,6 +86,7 @@ def load_run_config(args) -> RunConfig:
 
 
 def command_run(args) -> int:
+    from engine.data.sequences import build_sequences
     from engine.data.synthetic import planted_log
     from engine.experiments.stored_run import run_on_dataset
     from engine.training.runner import run_automlp
@@ -155,6 +159,11 @@ def format_result(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from engine.data.sequences import DataError
+    from engine.data.store_errors import StoreError
+    from engine.serving.bundle import BundleError
+    from engine.training.checkpoint import CheckpointError
+
     try:
         return args.handler(args)
     except (ConfigError, DataError, ImportFailed, StoreError, BundleError, CheckpointError) as exc:

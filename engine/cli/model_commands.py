@@ -13,32 +13,26 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from engine.cli.data_commands import add_store_argument, open_cli_store
 from engine.cli.progress_bar import ProgressBarObserver
-from engine.data.run_records import add_artifact, get_run, latest_artifact
-from engine.data.store_errors import StoreError
-from engine.serving.bundle import (
-    Bundle,
-    BundleError,
-    bundle_digest,
-    load_bundle,
-    save_bundle,
-)
-from engine.serving.recommend import (
-    Recommendations,
-    RecommendError,
-    recommend,
-    recommend_all_to_csv,
-)
+
+# torch, the bundle and the store load when a command runs, not for `automlp --help`.
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from engine.serving.bundle import Bundle
+    from engine.serving.recommend import Recommendations
 
 BUNDLE_KIND = "bundle"
 
 
 def record_bundle(session: Session, run_id: int, path: str | Path) -> None:
     """Records a saved bundle as the run's "bundle" artifact (absolute path, `bundle_digest`); commits."""
+    from engine.data.run_records import add_artifact
+    from engine.serving.bundle import bundle_digest
+
     path = Path(path).resolve()
     add_artifact(session, run_id, str(path), BUNDLE_KIND, bundle_digest(path))
 
@@ -46,6 +40,10 @@ def record_bundle(session: Session, run_id: int, path: str | Path) -> None:
 def bundle_for_run(session: Session, run_id: int) -> Path:
     """The path of the newest bundle a run saved. StoreError if the run does not exist or saved none;
     BundleError if the bundle changed since it was recorded."""
+    from engine.data.run_records import get_run, latest_artifact
+    from engine.data.store_errors import StoreError
+    from engine.serving.bundle import BundleError, bundle_digest
+
     get_run(session, run_id)  # StoreError naming the id if there is no such run
     artifact = latest_artifact(session, run_id, BUNDLE_KIND)
     if artifact is None:
@@ -89,6 +87,10 @@ def add_model_commands(commands) -> None:
 def _reporting_errors(handler):
     """Prints bundle, store and recommendation errors as one line; exit status 2."""
     def wrapped(args) -> int:
+        from engine.data.store_errors import StoreError
+        from engine.serving.bundle import BundleError
+        from engine.serving.recommend import RecommendError
+
         try:
             return handler(args)
         except (BundleError, RecommendError, StoreError) as error:
@@ -98,6 +100,8 @@ def _reporting_errors(handler):
 
 
 def _open(args) -> Bundle:
+    from engine.serving.bundle import load_bundle
+
     if args.bundle is not None:
         return load_bundle(args.bundle, getattr(args, "device", "cpu"))
     store = open_cli_store(args)
@@ -110,6 +114,7 @@ def _open(args) -> Bundle:
 
 
 def command_recommend(args) -> int:
+    from engine.serving.recommend import RecommendError, recommend, recommend_all_to_csv
 
     if args.all and args.out is None:
         raise RecommendError("--all needs --out FILE.csv")
@@ -125,6 +130,7 @@ def command_recommend(args) -> int:
 
 
 def command_export(args) -> int:
+    from engine.serving.bundle import save_bundle
 
     args.bundle = None
     bundle = _open(args)

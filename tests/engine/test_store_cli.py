@@ -70,3 +70,13 @@ def test_default_minimum_of_ten_interactions_per_user_applies(db, log_csv, capsy
 def test_stats_of_an_unknown_dataset_fails_clearly(db, capsys):
     assert automlp("stats", "nope") == 2
     assert "no dataset called 'nope'" in capsys.readouterr().err
+
+
+def test_automlp_help_loads_neither_torch_nor_the_store_libraries():
+    import subprocess
+    import sys
+    code = ("import sys\nfrom engine.cli.main import build_parser\ntry:\n    build_parser().parse_args(['--help'])\n"
+            "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'sqlalchemy', 'pandas', 'pyarrow') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
