@@ -117,7 +117,6 @@ class EmaSmoother:
 TITLE_POINTS = 9  # pyqtgraph's default title is larger than the window's text: cut first at small sizes
 LEGEND_TEXT = "8pt"
 LEGEND_ROWS = 3  # names in one column before the legend takes a second
-LEGEND_ALPHA = 190  # of 255: the curves behind the legend stay visible
 # where the legend sits in the view box: the offset of its corner from the view box's corner
 LEGEND_OFFSETS = {"top-right": (-8, 8), "top-left": (8, 8), "bottom-right": (-8, -8), "bottom-left": (8, -8)}
 
@@ -177,13 +176,10 @@ def make_plot(title: str, x_label: str, y_label: str, legend_corner: str = "top-
     # No grid: pyqtgraph's grid lines made each repaint 3-4x dearer (measured 25 vs 8 ms per update of a
     # 650x350 plot), and repaints compete with training for the CPU (benchmarks/gui_latency.py).
     item.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" next to a metric reads as a unit
-    background = theme_colour("plot_background")
-    background.setAlpha(LEGEND_ALPHA)
-    item.addLegend(offset=LEGEND_OFFSETS[legend_corner], brush=pg.mkBrush(background), labelTextSize=LEGEND_TEXT,
-                   verSpacing=-4)
+    item.addLegend(offset=LEGEND_OFFSETS[legend_corner], labelTextSize=LEGEND_TEXT, verSpacing=-4)
     item.setClipToView(True)
     item.setDownsampling(auto=True, mode="peak")
-    style_plot(plot)  # after the labels and legend: it colours them too
+    style_plot(plot)  # after the labels and legend: it colours them (and the legend's background) too
     return plot
 
 

@@ -53,9 +53,12 @@ def apply_theme(app: QApplication, theme: str) -> None:
                         antialias=True)
 
 
+LEGEND_ALPHA = 190  # of 255: the curves behind a legend stay visible
+
+
 def style_plot(plot: pg.PlotWidget, theme: str | None = None) -> None:
-    """Gives a plot the colours of `theme` (default: the current one): background, axes, title and legend
-    text. Labels already drawn keep their colour unless drawn again: their text is set anew."""
+    """Gives a plot the colours of `theme` (default: the current one): background, axes, title, legend
+    background and text. Labels already drawn keep their colour unless drawn again: their text is set anew."""
     background, foreground = colour("plot_background", theme).name(), colour("plot_foreground", theme).name()
     plot.setBackground(background)
     item = plot.getPlotItem()
@@ -65,6 +68,9 @@ def style_plot(plot: pg.PlotWidget, theme: str | None = None) -> None:
         axis.setTextPen(foreground)
     item.titleLabel.setText(item.titleLabel.text, color=foreground)
     if item.legend is not None:
+        legend_background = colour("plot_background", theme)
+        legend_background.setAlpha(LEGEND_ALPHA)
+        item.legend.setBrush(pg.mkBrush(legend_background))
         item.legend.setLabelTextColor(foreground)  # for labels added later
         for _sample, label in item.legend.items:
             label.setText(label.text, color=foreground)

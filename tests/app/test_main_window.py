@@ -340,6 +340,8 @@ def assert_plots_follow(window, dark: bool) -> None:
         for name in ("left", "bottom"):
             assert ink(item.getAxis(name).pen().color()) and ink(item.getAxis(name).textPen().color())
         assert all(ink(colour) for colour in legend_colours(plot))
+        if item.legend is not None:  # the legend's own background follows the plot's
+            assert background(item.legend.brush().color())
 
 
 def pixel(widget, x: int = 2, y: int = 2) -> QColor:
