@@ -34,6 +34,11 @@ from app.widgets import OpenStoreDialog, show_error
 from engine.core.config import ConfigError, RunConfig
 
 README = Path(__file__).resolve().parent.parent / "README.md"  # the source tree's, beside app/
+# Export's file types for a run with a model bundle (the ONNX ones add model.onnx, checked)
+ZIPPED_BUNDLE = "Model bundle, zipped (*.zip)"
+BUNDLE_FOLDER = "Model bundle folder (*)"
+ZIPPED_BUNDLE_ONNX = "Model bundle with ONNX model, zipped (*.zip)"
+BUNDLE_FOLDER_ONNX = "Model bundle folder with ONNX model (*)"
 
 # (title, module, class): every page class takes the AppContext as its only argument.
 PAGES = (
@@ -304,15 +309,15 @@ class MainWindow(QMainWindow):
             return
         filters = ["Run summary (*.json)"]
         if has_bundle:
-            filters = ["Model bundle, zipped (*.zip)", "Model bundle folder (*)"] + filters
+            filters = [ZIPPED_BUNDLE, BUNDLE_FOLDER, ZIPPED_BUNDLE_ONNX, BUNDLE_FOLDER_ONNX] + filters
         name = f"run-{run_id}-bundle.zip" if has_bundle else f"run-{run_id}.json"
-        path, _ = QFileDialog.getSaveFileName(self, f"Export run {run_id}", name, ";;".join(filters))
+        path, chosen = QFileDialog.getSaveFileName(self, f"Export run {run_id}", name, ";;".join(filters))
         if not path:
             return
         if Path(path).suffix.lower() == ".json" or not has_bundle:
             self._write_run_summary(record, Path(path).with_suffix(".json"))
         else:
-            self.export_bundle(run_id, Path(path))
+            self.export_bundle(run_id, Path(path), onnx=chosen in (ZIPPED_BUNDLE_ONNX, BUNDLE_FOLDER_ONNX))
 
     def _write_run_summary(self, record: dict, path: Path) -> None:
         try:
@@ -322,9 +327,10 @@ class MainWindow(QMainWindow):
             return
         self.statusBar().showMessage(f"Run {record['id']} exported to {path}", 5000)
 
-    def export_bundle(self, run_id: int, path: Path) -> EngineJob:
+    def export_bundle(self, run_id: int, path: Path, onnx: bool = False) -> EngineJob:
         """Copies the run's bundle (re-checked on loading) to `path` (.zip: one file) on a background
-        thread, with a progress dialog that can cancel it. Returns the job."""
+        thread, with a progress dialog that can cancel it; with `onnx`, adds model.onnx, checked against
+        onnxruntime as `automlp export --onnx` does. Returns the job."""
         sessions = self.context.sessions
 
         def task(observer):
@@ -334,7 +340,8 @@ class MainWindow(QMainWindow):
             with sessions() as session:
                 source = bundle_for_run(session, run_id)
             bundle = load_bundle(source)
-            return save_bundle(bundle, bundle.data, path, zip=path.suffix.lower() == ".zip", observer=observer)
+            return save_bundle(bundle, bundle.data, path, onnx=onnx, zip=path.suffix.lower() == ".zip",
+                               observer=observer)
 
         from engine.data.store_errors import StoreError
         from engine.serving.bundle import BundleError
@@ -342,7 +349,7 @@ class MainWindow(QMainWindow):
         progress = QProgressDialog(f"Exporting run {run_id}…", "Cancel", 0, 100, self)
         progress.setWindowModality(Qt.WindowModal)
         progress.setMinimumDuration(300)  # no flash for a quick copy
-        job = EngineJob(task, (BundleError, StoreError, OSError), self)
+        job = EngineJob(task, (BundleError, StoreError, OSError, ImportError), self)  # ImportError: no onnxruntime
         job.progressed.connect(progress.setValue)
         progress.canceled.connect(job.cancel)
 
@@ -356,7 +363,8 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage(message, 8000)
                 self.bundle_exported.emit(str(path))
 
-        job.succeeded.connect(lambda out: finish(f"Run {run_id}: model bundle written to {out}"))
+        with_onnx = " (with model.onnx, checked)" if onnx else ""
+        job.succeeded.connect(lambda out: finish(f"Run {run_id}: model bundle written to {out}{with_onnx}"))
         job.failed.connect(lambda message, details: finish(error=message, details=details))
         job.cancelled.connect(lambda: finish())
         self._jobs.add(job)

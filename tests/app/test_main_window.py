@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PySide6.QtGui import QColor, QImage, QPalette
@@ -16,8 +17,8 @@ from engine.core.config import RunConfig
 from engine.data.run_records import create_run, finish_run
 
 
-def answer_file_dialogs(monkeypatch, path):
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(path), "")))
+def answer_file_dialogs(monkeypatch, path, file_type: str = ""):
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(path), file_type)))
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(path), "")))
 
 
@@ -197,8 +198,9 @@ def test_a_store_given_with_db_is_used_for_this_session_only(monkeypatch, qtbot,
     assert load_settings().store_url == remembered
 
 
-def test_export_copies_the_selected_runs_model_bundle(monkeypatch, qtbot, window, app_context, planted_csv,
-                                                      tmp_path):
+def select_a_run_with_a_bundle(app_context, planted_csv, tmp_path):
+    """An untrained model saved as a run's bundle, as a finished run leaves it (training is not under test);
+    the run selected. Returns the data it was saved with."""
     from types import SimpleNamespace
 
     from engine.cli.model_commands import record_bundle
@@ -206,9 +208,8 @@ def test_export_copies_the_selected_runs_model_bundle(monkeypatch, qtbot, window
     from engine.data.sequences import build_sequences
     from engine.data.store import load_log
     from engine.models.automlp import ModelShape, build_model
-    from engine.serving.bundle import load_bundle, save_bundle
+    from engine.serving.bundle import save_bundle
 
-    # An untrained model saved as a run's bundle, as a finished run leaves it (training is not under test).
     config = app_context.config.replace(candidate_lengths=[1, 2], max_length=8, embedding_dim=8)
     with app_context.sessions() as session:
         import_file(session, planted_csv, name="planted", min_user_interactions=3)
@@ -220,12 +221,36 @@ def test_export_copies_the_selected_runs_model_bundle(monkeypatch, qtbot, window
         record_bundle(session, run_id, source)
         finish_run(session, run_id, 2, {}, 1.0)
     app_context.select_run(run_id)
+    return data
+
+
+def test_export_copies_the_selected_runs_model_bundle(monkeypatch, qtbot, window, app_context, planted_csv,
+                                                      tmp_path):
+    from engine.serving.bundle import load_bundle
+
+    data = select_a_run_with_a_bundle(app_context, planted_csv, tmp_path)
     path = tmp_path / "exported.zip"
     answer_file_dialogs(monkeypatch, path)
     with qtbot.waitSignal(window.bundle_exported, timeout=20_000):
         window.export_action.trigger()
     exported = load_bundle(path)
     assert exported.chosen_length == 2 and exported.data.fingerprint() == data.fingerprint()
+
+
+def test_export_with_the_onnx_file_type_adds_a_checked_onnx_model(monkeypatch, qtbot, window, app_context,
+                                                                  planted_csv, tmp_path):
+    import zipfile
+
+    from app.main_window import ZIPPED_BUNDLE_ONNX
+
+    pytest.importorskip("onnxruntime")
+    select_a_run_with_a_bundle(app_context, planted_csv, tmp_path)
+    path = tmp_path / "exported.zip"
+    answer_file_dialogs(monkeypatch, path, ZIPPED_BUNDLE_ONNX)
+    with qtbot.waitSignal(window.bundle_exported, timeout=60_000):
+        window.export_action.trigger()
+    assert "model.onnx" in {Path(name).name for name in zipfile.ZipFile(path).namelist()}
+    assert "model.onnx" in window.statusBar().currentMessage()
 
 
 def test_open_store_accepts_a_file_path_or_a_url(monkeypatch, window, app_context, tmp_path):
