@@ -11,7 +11,6 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QFontMetrics
 
-from app.theme import colour as theme_colour
 from app.theme import style_plot
 
 # Distinct colours for candidates and runs (Tableau 10), cycled.

@@ -140,21 +140,6 @@ def cut_width(real_lengths: np.ndarray, max_length: int) -> int:
     return min(max_length, -(-longest // step) * step)
 
 
-def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                           group: int = 50) -> list[np.ndarray]:
-    """Indices 0..n-1 in shuffled batches of similar lengths: shuffle, sort each run of `group` batches'
-    worth by length, cut it into batches, and shuffle the batches. A batch cut to its longest window
-    then computes few padding positions, while every epoch still sees a fresh order."""
-    order = rng.permutation(len(lengths))
-    span = batch_size * group
-    batches = []
-    for first in range(0, len(order), span):
-        chunk = order[first:first + span]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
 def window_batch(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
     """(n, length) int64: for each row, items[max(start, end - length):end], left-padded with 0.
 

@@ -98,16 +98,6 @@ def test_longer_windows_round_up_by_an_eighth_of_their_octave_and_never_past_max
         assert longest <= width and (width - longest) < max(1, width / 8)
 
 
-def test_length_grouped_batches_cover_every_index_once_in_batches_of_similar_length():
-    from engine.data.sequences import length_grouped_batches
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(1, 200, size=1000)
-    batches = length_grouped_batches(lengths, 10, rng, group=100)
-    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
-    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
-    assert spread < 10  # a shuffled batch of 10 spans about 160
-
-
 def test_trimmed_histories_keep_every_item_of_the_padded_ones():
     log = InteractionLog(users=np.array([1, 1, 1, 1, 2, 2, 2]), items=np.array([5, 6, 7, 8, 5, 6, 7]),
                          timestamps=np.arange(7))
