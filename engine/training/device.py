@@ -29,8 +29,8 @@ def subnormals_flushed(device: torch.device) -> Iterator[None]:
     """Training on the CPU flushes subnormal floats to zero, and restores IEEE behaviour afterwards.
 
     Once the search settles, the losing candidates' softmax weights fall to ~1e-44, and every product
-    with them is subnormal, which x86 computes about 35 times slower (a search on Amazon Sports went from
-    11 to 0.3 steps a second). Nothing that small changes a score. The flag is the calling thread's
+    with them is subnormal, which x86 computes far more slowly: a forward and backward pass of the Sports
+    model took 7.5x as long (benchmarks/subnormals.py). Nothing that small changes a score. The flag is the calling thread's
     processor state (and its worker threads'), so it is set only while a training loop runs.
     """
     if device.type != "cpu":
