@@ -37,7 +37,14 @@ from engine.training.runner import RunResult, check_resumable, fit_to_data, run_
 
 
 def bundle_folder(store: Store) -> Path:
-    """Where a store keeps its runs' model bundles: beside a SQLite file, else in the user data folder."""
+    """Where a store keeps its runs' model bundles and checkpoints: a folder named by the store's identity,
+    in `runs/` beside a SQLite file, else in the user data folder. No other store writes there (two stores
+    in one folder, or several PostgreSQL databases, each have their own)."""
+    return _shared_runs_folder(store) / store.identity.id
+
+
+def _shared_runs_folder(store: Store) -> Path:
+    """The `runs/` folder that every store of its place shared before stores had an identity (schema 0003)."""
     path = sqlite_path(store.url)
     if path is not None:
         return path.resolve().parent / "runs"
@@ -49,6 +56,18 @@ def checkpoint_file(store: Store, run_id: int) -> Path:
     return bundle_folder(store) / f"run-{run_id}.checkpoint.safetensors"
 
 
+def existing_checkpoint(store: Store, run_id: int) -> Path:
+    """The run's checkpoint to resume from: its own, or for a run made before the store had an identity,
+    the one it left in the shared folder (a checkpoint of another store's run of that id is refused on
+    loading: its data fingerprint differs). `checkpoint_file` when there is neither."""
+    own = checkpoint_file(store, run_id)
+    if not own.exists() and run_id <= store.identity.legacy_runs_upto:
+        legacy = _shared_runs_folder(store) / own.name
+        if legacy.exists():
+            return legacy
+    return own
+
+
 RESUMABLE_STATUSES = ("interrupted", "cancelled", "failed")
 
 
@@ -58,7 +77,7 @@ def can_resume(store: Store, run_id: int, status: str | None = None) -> bool:
     if status is None:
         with store.session() as session:
             status = get_run(session, run_id).status
-    return status in RESUMABLE_STATUSES and checkpoint_file(store, run_id).exists()
+    return status in RESUMABLE_STATUSES and existing_checkpoint(store, run_id).exists()
 
 
 def run_on_dataset(store: Store, dataset_name: str, config: RunConfig,
@@ -94,7 +113,8 @@ def resume_run(store: Store, run_id: int, observer: Observer | None = None) -> R
         if run.status == "running":
             raise StoreError(f"run {run_id} is still running (process {run.pid})")
         dataset_name = run.dataset_name
-    checkpoint = load_checkpoint(checkpoint_file(store, run_id))
+    resumed_from = existing_checkpoint(store, run_id)
+    checkpoint = load_checkpoint(resumed_from)
     config = RunConfig.from_dict(checkpoint.config)
     with store.session() as session:
         log = load_log(session, dataset_name)
@@ -104,7 +124,9 @@ def resume_run(store: Store, run_id: int, observer: Observer | None = None) -> R
         reopen_run(session, run_id)
         truncate_series(session, run_id, checkpoint.phase, checkpoint.step, checkpoint.epoch)
     observer.emit(Message(f"resuming run {run_id} after {checkpoint.phase} epoch {checkpoint.epoch}"))
-    return _record(store, run_id, data, config, observer, resume=checkpoint)
+    result = _record(store, run_id, data, config, observer, resume=checkpoint)
+    resumed_from.unlink(missing_ok=True)  # a checkpoint left in the shared folder; the run's own one is gone already
+    return result
 
 
 def _record(store: Store, run_id: int, data, config: RunConfig, observer: Observer,

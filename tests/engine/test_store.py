@@ -74,7 +74,7 @@ def test_automlp_db_environment_variable_overrides_the_default(monkeypatch):
 
 def test_new_store_has_the_current_schema_version(store):
     with store.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
 
 
 def test_a_store_of_the_first_schema_is_upgraded_on_open_with_its_series_kept(tmp_path):
