@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 
 import platformdirs
+import sqlalchemy as sa
 
 from engine.core.config import RunConfig
 from engine.core.events import Cancelled, Message, Observer
@@ -162,12 +163,12 @@ def _final_metrics(result: RunResult) -> dict:
 
 def _record_failure(store: Store, run_id: int, recorder: RunRecorder, error: BaseException) -> None:
     """Ends the run's record as cancelled or failed, with the error. The store may be what failed (full,
-    read-only): the last curve points are then dropped, and a full store that cannot take the whole
-    traceback gets the one-line message. If even that cannot be written, the record stays `running` until
-    the next start marks it `interrupted`."""
+    read-only, locked, any database error): the last curve points are then dropped, and a store that cannot
+    take the whole traceback gets the one-line message, each try in a fresh session. If even that cannot be
+    written, the record stays `running` until its process is gone and the next start marks it `interrupted`."""
     try:
         recorder.close()
-    except StoreError:
+    except (StoreError, sa.exc.SQLAlchemyError):
         pass  # the status matters more than the last few points
     status = "cancelled" if isinstance(error, (Cancelled, KeyboardInterrupt)) else "failed"
     texts = ("".join(traceback.format_exception(error)).strip(), f"{type(error).__name__}: {error}"[:1000])
@@ -176,5 +177,5 @@ def _record_failure(store: Store, run_id: int, recorder: RunRecorder, error: Bas
             with store.session() as session:
                 fail_run(session, run_id, status, text)
             return
-        except StoreError:
+        except (StoreError, sa.exc.SQLAlchemyError):
             continue

@@ -5,6 +5,7 @@ import sqlite3
 from pathlib import Path
 
 import pandas as pd
+import sqlalchemy as sa
 import pytest
 
 from engine.cli.main import main as cli_main
@@ -142,3 +143,17 @@ def test_a_bundle_in_the_folder_stores_once_shared_still_opens_and_if_overwritte
     error = capsys.readouterr().err
     assert "tampered" not in error
     assert "another store's run 1 may have been saved over it" in error
+
+
+def test_a_run_whose_curve_points_cannot_be_written_ends_failed_not_running(store, monkeypatch):
+    from engine.data import run_records
+
+    def locked(*_args):  # what a store locked by another writer beyond the busy timeout raises
+        raise sa.exc.OperationalError("INSERT INTO run_series ...", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(run_records, "append_series", locked)
+    with pytest.raises(sa.exc.OperationalError):
+        run_on_dataset(store, "planted", tiny())
+    with store.session() as session:
+        (run,) = list_runs(session)
+    assert run.status == "failed" and "database is locked" in run.error
