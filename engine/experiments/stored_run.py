@@ -18,12 +18,14 @@ import sqlalchemy as sa
 from engine.core.config import RunConfig
 from engine.core.events import Cancelled, Message, Observer
 from engine.data.run_records import (
+    Heartbeat,
     RunRecorder,
     add_artifact,
     create_run,
     fail_run,
     finish_run,
     get_run,
+    holder,
     mark_interrupted_runs,
     reopen_run,
     truncate_series,
@@ -112,7 +114,7 @@ def resume_run(store: Store, run_id: int, observer: Observer | None = None) -> R
         if run.status == "finished":
             raise StoreError(f"run {run_id} has finished; there is nothing to resume")
         if run.status == "running":
-            raise StoreError(f"run {run_id} is still running (process {run.pid})")
+            raise StoreError(f"run {run_id} is still running ({holder(run)})")
         dataset_name = run.dataset_name
     resumed_from = existing_checkpoint(store, run_id)
     checkpoint = load_checkpoint(resumed_from)
@@ -135,16 +137,18 @@ def _record(store: Store, run_id: int, data, config: RunConfig, observer: Observ
     """Runs (or resumes) a recorded run: curves into the store, checkpoints beside it, the bundle at the end."""
     recorder = RunRecorder(store.session, run_id, observer)
     checkpoint = checkpoint_file(store, run_id)
-    try:
-        result = run_automlp(data, config, recorder, checkpoint_path=checkpoint, resume=resume)
-        recorder.close()
-        path = save_bundle(result, data, bundle_folder(store) / f"run-{run_id}", overwrite=True, observer=observer)
-        with store.session() as session:
-            add_artifact(session, run_id, str(path), "bundle", bundle_digest(path))
-            finish_run(session, run_id, result.chosen_length, _final_metrics(result), sum(result.seconds.values()))
-    except BaseException as error:
-        _record_failure(store, run_id, recorder, error)
-        raise
+    with Heartbeat(store.session, run_id):  # so that other hosts on the store see it running
+        try:
+            result = run_automlp(data, config, recorder, checkpoint_path=checkpoint, resume=resume)
+            recorder.close()
+            path = save_bundle(result, data, bundle_folder(store) / f"run-{run_id}", overwrite=True, observer=observer)
+            with store.session() as session:
+                add_artifact(session, run_id, str(path), "bundle", bundle_digest(path))
+                finish_run(session, run_id, result.chosen_length, _final_metrics(result),
+                           sum(result.seconds.values()))
+        except BaseException as error:
+            _record_failure(store, run_id, recorder, error)
+            raise
     checkpoint.unlink(missing_ok=True)  # the bundle now holds what matters
     return result
 

@@ -29,6 +29,7 @@ from engine.data.run_records import (
     get_run,
     list_runs,
     mark_interrupted_runs,
+    reopen_run,
     run_series,
 )
 from engine.data.store import (
@@ -238,6 +239,18 @@ def test_runs_of_a_vanished_process_are_marked_interrupted(store):
         assert mark_interrupted_runs(session) == 1
         assert get_run(session, orphan).status == "interrupted"
         assert get_run(session, alive).status == "running"
+
+
+def test_of_two_processes_resuming_one_run_at_once_the_second_is_refused(store):
+    with store.session() as session:
+        run_id = create_run(session, "toy", {}, "cpu")
+        fail_run(session, run_id, "interrupted")
+    with store.session() as first, store.session() as second:
+        read_before = get_run(second, run_id)  # kept: the second read it before the first reopened it
+        second.commit()
+        reopen_run(first, run_id)
+        with pytest.raises(StoreError, match=f"run {run_id} was resumed by another process just now"):
+            reopen_run(second, run_id)
 
 
 # ---------------------------------------------------------------- RunRecorder
