@@ -1,5 +1,6 @@
-"""Run history in the store: records of runs, their curves (run series) and artifacts, and the
-`RunRecorder` observer that writes a training run's curves as it goes."""
+"""Run history in the store: records of runs, their curves (run series) and artifacts, the
+`RunRecorder` observer that writes a training run's curves as it goes, and who holds a running run (its
+process and host identity, and the `Heartbeat` it renews, by which other hosts judge it alive)."""
 from __future__ import annotations
 
 import functools

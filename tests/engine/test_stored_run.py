@@ -2,6 +2,7 @@
 
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,7 @@ import pytest
 
 from engine.cli.main import main as cli_main
 from engine.core.config import RunConfig
-from engine.core.events import Cancelled, RecordingObserver, StepFinished
+from engine.core.events import Cancelled, Observer, RecordingObserver, StepFinished
 from engine.data.run_records import get_run, latest_artifact, list_runs, run_series
 from engine.data.store import open_store
 from engine.data.synthetic import planted_log
@@ -157,3 +158,18 @@ def test_a_run_whose_curve_points_cannot_be_written_ends_failed_not_running(stor
     with store.session() as session:
         (run,) = list_runs(session)
     assert run.status == "failed" and "database is locked" in run.error
+
+
+def test_the_recorded_curves_do_not_depend_on_how_fast_the_run_went(store):
+    class SlowObserver(Observer):  # as on a slower or busier machine
+        def emit(self, event):
+            if isinstance(event, StepFinished):
+                time.sleep(0.25)
+
+    config = tiny().replace(batch_size=8, retrain_epochs=1)
+    fast, _ = run_on_dataset(store, "planted", config)
+    slow, _ = run_on_dataset(store, "planted", config, SlowObserver())
+    with store.session() as session:
+        curves = [run_series(session, run_id) for run_id in (fast, slow)]
+    assert (curves[0]["per"] == "step").sum() > 4
+    pd.testing.assert_frame_equal(curves[0], curves[1])  # the same points, the same values (same machine)
