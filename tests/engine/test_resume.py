@@ -22,6 +22,7 @@ from engine.data.run_records import (
     mark_interrupted_runs,
     run_series,
 )
+from engine.data.store import open_store, store_identity
 from engine.data.store_errors import StoreError
 from engine.experiments.stored_run import (
     can_resume,
@@ -91,6 +92,22 @@ def test_resume_of_a_run_whose_checkpoint_was_damaged_is_refused_and_the_record_
     with pytest.raises(CheckpointError):
         resume_run(store, 1)
     assert recorded(store, 1)[0] == "cancelled"
+
+
+def test_a_run_that_left_its_checkpoint_where_stores_once_shared_them_still_resumes(store):
+    with pytest.raises(Cancelled):
+        run_on_dataset(store, "planted", CONFIG.replace(retrain_epochs=1), cancel_after("search", 1))
+    # where a release before schema 0003 kept it, and what the migration to 0003 records
+    shared = checkpoint_file(store, 1).parent.parent / checkpoint_file(store, 1).name
+    checkpoint_file(store, 1).rename(shared)
+    with store.session() as session:
+        store_identity(session).legacy_runs_upto = 1
+        session.commit()
+    reopened = open_store(store.url)
+    assert can_resume(reopened, 1)
+    resume_run(reopened, 1)
+    reopened.close()
+    assert recorded(store, 1)[0] == "finished" and not shared.exists()
 
 
 KILLED_RUN = textwrap.dedent("""

@@ -102,6 +102,28 @@ def test_a_store_of_the_first_schema_is_upgraded_on_open_with_its_series_kept(tm
     assert frame[["name", "per"]].values.tolist() == [["NDCG@10", "epoch"], ["train_loss", "step"]]
 
 
+def test_a_store_upgraded_to_schema_0003_gets_its_own_identity_and_counts_its_earlier_runs_as_legacy(tmp_path):
+    import sqlalchemy as sa
+    from alembic import command
+
+    from engine.data.migrations import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    old = sa.create_engine(url)
+    with old.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+        connection.exec_driver_sql("INSERT INTO runs (id, dataset_name, config, status, device, started_at, version) "
+                                   "VALUES (7, 'toy', '{}', 'cancelled', 'cpu', 0, '0')")
+    old.dispose()
+    upgraded, fresh = open_store(url), open_store(f"sqlite:///{tmp_path / 'new.sqlite'}")
+    assert upgraded.identity.legacy_runs_upto == 7 and fresh.identity.legacy_runs_upto == 0
+    assert upgraded.identity.id != fresh.identity.id
+    upgraded.close()
+    fresh.close()
+
+
 def test_sqlite_store_uses_wal_and_foreign_keys(store):
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
