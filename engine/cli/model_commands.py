@@ -41,6 +41,7 @@ def bundle_for_run(session: Session, run_id: int) -> Path:
     """The path of the newest bundle a run saved. StoreError if the run does not exist or saved none;
     BundleError if the bundle changed since it was recorded."""
     from engine.data.run_records import get_run, latest_artifact
+    from engine.data.store import store_identity
     from engine.data.store_errors import StoreError
     from engine.serving.bundle import BundleError, bundle_digest
 
@@ -52,6 +53,12 @@ def bundle_for_run(session: Session, run_id: int) -> Path:
     if not path.exists():
         raise StoreError(f"run {run_id}'s bundle {path} is missing (moved or deleted?)")
     if bundle_digest(path) != artifact.sha256:
+        if path.parent.name != store_identity(session).id:
+            # saved before stores had an identity, into the runs/ folder all stores there shared
+            raise StoreError(f"run {run_id}'s bundle {path} is no longer the one it recorded (sha256 differs): "
+                             f"it was saved in {path.parent}, which the other stores in that place shared with "
+                             f"this one, and another store's run {run_id} may have been saved over it; run the "
+                             "configuration again to get its model back")
         raise BundleError(f"tampered: {path} is not the bundle run {run_id} recorded (sha256 differs)")
     return path
 
