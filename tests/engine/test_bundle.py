@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import pickle
 import shutil
 import zipfile
@@ -200,6 +201,59 @@ def test_a_pickle_renamed_to_safetensors_is_refused_without_unpickling(copy, tmp
 def test_a_folder_without_config_is_not_a_bundle(tmp_path):
     with pytest.raises(BundleError, match="^corrupt: .*no config.json"):
         load_bundle(tmp_path)
+
+
+def test_a_deeply_nested_config_is_refused_as_corrupt(copy):
+    (copy / "config.json").write_text("[" * 200_000)
+    with pytest.raises(BundleError, match="^corrupt: .*config.json .*nested too deeply"):
+        load_bundle(copy)
+
+
+def test_unlisted_files_in_a_bundle_folder_are_never_read(copy, trained):
+    (copy / "README").write_text("notes")
+    (copy / "README").chmod(0)  # unreadable (for any user but root)
+    (copy / "memory").symlink_to("/proc/self/mem")  # reading it fails with EIO
+    os.mkfifo(copy / "pipe")  # opening it would block
+    result, data = trained
+    assert torch.equal(scores(load_bundle(copy).model, data), scores(result.model, data))
+
+
+def test_an_unlisted_zip_entry_is_never_read(saved, trained, tmp_path):
+    bundle = tmp_path / "b.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for file in saved.iterdir():
+            archive.write(file, file.name)
+        archive.writestr("extra.bin", b"UNREAD" * 1000)
+    blob = bytearray(bundle.read_bytes())
+    at = blob.index(b"UNREAD")
+    blob[at:at + 6] = b"BROKEN"  # the entry's CRC no longer matches: reading it raises BadZipFile
+    bundle.write_bytes(bytes(blob))
+    result, data = trained
+    assert torch.equal(scores(load_bundle(bundle).model, data), scores(result.model, data))
+
+
+def test_a_listed_file_larger_than_recorded_is_refused_before_it_is_read(copy):
+    with open(copy / "data.safetensors", "ab") as file:
+        file.write(b"\0" * 1000)
+    with pytest.raises(BundleError, match="^tampered: .*data.safetensors has [0-9]+ bytes, not the [0-9]+"):
+        load_bundle(copy)
+
+
+def test_a_zip_entry_larger_than_recorded_is_refused_before_it_is_read(saved, tmp_path):
+    bundle = tmp_path / "b.zip"
+    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in saved.iterdir():
+            data = file.read_bytes() + (b"\0" * (1 << 28) if file.name == "model.safetensors" else b"")
+            archive.writestr(file.name, data)  # 256 MiB of zeros deflate to 256 KB
+    with pytest.raises(BundleError, match="^tampered: .*model.safetensors has [0-9]+ bytes, not the"):
+        load_bundle(bundle)
+
+
+def test_a_fifo_under_a_listed_name_is_refused_without_blocking(copy):
+    (copy / "model.onnx").unlink()
+    os.mkfifo(copy / "model.onnx")
+    with pytest.raises(BundleError, match="^corrupt: .*model.onnx: not a regular file .a FIFO."):
+        load_bundle(copy)
 
 
 # ---------------------------------------------------------------- the command line
