@@ -226,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, MemoryError) as exc:
         if os.environ.get("AUTOMLP_DEBUG"):
             raise
-        detail = f"{exc.strerror} ({exc.filename})" if getattr(exc, "strerror", None) else str(exc) or "out of memory"
-        print(f"error: {type(exc).__name__}: {detail} (set AUTOMLP_DEBUG=1 to see where)", file=sys.stderr)
+        detail = getattr(exc, "strerror", None) or str(exc) or "out of memory"
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {type(exc).__name__}: {detail}{where} (AUTOMLP_DEBUG=1 shows where)", file=sys.stderr)
         return 2
 
 

@@ -258,3 +258,19 @@ def test_one_timestamp_range_for_the_check_and_its_message(value, accepted, tmp_
     if not accepted:
         assert "line 3, column 'timestamp': timestamp" in err
         assert "is not a time between 1677-09-21 and 2262-04-11" in err
+
+
+# ---------------------------------------------------------------- the last line of defence
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_output_to_a_full_disk_is_one_line_unless_automlp_debug_asks_for_the_traceback(debug, imported, db):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **({"AUTOMLP_DEBUG": "1"} if debug else {})}
+    with open("/dev/full", "w") as full:  # every write to it fails with ENOSPC
+        result = subprocess.run([sys.executable, "-m", "engine.cli", "datasets", "--db", db], cwd=ROOT,
+                                stdout=full, stderr=subprocess.PIPE, text=True, timeout=60, env=env)
+    if debug:
+        assert result.returncode == 1 and "Traceback" in result.stderr and "No space left on device" in result.stderr
+    else:
+        assert result.returncode == 2
+        assert result.stderr == "error: OSError: No space left on device (AUTOMLP_DEBUG=1 shows where)\n"
