@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
     """Adds `--db URL` to a (sub)command."""
     parser.add_argument("--db", metavar="URL",
-                        help="store URL (SQLAlchemy); default: $AUTOMLP_DB or the user data directory")
+                        help="store URL (SQLAlchemy) or a SQLite file's path; default: $AUTOMLP_DB or the user data "
+                             "directory")
 
 
 def resolve_store_url(args: argparse.Namespace) -> str:
