@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
 from app.context import AppContext
-from app.pages.runs_page import RunsPage
+from app.pages.runs import RunsPage
 from engine.core.events import Observer
 from engine.core.presets import quick_demo
 from engine.data.run_records import append_series, create_run, finish_run
