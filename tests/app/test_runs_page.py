@@ -7,12 +7,13 @@ import csv
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QColor, QImage
+from PySide6.QtGui import QColor, QImage, QPalette
 
 from app.context import AppContext
 from app.pages.runs import RunsPage
 from app.pages.runs.comparison import metric_header
 from app.plots import colour
+from app.theme import palette
 from engine.core.events import Observer
 from engine.core.presets import quick_demo
 from engine.data.run_records import append_series, create_run, finish_run
@@ -133,6 +134,14 @@ def test_the_comparison_table_highlights_the_key_that_differs_between_the_select
     selected_rows = [row for row in range(page.table.rowCount()) if page.table.run_id_at(row) in (first, second)]
     assert all(page.table.item(row, seed).font().bold() for row in selected_rows)
     assert not any(page.table.item(row, page.table.column_of("lr")).font().bold() for row in selected_rows)
+
+
+def test_the_highlighted_key_takes_the_link_colour_of_a_theme_chosen_later(page):
+    page.select_runs(two_runs(page))
+    page.table.setPalette(palette("dark"))  # as View > Dark theme gives the application's palette
+    header = page.table.horizontalHeaderItem(page.table.column_of("seed"))
+    assert header.foreground().color() == palette("dark").color(QPalette.ColorRole.Link)
+    assert page.table.horizontalHeaderItem(page.table.column_of("lr")).data(Qt.ItemDataRole.ForegroundRole) is None
 
 
 def test_the_plots_export_to_png_and_their_raw_data_to_csv(page, tmp_path):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from app.plots import colour
@@ -62,6 +62,7 @@ class ComparisonTable(QTableWidget):
         super().__init__(parent)
         self.runs_by_id = {}  # run id -> engine.data.schema.Run row (detached)
         self.settings: list[str] = []  # the configuration keys shown as columns
+        self._colours: dict[int, int] = {}  # the last highlight's, for a change of theme
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -133,6 +134,7 @@ class ComparisonTable(QTableWidget):
         """Marks the selected runs (`colours`: run id -> colour index in the plots): their Run cell takes
         the colour, and the settings that differ between them are bold, header and cells, in the theme's
         link colour. Returns the differing keys."""
+        self._colours = dict(colours)
         selected = [self.runs_by_id[run_id].config or {} for run_id in colours if run_id in self.runs_by_id]
         differing = set(differing_keys(selected))
         accent = self.palette().color(QPalette.ColorRole.Link)
@@ -143,7 +145,7 @@ class ComparisonTable(QTableWidget):
             font = header.font()
             font.setBold(marked)
             header.setFont(font)
-            header.setForeground(accent if marked else self.palette().color(QPalette.ColorRole.ButtonText))
+            header.setData(Qt.ItemDataRole.ForegroundRole, accent if marked else None)  # None: the theme's
             header.setToolTip(DIFFERS_TIP if marked else "")
         for row in range(self.rowCount()):
             run_id = self.run_id_at(row)
@@ -156,6 +158,11 @@ class ComparisonTable(QTableWidget):
                 item.setFont(font)
         self.setSortingEnabled(True)
         return sorted(differing, key=self.settings.index)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and self.rowCount():  # another theme: its link colour
+            self.highlight(self._colours)
 
     def differing_headers(self) -> list[str]:
         """The headers now highlighted (bold)."""
