@@ -239,7 +239,7 @@ def test_clicking_a_header_sorts_the_runs_by_that_setting_as_numbers(qtbot, empt
     assert empty_page.selected_run_ids() == [run_id] and app_context.run_id == run_id
 
 
-def test_a_shown_running_run_redraws_by_itself_until_it_ends(qtbot, empty_page, app_context):
+def test_the_plot_of_a_shown_running_run_grows_at_each_poll_until_the_run_ends(qtbot, empty_page, app_context):
     empty_page.poll_timer.setInterval(50)  # the test's patience, not the page's 2 s
     empty_page.show()
     run_id = start_run(app_context, epochs=2)

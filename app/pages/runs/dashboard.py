@@ -31,6 +31,7 @@ from engine.experiments.run_comparison import Panel, merge_panels, panel_points,
 PANEL_WIDTH = 380  # the narrowest a plot gets before the grid takes one column fewer
 PANEL_HEIGHT = 230
 RAW_ALPHA = 70  # of 255: the unsmoothed curve behind the smoothed one
+HINT_NO_RUNS = "Select runs in the table to plot them (Ctrl or Shift for several)."
 SYMBOLS_BELOW = 50  # points: fewer (e.g. one per epoch) are drawn with markers
 
 
@@ -59,6 +60,7 @@ class RunDashboard(QWidget):
         self.panels: dict[str, pg.PlotWidget] = {}  # title -> plot, in the grid's order
         self.curves: dict[tuple[str, int], _RunCurves] = {}  # (panel title, run id) -> its curves
         self._columns = 0
+        self._laid_out: list[str] = []  # the titles in the grid, in its order
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("filter plots: a regular expression, e.g. NDCG|loss")
         self.filter_edit.setClearButtonEnabled(True)
@@ -69,7 +71,7 @@ class RunDashboard(QWidget):
         self.smoothing_slider.setToolTip("exponential moving average, as TensorBoard's; the raw curve stays faint")
         self.smoothing_slider.valueChanged.connect(self._on_smoothing_changed)
         self.smoothing_label = QLabel()
-        self.hint = QLabel("Select runs in the table to plot them (Ctrl or Shift for several).")
+        self.hint = QLabel(HINT_NO_RUNS)
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Smoothing"))
@@ -130,11 +132,21 @@ class RunDashboard(QWidget):
                 self.panels[title] = self._new_plot(panel)
             self._draw(title, panel, run_panels)
         self.panels = {title: self.panels[title] for title in wanted}
-        self.hint.setVisible(not self.runs)
-        self._lay_out(force=True)
+        self._show_hint()
+        self._lay_out(force=list(self.panels) != self._laid_out)  # a poll that only adds points lays out nothing
+
+    def _show_hint(self) -> None:
+        if not self.runs:
+            self.hint.setText(HINT_NO_RUNS)
+        elif self.filter_edit.text().strip():
+            self.hint.setText("No plot's title matches the filter.")
+        else:
+            self.hint.setText("The selected runs have recorded no points yet.")
+        self.hint.setVisible(not self.panels)
 
     def _new_plot(self, panel: Panel) -> pg.PlotWidget:
-        plot = make_plot(panel.title, panel.x_label, panel.y_label)
+        # ranking metrics rise over the epochs, losses fall: the legend takes the corner they leave empty
+        plot = make_plot(panel.title, panel.x_label, panel.y_label, "bottom-right" if "@" in panel.name else "top-right")
         plot.setFixedHeight(PANEL_HEIGHT)
         plot.setMinimumWidth(PANEL_WIDTH // 2)
         return plot
@@ -142,6 +154,7 @@ class RunDashboard(QWidget):
     def _remove_panel(self, title: str) -> None:
         plot = self.panels.pop(title)
         self.grid.removeWidget(plot)
+        plot.setParent(None)  # gone from the grid now: deleteLater waits for the event loop
         plot.deleteLater()
         for key in [key for key in self.curves if key[0] == title]:
             del self.curves[key]
@@ -186,13 +199,13 @@ class RunDashboard(QWidget):
         columns = max(1, self.scroll.viewport().width() // PANEL_WIDTH)
         if not force and columns == self._columns:
             return
-        self._columns = columns
+        self._columns, self._laid_out = columns, list(self.panels)
         for plot in self.panels.values():
             self.grid.removeWidget(plot)
         for index, plot in enumerate(self.panels.values()):
             self.grid.addWidget(plot, index // columns, index % columns)
         rows = (len(self.panels) + columns - 1) // columns
-        for row in range(self.grid.rowCount()):
+        for row in range(max(self.grid.rowCount(), rows + 1)):
             self.grid.setRowStretch(row, 1 if row == rows else 0)  # plots keep their height at the top
         self.grid.activate()  # the scroll area sizes the grid now, not at its next layout pass
 
