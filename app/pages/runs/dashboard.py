@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from app.plots import add_curve, ema, make_plot
 from engine.experiments.run_comparison import Panel, merge_panels, panel_points, series_panels
 
-PANEL_WIDTH = 380  # the narrowest a plot gets before the grid takes one column fewer
+PANEL_WIDTH = 340  # the narrowest a plot gets before the grid takes one column fewer
 PANEL_HEIGHT = 230
 RAW_ALPHA = 70  # of 255: the unsmoothed curve behind the smoothed one
 HINT_NO_RUNS = "Select runs in the table to plot them (Ctrl or Shift for several)."
@@ -196,7 +196,9 @@ class RunDashboard(QWidget):
     # ------------------------------------------------------------------ layout
 
     def _lay_out(self, force: bool = False) -> None:
-        columns = max(1, self.scroll.viewport().width() // PANEL_WIDTH)
+        # the dashboard's width less the scroll bar: the viewport's own is resized only after this event
+        width = self.width() - self.scroll.verticalScrollBar().sizeHint().width()
+        columns = max(1, width // PANEL_WIDTH)
         if not force and columns == self._columns:
             return
         self._columns, self._laid_out = columns, list(self.panels)

@@ -61,7 +61,7 @@ class RunsPage(QWidget):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(self.dashboard)
-        splitter.setSizes([220, 580])  # in proportion: the table's rows above, most of the height for plots
+        splitter.setSizes([170, 630])  # in proportion: the table's rows above, most of the height for plots
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(splitter, 1)
