@@ -79,8 +79,11 @@ class ComparisonTable(QTableWidget):
         self.runs_by_id = {run.id: run for run in runs}
         metrics = metric_columns([run.metrics for run in runs])
         self.settings = setting_keys([run.config or {} for run in runs])
-        headers = (list(FIXED_COLUMNS) + [metric_header(label, name) for label, name in metrics] + self.settings
-                   + list(TAIL_COLUMNS))
+        # the settings (the differing first) right after the full-ranking metrics: both in view at 1280 px
+        full = [(label, name) for label, name in metrics if label == "full"]
+        sampled = [(label, name) for label, name in metrics if label != "full"]
+        headers = (list(FIXED_COLUMNS) + [metric_header(label, name) for label, name in full] + self.settings
+                   + [metric_header(label, name) for label, name in sampled] + list(TAIL_COLUMNS))
         sorting = self.horizontalHeader().sortIndicatorSection(), self.horizontalHeader().sortIndicatorOrder()
         self.setSortingEnabled(False)  # rows are filled in place; sorted once at the end
         self.clear()
@@ -94,11 +97,10 @@ class ComparisonTable(QTableWidget):
                      _cell(dt.datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M"), run.started_at),
                      _cell(run.dataset_name), _cell(status),
                      _cell("" if run.chosen_length is None else str(run.chosen_length), run.chosen_length)]
-            for label, name in metrics:
-                value = test_metrics(run.metrics).get(label, {}).get(name)
-                cells.append(_cell("" if value is None else f"{value:.4f}", value))
+            cells += [self._metric_cell(run, label, name) for label, name in full]
             cells += [_cell(setting_text(config.get(key)), _setting_sort_key(config.get(key)))
                       for key in self.settings]
+            cells += [self._metric_cell(run, label, name) for label, name in sampled]
             cells += [_cell("" if run.seconds is None else f"{run.seconds:.1f} s", run.seconds),
                       _cell(run.device), _cell(run.version)]
             tip = run.error[-2000:] if run.error else "\n".join(f"{k} = {setting_text(v)}" for k, v in config.items())
@@ -109,6 +111,11 @@ class ComparisonTable(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.setSortingEnabled(True)
         self.sortItems(*sorting)
+
+    @staticmethod
+    def _metric_cell(run, label: str, name: str) -> SortableItem:
+        value = test_metrics(run.metrics).get(label, {}).get(name)
+        return _cell("" if value is None else f"{value:.4f}", value)
 
     def column_of(self, header: str) -> int:
         return self.headers().index(header)
