@@ -45,7 +45,7 @@ PAGES = (
     ("Data", "app.pages.data_page", "DataPage"),
     ("Experiment", "app.pages.experiment_page", "ExperimentPage"),
     ("Training", "app.pages.training_page", "TrainingPage"),
-    ("Runs", "app.pages.runs_page", "RunsPage"),
+    ("Runs", "app.pages.runs", "RunsPage"),
     ("Users", "app.pages.users", "UsersPage"),
 )
 

@@ -382,7 +382,7 @@ def show_a_run_curve(window, app_context) -> None:
         append_series(session, run_id, [("retrain", 1, "NDCG@10", 0.1, "epoch")])
     window.pages["Runs"].refresh()
     window.pages["Runs"].select_runs([run_id])
-    assert legend_colours(window.pages["Runs"].plot) != []
+    assert legend_colours(window.pages["Runs"].dashboard.panels["retrain · NDCG@10 [full]"]) != []
 
 
 def test_the_remembered_theme_colours_every_plot_at_start(qtbot, app_context, light_afterwards):

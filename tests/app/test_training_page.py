@@ -149,7 +149,7 @@ def test_the_smoothing_slider_smooths_the_loss_curves_but_not_the_raw_ones(qtbot
 
 
 def test_the_runs_page_resume_button_continues_a_cancelled_run_to_the_end(qtbot, page, context):
-    from app.pages.runs_page import RunsPage
+    from app.pages.runs import RunsPage
     from engine.core.events import Cancelled, EpochFinished, RecordingObserver
     from engine.experiments.stored_run import run_on_dataset
 

@@ -1,0 +1,3 @@
+from app.pages.runs.page import main
+
+main()
