@@ -85,6 +85,19 @@ def test_selecting_one_run_selects_it_in_the_context(qtbot, page, context):
     assert context.run_id == run_id
 
 
+def test_one_selected_run_shows_its_test_metrics_by_history_length_against_the_long_term_module(page):
+    first, second = two_runs(page)
+    page.select_runs([first])
+    table = page.by_length
+    assert not table.isHidden() and table.rowCount() >= 1
+    assert table.item(0, 0).text() in ("1-5", "6-10", "11-20")
+    stored = next(run for run in page.runs if run.id == first).metrics["by_length"]
+    assert [int(table.item(row, 1).text()) for row in range(table.rowCount())] == [row["users"] for row in stored]
+    assert table.item(0, 5).text().startswith(("+", "-"))
+    page.select_runs([first, second])
+    assert table.isHidden()
+
+
 def test_two_selected_runs_overlay_two_curves_per_plot_with_a_legend_naming_both(page):
     first, second = two_runs(page)
     page.select_runs([first, second])

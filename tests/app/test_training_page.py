@@ -170,6 +170,23 @@ def test_the_runs_page_resume_button_continues_a_cancelled_run_to_the_end(qtbot,
     assert not runs.resume_button.isEnabled()
 
 
+def test_a_cancelled_run_whose_dataset_was_deleted_is_not_offered_for_resuming(qtbot, page, context):
+    from app.pages.runs import RunsPage
+    from engine.core.events import Cancelled, EpochFinished, RecordingObserver
+    from engine.data.store import delete_dataset
+    from engine.experiments.stored_run import run_on_dataset
+
+    observer = RecordingObserver(cancel_when=lambda e: isinstance(e, EpochFinished) and e.phase == "search")
+    with pytest.raises(Cancelled):
+        run_on_dataset(context.store, context.dataset_name, context.config, observer)
+    with context.sessions() as session:
+        delete_dataset(session, context.dataset_name)
+    runs = RunsPage(context)
+    qtbot.addWidget(runs)
+    runs.select_runs([1])
+    assert not runs.resume_button.isEnabled() and "resumable" not in runs.table.item(0, 3).text()
+
+
 def test_a_run_with_auto_lengths_draws_one_weight_curve_per_fitted_candidate(qtbot, app_context, tmp_path):
     from engine.core.config import RunConfig
     from tests.app.store_data import store_planted_dataset

@@ -10,9 +10,11 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QSplitter, QVBoxLayout, QWidget
 
+from app.pages.runs.by_length import LengthBucketsTable
 from app.pages.runs.comparison import ComparisonTable
 from app.pages.runs.dashboard import DashboardRun, RunDashboard
 from engine.data.run_records import get_run, list_runs, run_series
+from engine.data.store import list_datasets
 from engine.data.store_errors import StoreError
 from engine.experiments.run_comparison import colour_slots, differing_keys, run_label
 from engine.experiments.stored_run import can_resume
@@ -58,10 +60,12 @@ class RunsPage(QWidget):
         self.table.itemSelectionChanged.connect(self._on_selection_changed)
         self.table.itemClicked.connect(self._announce_selected_run)
         self.dashboard = RunDashboard()
+        self.by_length = LengthBucketsTable()
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
+        splitter.addWidget(self.by_length)
         splitter.addWidget(self.dashboard)
-        splitter.setSizes([170, 630])  # in proportion: the table's rows above, most of the height for plots
+        splitter.setSizes([170, 120, 510])  # in proportion: the table's rows above, most of the height for plots
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(splitter, 1)
@@ -77,12 +81,16 @@ class RunsPage(QWidget):
     def refresh(self) -> None:
         """Reloads the run history (one Session for this action), keeping the selection."""
         selected = self.selected_run_ids()
+        stored = set()
         if self.context.sessions is None:
             self.runs = []
         else:
             with self.context.sessions() as session:
                 self.runs = list_runs(session)
-        self.resumable = {run.id for run in self.runs if can_resume(self.context.store, run.id, run.status)}
+                stored = {dataset.name for dataset in list_datasets(session)}
+        # A run whose dataset was deleted has nothing to resume on, checkpoint or not.
+        self.resumable = {run.id for run in self.runs
+                          if run.dataset_name in stored and can_resume(self.context.store, run.id, run.status)}
         for run in self.runs:  # a run that is still going (or resumed) may get more points
             if run.status == "running" or run.id in self.resumable:
                 self._series_cache.pop(run.id, None)
@@ -124,6 +132,8 @@ class RunsPage(QWidget):
         self.colours = colour_slots(self.colours, sorted(ids))  # oldest run first: the order of the legends
         self.table.highlight(self.colours)
         self._show_curves(sorted(ids))
+        runs = {run.id: run for run in self.runs}
+        self.by_length.show_run(runs[ids[0]].metrics if len(ids) == 1 and ids[0] in runs else None)
         self._update_poll()
         if len(ids) == 1 and ids[0] != self.context.run_id:
             self.context.select_run(ids[0])
