@@ -82,7 +82,6 @@ def sample_negatives(data: SequenceData, count: int, by: str, seed: int) -> np.n
     return out
 
 
-@torch.no_grad()
 def evaluate(model, data: SequenceData, split: str, protocol: str = "full", negatives: int = 100,
              seed: int = 0, batch_size: int = 256, observer: Observer | None = None) -> dict[str, float]:
     """HR/NDCG/MRR@5/10/20 of `model` on the `valid` or `test` targets of every user.
@@ -90,6 +89,17 @@ def evaluate(model, data: SequenceData, split: str, protocol: str = "full", nega
     Full ranking masks the user's other history items. Sampled protocols draw their negatives from
     `seed` (the same for every model, so that runs compare).
     """
+    return metrics_from_ranks(target_ranks(model, data, split, protocol, negatives, seed, batch_size, observer))
+
+
+@torch.no_grad()
+def target_ranks(model, data: SequenceData, split: str, protocol: str = "full", negatives: int = 100,
+                 seed: int = 0, batch_size: int = 256, observer: Observer | None = None,
+                 users: np.ndarray | None = None) -> np.ndarray:
+    """0-based rank of each user's `split` target under `protocol` (as `evaluate` measures them), for
+    `users` (internal ids; all users when None), in order of history length. The negatives of sampled
+    protocols are the ones every user gets in `evaluate`, whichever users are asked for, so that a
+    distributed evaluation's shards add up to the whole."""
     observer = observer or Observer()
     model.eval()
     device = next(model.parameters()).device
@@ -97,11 +107,13 @@ def evaluate(model, data: SequenceData, split: str, protocol: str = "full", nega
     targets = data.targets(split)
     sampled = None if protocol == "full" else sample_negatives(data, negatives, protocol, seed)
     cut = 2 if split == "valid" else 1
-    ranks = []
+    ranks = [torch.zeros(0, dtype=torch.long)]
     # Users in order of history length, each batch cut to its longest history: the same scores as
     # batches padded to T (the models ignore padding), computing almost only real positions.
-    by_length = np.argsort(data.history_lengths(split), kind="stable")
-    for start in range(0, data.n_users, batch_size):
+    lengths = data.history_lengths(split)
+    by_length = (np.argsort(lengths, kind="stable") if users is None
+                 else users[np.argsort(lengths[users], kind="stable")])
+    for start in range(0, len(by_length), batch_size):
         observer.check()
         users = by_length[start:start + batch_size]
         inputs = torch.from_numpy(data.histories(split, T, users, trim=True)).to(device)
@@ -116,7 +128,7 @@ def evaluate(model, data: SequenceData, split: str, protocol: str = "full", nega
         else:
             candidates = torch.cat([target[:, None], torch.from_numpy(sampled[users]).to(device)], dim=1)
             ranks.append(rank_of_target(scores.gather(1, candidates), 0).cpu())
-    return metrics_from_ranks(torch.cat(ranks).numpy())
+    return torch.cat(ranks).numpy()
 
 
 def _history_cells(data: SequenceData, users: np.ndarray, cut: int) -> tuple[np.ndarray, np.ndarray]:
