@@ -18,6 +18,7 @@ loops run exactly as in one process.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 import subprocess
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from engine.core.config import ConfigError
 from engine.core.events import Observer
 from engine.data.sequences import SequenceData
 from engine.evaluation.metrics import CUTOFFS, metrics_from_ranks, target_ranks
@@ -65,17 +67,31 @@ def join_group(device: torch.device) -> Group | None:
         return None
     if device.type == "cuda":
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"device: rank {local_rank} of this machine has no GPU of its own (torch sees "
+                              f"{torch.cuda.device_count()}); start at most one process per GPU")
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 timeout=datetime.timedelta(minutes=30))
+        atexit.register(_leave_group)  # torch asks for an explicit destroy before the process ends
     return Group(dist.get_rank(), dist.get_world_size(), device)
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def launch(nproc: int, argv: Sequence[str]) -> int:
     """Runs `python -m engine.cli ARGV` in `nproc` processes under torchrun on this machine (a free
     port, rendezvous on localhost); returns torchrun's exit status."""
+    if nproc < 1:
+        raise ConfigError(f"--nproc: must be 1 or more, got {nproc}")
+    if under_torchrun():
+        raise ConfigError("--nproc: this process was started by torchrun already; give the number of processes "
+                          "to torchrun (--nproc_per_node) only")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "engine.cli", *argv]
     return subprocess.run(command).returncode
