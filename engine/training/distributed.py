@@ -57,13 +57,16 @@ def under_torchrun() -> bool:
 
 def is_main_process() -> bool:
     """Rank 0, or a process that is not part of a distributed run: the one that prints and records."""
+    if dist.is_initialized():
+        return dist.get_rank() == 0
     return int(os.environ.get("RANK", "0")) == 0
 
 
 def join_group(device: torch.device) -> Group | None:
     """This process's Group when started by torchrun, initialising the process group on first call
-    (`nccl` on CUDA, each rank on GPU LOCAL_RANK; `gloo` on the CPU); None outside torchrun."""
-    if not under_torchrun():
+    (`nccl` on CUDA, each rank on GPU LOCAL_RANK; `gloo` on the CPU), or in a process group that a
+    launcher such as Ray Train set up; None otherwise."""
+    if not under_torchrun() and not dist.is_initialized():
         return None
     if device.type == "cuda":
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
