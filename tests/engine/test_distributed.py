@@ -46,9 +46,9 @@ def torchrun(*args: str, nproc: int = 2, timeout: int = 120) -> subprocess.Compl
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=this_checkout_env())
 
 
-def run_worker(out: Path, *options: str, nproc: int = 2) -> list[dict]:
+def run_worker(out: Path, *options: str, nproc: int = 2, config: RunConfig = CONFIG) -> list[dict]:
     """The summaries of every rank of a worker run (ddp_worker.py)."""
-    done = torchrun(str(WORKER), str(out), json.dumps(CONFIG.to_dict()), *options, nproc=nproc)
+    done = torchrun(str(WORKER), str(out), json.dumps(config.to_dict()), *options, nproc=nproc)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads((out / f"rank-{rank}.json").read_text()) for rank in range(nproc)]
 
@@ -86,6 +86,14 @@ def two_processes(tmp_path_factory) -> list[dict]:
 def test_two_processes_train_as_one_process_with_the_same_global_batch(two_processes, one_process):
     assert two_processes[0]["search"]["steps"] == one_process["search"]["steps"]  # the batch is split, not repeated
     assert_equivalent(two_processes[0], one_process)
+
+
+def test_a_second_order_search_with_a_sampled_softmax_in_two_processes_matches_one_process(tmp_path):
+    # every gradient of the unrolled step and of the Hessian-vector product is reduced; the sampled
+    # softmax scores the global batch's items on every rank
+    config = CONFIG.replace(search_order="second", loss="sampled_softmax", sampled_negatives=20,
+                            search_epochs=1, retrain_epochs=1)
+    assert_equivalent(run_worker(tmp_path, config=config)[0], summary_of(run_automlp(ddp_data(), config)))
 
 
 def test_alpha_is_identical_on_every_rank_at_every_step(two_processes):
