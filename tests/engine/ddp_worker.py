@@ -1,12 +1,13 @@
 """One rank of a distributed test run, as torchrun starts it (tests/engine/test_distributed.py).
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/engine/ddp_worker.py OUT CONFIG
-        [--checkpoint PATH] [--resume] [--kill-after PHASE:EPOCH]
+        [--checkpoint PATH] [--resume] [--kill-after PHASE:EPOCH] [--baseline]
 
 Runs `run_automlp` on the planted data of `ddp_data()` with the configuration CONFIG (JSON), and writes
 OUT/rank-R.json: the run's summary with alpha after every step. `--checkpoint` keeps a checkpoint there,
 `--resume` continues from it, and `--kill-after` makes rank 0 SIGKILL itself when that epoch's metrics
-are out (the checkpoint of the epoch before is then the last one).
+are out (the checkpoint of the epoch before is then the last one). `--baseline` trains the SASRec
+baseline instead (`run_baseline`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class KillAfter(Observer):
 
 
 def main() -> None:
+    from engine.training.baseline import run_baseline
     from engine.training.checkpoint import load_checkpoint
     from engine.training.runner import run_automlp
 
@@ -47,14 +49,19 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--kill-after")
+    parser.add_argument("--baseline", action="store_true")
     args = parser.parse_args()
     observer = None
     if args.kill_after:
         phase, epoch = args.kill_after.split(":")
         observer = KillAfter(phase, int(epoch))
     resume = load_checkpoint(args.checkpoint) if args.resume else None
-    result = run_automlp(ddp_data(), RunConfig.from_dict(json.loads(args.config)), observer,
-                         checkpoint_path=None if args.resume else args.checkpoint, resume=resume)
+    config = RunConfig.from_dict(json.loads(args.config))
+    if args.baseline:
+        result = run_baseline(ddp_data(), config)
+    else:
+        result = run_automlp(ddp_data(), config, observer, checkpoint_path=None if args.resume else args.checkpoint,
+                             resume=resume)
     summary = result.summary()
     summary["alpha_history"] = result.search.alpha_history.tolist() if result.search is not None else []
     args.out.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from engine.core.events import Cancelled, EpochFinished, RecordingObserver
 from engine.data.run_records import list_runs
 from engine.experiments.stored_run import bundle_folder
 from engine.training.checkpoint import load_checkpoint
+from engine.training.baseline import run_baseline
 from engine.training.distributed import without_nproc
 from engine.training.runner import run_automlp
 from tests.engine.ddp_worker import ddp_data
@@ -94,6 +95,16 @@ def test_a_second_order_search_with_a_sampled_softmax_in_two_processes_matches_o
     config = CONFIG.replace(search_order="second", loss="sampled_softmax", sampled_negatives=20,
                             search_epochs=1, retrain_epochs=1)
     assert_equivalent(run_worker(tmp_path, config=config)[0], summary_of(run_automlp(ddp_data(), config)))
+
+
+def test_the_sasrec_baseline_in_two_processes_matches_one_process(tmp_path):
+    config = CONFIG.replace(candidate_lengths=[4], retrain_epochs=1)
+    two = run_worker(tmp_path, "--baseline", config=config)[0]
+    one = run_baseline(ddp_data(), config).summary()
+    for epoch, expected in zip(two["epochs"], one["epochs"], strict=True):
+        assert epoch == pytest.approx(expected, abs=LOSS_TOLERANCE)
+    for label, metrics in one["test_metrics"].items():
+        assert two["test_metrics"][label] == pytest.approx(metrics, abs=METRIC_TOLERANCE)
 
 
 def test_alpha_is_identical_on_every_rank_at_every_step(two_processes):
