@@ -20,7 +20,7 @@ import pytest
 from engine.core.config import RunConfig
 from engine.core.events import Cancelled, EpochFinished, RecordingObserver
 from engine.data.run_records import list_runs
-from engine.experiments.stored_run import bundle_folder
+from engine.experiments.stored_run import bundle_folder, checkpoint_file, run_on_dataset
 from engine.training.checkpoint import load_checkpoint
 from engine.training.baseline import run_baseline
 from engine.training.distributed import without_nproc
@@ -150,6 +150,21 @@ def test_automlp_run_nproc_records_one_run_from_rank_0(store):
     assert [(run.id, run.status) for run in runs] == [(1, "finished")]
     assert (bundle_folder(store) / "run-1").exists()
     assert not list(bundle_folder(store).glob("*.checkpoint.*"))
+
+
+def test_automlp_resume_nproc_continues_a_stored_run_in_its_record(store):
+    config = CONFIG.replace(candidate_lengths=[1, 2], search_epochs=2, retrain_epochs=1)
+    with pytest.raises(Cancelled):
+        run_on_dataset(store, "planted", config, RecordingObserver(
+            cancel_when=lambda e: isinstance(e, EpochFinished) and (e.phase, e.epoch) == ("search", 1)))
+    assert checkpoint_file(store, 1).exists()
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "resume", "1", "--db", store.url, "--nproc", "2",
+                           "--quiet"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=this_checkout_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    with store.session() as session:
+        runs = list_runs(session)
+    assert [(run.id, run.status) for run in runs] == [(1, "finished")]
+    assert not checkpoint_file(store, 1).exists()  # the bundle replaces it
 
 
 def test_nproc_is_taken_off_the_command_line_torchrun_runs():
