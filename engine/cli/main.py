@@ -170,6 +170,9 @@ def format_result(summary: dict) -> str:
     lines.append("test metrics".ljust(18) + "".join(n.rjust(9) for n in names))
     for label, metrics in summary["test_metrics"].items():
         lines.append(f"  [{label}]".ljust(18) + "".join(f"{metrics[n]:9.4f}" for n in names))
+    if summary.get("by_length"):
+        from engine.evaluation.by_length import format_by_length
+        lines.append(format_by_length(summary["by_length"]))
     seconds = ", ".join(f"{phase} {s:.1f} s" for phase, s in summary["seconds"].items())
     lines.append(f"device {summary['device']}; {seconds}")
     return "\n".join(lines)

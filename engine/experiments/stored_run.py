@@ -144,7 +144,7 @@ def _final_metrics(result: RunResult) -> dict:
     summary = result.summary()
     metrics = {"test": summary["test_metrics"], "valid": summary["valid_metrics"],
                "valid_protocol": summary["valid_protocol"], "best_epoch": summary["best_epoch"],
-               "seconds": summary["seconds"]}
+               "seconds": summary["seconds"], "by_length": summary["by_length"]}
     if "search" in summary:
         metrics["search"] = {key: summary["search"][key]
                              for key in ("candidates", "final_weights", "margin", "noise", "decisive", "reason",
