@@ -87,12 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override one configuration key (repeatable), e.g. --set candidate_lengths=[5,10]")
     run.add_argument("--json", type=Path, help="write every result (metrics, alpha history, losses) to this file")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_nproc_argument(run)
     run.set_defaults(handler=command_run)
     resume = commands.add_parser("resume", help="continue an interrupted, cancelled or failed run from its "
                                                 "last checkpoint")
     resume.add_argument("run", type=int, metavar="RUN", help="run id (see `automlp runs`)")
     resume.add_argument("--json", type=Path, help="write every result to this file")
     resume.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_nproc_argument(resume)
     add_store_argument(resume)
     resume.set_defaults(handler=command_resume)
     runs = commands.add_parser("runs", help="list the store's runs")
@@ -102,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_commands(commands)  # import, datasets, stats, delete (engine/cli_data.py)
     add_model_commands(commands)  # recommend, export (engine/cli_models.py)
     return parser
+
+
+def add_nproc_argument(command) -> None:
+    command.add_argument("--nproc", type=int, metavar="N",
+                         help="train in N data-parallel processes on this machine (starts torchrun; one per GPU "
+                              "on CUDA); README, Distributed training")
 
 
 def load_run_config(args) -> RunConfig:
@@ -119,25 +127,35 @@ def command_run(args) -> int:
     from engine.data.sequences import build_sequences
     from engine.data.synthetic import planted_log
     from engine.experiments.stored_run import run_on_dataset
+    from engine.training.distributed import is_main_process, launch, without_nproc
     from engine.training.runner import run_automlp
 
+    if args.nproc:
+        return launch(args.nproc, without_nproc(args.argv))
     config = load_run_config(args)
     check_writable(args.json)
-    observer = ProgressBarObserver(quiet=args.quiet)
+    observer = ProgressBarObserver(quiet=args.quiet or not is_main_process())
     if args.dataset:
         run_id, result = run_on_dataset(open_cli_store(args), args.dataset, config, observer)
+        if not is_main_process():  # under torchrun, rank 0 reports
+            return 0
         print(f"run {run_id} recorded in the store; its model bundle: automlp export {run_id} --out DIR")
     else:
         log = planted_log(seed=config.seed) if args.synthetic else read_log(args.file)
         result = run_automlp(build_sequences(log, config.min_user_interactions), config, observer)
-    return report(result, args.json)
+    return report(result, args.json) if is_main_process() else 0
 
 
 def command_resume(args) -> int:
     from engine.experiments.stored_run import resume_run
+    from engine.training.distributed import is_main_process, launch, without_nproc
 
+    if args.nproc:
+        return launch(args.nproc, without_nproc(args.argv))
     check_writable(args.json)
-    result = resume_run(open_cli_store(args), args.run, ProgressBarObserver(quiet=args.quiet))
+    result = resume_run(open_cli_store(args), args.run, ProgressBarObserver(quiet=args.quiet or not is_main_process()))
+    if not is_main_process():  # under torchrun, rank 0 reports
+        return 0
     print(f"run {args.run} finished; its model bundle: automlp export {args.run} --out DIR")
     return report(result, args.json)
 
@@ -205,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     wrong), 130 cancelled. A file-system error or exhausted memory is one line too, unless AUTOMLP_DEBUG
     is set, which shows its traceback; any other exception is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # what --nproc hands on to torchrun
     from engine.data.sequences import DataError
     from engine.data.store_errors import StoreError
     from engine.serving.bundle import BundleError

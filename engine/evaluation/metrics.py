@@ -95,10 +95,14 @@ def evaluate(model, data: SequenceData, split: str, protocol: str = "full", nega
 @torch.no_grad()
 def target_ranks(model, data: SequenceData, split: str, protocol: str = "full", negatives: int = 100,
                  seed: int = 0, batch_size: int = 256, observer: Observer | None = None,
-                 scorers=None) -> np.ndarray:
+                 scorers=None, users: np.ndarray | None = None) -> np.ndarray:
     """The 0-based rank of every user's `split` target, in user order: (n_users,), or (len(scorers),
     n_users) when `scorers` gives several ways to score a batch from the model's input (each
-    `inputs -> (B, N + 1)` scores; all from one pass over the users). Ranking as in `evaluate`."""
+    `inputs -> (B, N + 1)` scores; all from one pass over the users). Ranking as in `evaluate`.
+
+    With `users` (internal ids), only theirs, in that order: (len(users),) or (len(scorers), len(users)).
+    The negatives of sampled protocols are the ones every user gets over all users, so that the shards of
+    a distributed evaluation add up to the whole."""
     observer = observer or Observer()
     model.eval()
     device = next(model.parameters()).device
@@ -110,15 +114,17 @@ def target_ranks(model, data: SequenceData, split: str, protocol: str = "full", 
     ranks = np.zeros((len(scorers), data.n_users), dtype=np.int64)
     # Users in order of history length, each batch cut to its longest history: the same scores as
     # batches padded to T (the models ignore padding), computing almost only real positions.
-    by_length = np.argsort(data.history_lengths(split), kind="stable")
-    for start in range(0, data.n_users, batch_size):
+    lengths = data.history_lengths(split)
+    by_length = (np.argsort(lengths, kind="stable") if users is None
+                 else users[np.argsort(lengths[users], kind="stable")])
+    for start in range(0, len(by_length), batch_size):
         observer.check()
-        users = by_length[start:start + batch_size]
-        inputs = torch.from_numpy(data.histories(split, T, users, trim=True)).to(device)
-        target = torch.from_numpy(targets[users]).to(device)
+        batch = by_length[start:start + batch_size]
+        inputs = torch.from_numpy(data.histories(split, T, batch, trim=True)).to(device)
+        target = torch.from_numpy(targets[batch]).to(device)
         history = None
         if sampled is None:
-            rows, items = _history_cells(data, users, cut)
+            rows, items = _history_cells(data, batch, cut)
             history = torch.from_numpy(rows).to(device), torch.from_numpy(items).to(device)
         for row, scorer in enumerate(scorers):
             scores = scorer(inputs)  # (B, N + 1)
@@ -126,11 +132,12 @@ def target_ranks(model, data: SequenceData, split: str, protocol: str = "full", 
                 target_scores = scores.gather(1, target[:, None])
                 scores[history] = float("-inf")
                 scores.scatter_(1, target[:, None], target_scores)
-                ranks[row, users] = rank_of_target(scores, target).cpu().numpy()
+                ranks[row, batch] = rank_of_target(scores, target).cpu().numpy()
             else:
-                candidates = torch.cat([target[:, None], torch.from_numpy(sampled[users]).to(device)], dim=1)
-                ranks[row, users] = rank_of_target(scores.gather(1, candidates), 0).cpu().numpy()
-    return ranks[0] if len(scorers) == 1 else ranks
+                candidates = torch.cat([target[:, None], torch.from_numpy(sampled[batch]).to(device)], dim=1)
+                ranks[row, batch] = rank_of_target(scores.gather(1, candidates), 0).cpu().numpy()
+    chosen = ranks if users is None else ranks[:, users]
+    return chosen[0] if len(scorers) == 1 else chosen
 
 
 def _history_cells(data: SequenceData, users: np.ndarray, cut: int) -> tuple[np.ndarray, np.ndarray]:

@@ -36,6 +36,7 @@ from engine.data.store_errors import StoreError, sqlite_path
 from engine.serving.bundle import bundle_digest, save_bundle
 from engine.training.checkpoint import Checkpoint, load_checkpoint
 from engine.training.device import resolve_device
+from engine.training.distributed import is_main_process
 from engine.training.runner import RunResult, check_resumable, fit_to_data, run_automlp
 
 
@@ -97,6 +98,8 @@ def run_on_dataset(store: Store, dataset_name: str, config: RunConfig,
         log = load_log(session, dataset_name)
     data = build_sequences(log, config.min_user_interactions)
     config = fit_to_data(config, data, observer)  # the record keeps the fitted values: a rerun repeats them
+    if not is_main_process():  # under torchrun, rank 0 alone records the run
+        return None, run_automlp(data, config, observer)
     with store.session() as session:
         run_id = create_run(session, dataset_name, config.to_dict(), str(device))
     return run_id, _record(store, run_id, data, config, observer, resume=None)
@@ -108,6 +111,8 @@ def resume_run(store: Store, run_id: int, observer: Observer | None = None) -> R
     StoreError if the run finished or is running; CheckpointError if it left no usable checkpoint or its
     dataset changed since. The result equals what the uninterrupted run would have given (same device)."""
     observer = observer or Observer()
+    if not is_main_process():  # under torchrun, rank 0 alone checks and reopens the record
+        return _resume_unrecorded(store, run_id, observer)
     with store.session() as session:
         mark_interrupted_runs(session)
         run = get_run(session, run_id)
@@ -130,6 +135,15 @@ def resume_run(store: Store, run_id: int, observer: Observer | None = None) -> R
     result = _record(store, run_id, data, config, observer, resume=checkpoint)
     resumed_from.unlink(missing_ok=True)  # a checkpoint left in the shared folder; the run's own one is gone already
     return result
+
+
+def _resume_unrecorded(store: Store, run_id: int, observer: Observer) -> RunResult:
+    """What a rank other than 0 does in `resume_run`: the same run from the same checkpoint, unrecorded."""
+    checkpoint = load_checkpoint(existing_checkpoint(store, run_id))
+    config = RunConfig.from_dict(checkpoint.config)
+    with store.session() as session:
+        log = load_log(session, get_run(session, run_id).dataset_name)
+    return run_automlp(build_sequences(log, config.min_user_interactions), config, observer, resume=checkpoint)
 
 
 def _record(store: Store, run_id: int, data, config: RunConfig, observer: Observer,

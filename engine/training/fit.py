@@ -35,6 +35,14 @@ from engine.training.checkpoint import (
     unpack_state,
 )
 from engine.training.device import resolve_device, seed_everything, subnormals_flushed
+from engine.training.distributed import (
+    Group,
+    broadcast_parameters,
+    evaluate_shared,
+    optimizer_parameters,
+    seed_rank_stream,
+    shared_backward,
+)
 
 
 @dataclass
@@ -49,21 +57,22 @@ class RetrainResult:
 
 def retrain(data: SequenceData, config: RunConfig, chosen_length: int, observer: Observer | None = None,
             device: torch.device | None = None, resume: Checkpoint | None = None,
-            on_epoch_end: Callable[[Checkpoint], None] | None = None) -> RetrainResult:
+            on_epoch_end: Callable[[Checkpoint], None] | None = None, group: Group | None = None) -> RetrainResult:
     """Trains a fresh model with the long-term module and the `chosen_length` short-term module only,
-    with `fit`."""
+    with `fit` (across the ranks of `group` under torchrun)."""
     config = config.fitted_to(data.history_lengths("train"), data.n_items)  # "auto" left by a direct caller
     device = device or resolve_device(config.device)
     rng = seed_everything(config.seed + 1)
     shape = ModelShape.from_config(config, data.n_items, [chosen_length], data.features)
     model = build_model(shape, data.features, device)
     return fit(model, data, config, rng, observer, device, f"k = {chosen_length}, up to {config.retrain_epochs} epochs",
-               resume, on_epoch_end)
+               resume, on_epoch_end, group)
 
 
 def fit(model: torch.nn.Module, data: SequenceData, config: RunConfig, rng: np.random.Generator,
         observer: Observer | None = None, device: torch.device | None = None, description: str = "",
-        resume: Checkpoint | None = None, on_epoch_end: Callable[[Checkpoint], None] | None = None) -> RetrainResult:
+        resume: Checkpoint | None = None, on_epoch_end: Callable[[Checkpoint], None] | None = None,
+        group: Group | None = None) -> RetrainResult:
     """Trains `model` (AutoMLP, or any model with its `hidden`/`score` interface, such as the SASRec
     baseline) on `training_batches` drawn from `rng`: Adam (config.lr), validation under config.protocol
     after every epoch, early stopping on validation NDCG@10 with config.patience; the best epoch's weights
@@ -71,6 +80,9 @@ def fit(model: torch.nn.Module, data: SequenceData, config: RunConfig, rng: np.r
 
     `on_epoch_end` receives a checkpoint after every epoch that the training goes on from (or ends with);
     `resume` continues from such a checkpoint as if never stopped.
+
+    With a `group` (torchrun), each rank trains on its slice of every batch and validates its share of
+    the users; gradients and metrics are reduced, so every rank holds the same weights and result.
     """
     observer = observer or Observer()
     device = device or next(model.parameters()).device
@@ -89,6 +101,8 @@ def fit(model: torch.nn.Module, data: SequenceData, config: RunConfig, rng: np.r
         result.history, result.best_epoch, result.best_valid = (resume.state["history"], resume.state["best_epoch"],
                                                                 resume.state["best_valid"])
         step, first_epoch, spent = resume.step, resume.epoch + 1, resume.seconds
+    if group is not None:
+        broadcast_parameters(model)
     resumed = f", resumed after epoch {resume.epoch}" if resume is not None else ""
     observer.emit(PhaseStarted("retrain", total, (description or f"up to {config.retrain_epochs} epochs") + resumed))
     clock, throttle = StepClock(total, step, spent), Throttle()
@@ -96,17 +110,30 @@ def fit(model: torch.nn.Module, data: SequenceData, config: RunConfig, rng: np.r
         for epoch in range(first_epoch, config.retrain_epochs + 1):
             model.train()
             losses = []
+            if group is not None:
+                seed_rank_stream(config.seed, "retrain", epoch, group)
             for batch in training_batches(data, config, rng, device):
                 observer.check()
-                loss = batch_loss(model, batch, config)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
+                if group is None:
+                    loss = batch_loss(model, batch, config)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    losses.append(loss.item())
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    losses.append(shared_backward(lambda part: batch_loss(model, part, config), batch,
+                                                  optimizer_parameters(optimizer), group))
+                    optimizer.step()
                 step += 1
                 if throttle.ready():
                     observer.emit(StepFinished("retrain", step, total, {"train_loss": losses[-1]}, clock.eta(step)))
-            valid = evaluate(model, data, "valid", config.protocol, config.eval_negatives, config.seed, observer=observer)
+            if group is None:
+                valid = evaluate(model, data, "valid", config.protocol, config.eval_negatives, config.seed,
+                                 observer=observer)
+            else:
+                valid = evaluate_shared(model, data, "valid", config.protocol, config.eval_negatives, config.seed,
+                                        group, observer)
             record = {"epoch": epoch, "train_loss": float(np.mean(losses)), **valid}
             result.history.append(record)
             observer.emit(EpochFinished("retrain", epoch, record, label))

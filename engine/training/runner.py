@@ -24,6 +24,7 @@ from engine.evaluation.metrics import evaluate, protocol_label
 from engine.models.automlp import AutoMLP
 from engine.training.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from engine.training.device import resolve_device
+from engine.training.distributed import Group, evaluate_shared, join_group
 from engine.training.fit import RetrainResult, retrain
 from engine.training.search import SearchResult, search, search_outcome
 
@@ -81,12 +82,20 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
 
     With `checkpoint_path`, the state after every epoch is saved there (engine.checkpoint); with `resume`,
     the run continues from such a checkpoint (CheckpointError if it belongs to other data or settings)
-    and ends as the uninterrupted run would have."""
+    and ends as the uninterrupted run would have.
+
+    Under torchrun (engine.training.distributed) every rank runs this with the same data and
+    configuration and returns the same result; events come from rank 0 alone, and rank 0 alone writes
+    the checkpoints."""
     observer = observer or Observer()
     config = fit_to_data(config, data, observer)
     device = resolve_device(config.device)
+    group = join_group(device)
+    if group is not None:
+        device, observer = group.device, (observer if group.is_main else Observer())
+    processes = f" x {group.size} processes" if group is not None else ""
     observer.emit(Message(f"{data.name}: {data.n_users} users, {data.n_items} items, "
-                          f"{data.n_interactions} interactions; device {device}; mode {config.mode}"))
+                          f"{data.n_interactions} interactions; device {device}{processes}; mode {config.mode}"))
     fingerprint = data.fingerprint() if checkpoint_path is not None or resume is not None else ""
     if resume is not None:
         check_resumable(resume, config, fingerprint)
@@ -100,7 +109,8 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
                 checkpoint.state["search_seconds"] = found.seconds
         save_checkpoint(checkpoint, checkpoint_path)
 
-    on_epoch_end = save if checkpoint_path is not None else None
+    writes = checkpoint_path is not None and (group is None or group.is_main)
+    on_epoch_end = save if writes else None
     seconds = {}
     found = None
     if resume is not None and resume.phase == "retrain":
@@ -111,7 +121,7 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
                                    resume.tensors["search.valid_loss"].tolist(), resume.state["search_seconds"])
             seconds["search"] = found.seconds
     elif len(config.candidate_lengths) > 1:
-        found = search(data, config, observer, device, resume=resume, on_epoch_end=on_epoch_end)
+        found = search(data, config, observer, device, resume=resume, on_epoch_end=on_epoch_end, group=group)
         seconds["search"] = found.seconds
         chosen = found.chosen_length
         observer.emit(Message(f"chosen short-term length k = {chosen} (weights "
@@ -123,9 +133,9 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
                                     found.decisive, found.reason))
     retrained = retrain(data, config, chosen, observer, device,
                         resume=resume if resume is not None and resume.phase == "retrain" else None,
-                        on_epoch_end=on_epoch_end)
+                        on_epoch_end=on_epoch_end, group=group)
     seconds["retrain"] = retrained.seconds
-    test, seconds["evaluate"], by_length = evaluate_test(retrained.model, data, config, observer)
+    test, seconds["evaluate"], by_length = evaluate_test(retrained.model, data, config, observer, group)
     return RunResult(config, str(device), chosen, retrained.model, found, retrained, test, seconds, by_length)
 
 
@@ -140,15 +150,22 @@ def fit_to_data(config: RunConfig, data: SequenceData, observer: Observer | None
     return fitted
 
 
-def evaluate_test(model, data: SequenceData, config: RunConfig,
-                  observer: Observer) -> tuple[dict, float, list[dict]]:
+def evaluate_test(model, data: SequenceData, config: RunConfig, observer: Observer,
+                  group: Group | None = None) -> tuple[dict, float, list[dict]]:
     """The test metrics under every reported protocol ({label: metrics}), the seconds they took, and the
-    full-ranking metrics per history-length bucket (engine.evaluation.by_length)."""
+    full-ranking metrics per history-length bucket (engine.evaluation.by_length). With a `group`, each
+    rank ranks its share of the users and the metrics are summed across ranks (the buckets are computed
+    whole on every rank)."""
     started = time.monotonic()
     observer.emit(PhaseStarted("evaluate", len(REPORTED_PROTOCOLS)))
-    test = {protocol_label(protocol, config.eval_negatives):
-            evaluate(model, data, "test", protocol, config.eval_negatives, config.seed, observer=observer)
-            for protocol in REPORTED_PROTOCOLS}
+    if group is None:
+        test = {protocol_label(protocol, config.eval_negatives):
+                evaluate(model, data, "test", protocol, config.eval_negatives, config.seed, observer=observer)
+                for protocol in REPORTED_PROTOCOLS}
+    else:
+        test = {protocol_label(protocol, config.eval_negatives):
+                evaluate_shared(model, data, "test", protocol, config.eval_negatives, config.seed, group, observer)
+                for protocol in REPORTED_PROTOCOLS}
     by_length = metrics_by_length(model, data, "test", observer=observer)
     seconds = time.monotonic() - started
     observer.emit(PhaseFinished("evaluate", seconds))

@@ -46,6 +46,14 @@ from engine.training.checkpoint import (
     unpack_state,
 )
 from engine.training.device import resolve_device, seed_everything, subnormals_flushed
+from engine.training.distributed import (
+    Group,
+    broadcast_parameters,
+    optimizer_parameters,
+    seed_rank_stream,
+    shared_backward,
+    shared_gradients,
+)
 
 # A winner less than this far ahead of the runner-up (in softmax weight) is never called decisive.
 MARGIN_FLOOR = 0.02
@@ -93,11 +101,14 @@ def decide(candidates: list[int], weight_history: np.ndarray) -> tuple[int, floa
 
 
 class Architect:
-    """Updates alpha from validation batches (DARTS's Architect), never touching W for good."""
+    """Updates alpha from validation batches (DARTS's Architect), never touching W for good. With a
+    `group` (torchrun), every gradient is the global batch's, reduced across the ranks, so that alpha takes
+    the same Adam step on every rank."""
 
-    def __init__(self, model: AutoMLP, config: RunConfig) -> None:
+    def __init__(self, model: AutoMLP, config: RunConfig, group: Group | None = None) -> None:
         self.model = model
         self.config = config
+        self.group = group
         self.xi = config.chosen_xi
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=config.arch_lr, betas=(0.5, 0.999))
 
@@ -108,17 +119,15 @@ class Architect:
         was_training = model.training
         model.eval()  # no dropout: the finite difference must compare like with like
         if self.xi == 0:
-            valid_loss = batch_loss(model, valid_batch, config)
-            (alpha_grad,) = torch.autograd.grad(valid_loss, model.alpha)
+            valid_loss, (alpha_grad,) = self._gradients(valid_batch, [model.alpha])
         else:
             backup = [w.detach().clone() for w in weights]
-            train_grads = torch.autograd.grad(batch_loss(model, train_batch, config), weights, allow_unused=True)
+            _, train_grads = self._gradients(train_batch, weights)
             with torch.no_grad():  # W' = W - xi * grad_W L_train(W, alpha)   (Eq. 7)
                 for w, g in zip(weights, train_grads):
                     if g is not None:
                         w.sub_(self.xi * g)
-            valid_loss = batch_loss(model, valid_batch, config)
-            alpha_grad, *weight_grads = torch.autograd.grad(valid_loss, [model.alpha, *weights], allow_unused=True)
+            valid_loss, (alpha_grad, *weight_grads) = self._gradients(valid_batch, [model.alpha, *weights])
             weight_grads = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, weight_grads)]
             hessian_vector = self._hessian_vector_product(train_batch, weights, backup, weight_grads)
             alpha_grad = alpha_grad - self.xi * hessian_vector
@@ -129,7 +138,14 @@ class Architect:
         model.alpha.grad = alpha_grad.detach()
         self.optimizer.step()
         model.train(was_training)
-        return float(valid_loss.detach())
+        return float(valid_loss.detach()) if isinstance(valid_loss, torch.Tensor) else valid_loss
+
+    def _gradients(self, batch: Batch, inputs: list[torch.Tensor]) -> tuple[torch.Tensor | float, list]:
+        """(loss, its gradients with respect to `inputs`) of a batch; under torchrun, of the global batch."""
+        if self.group is None:
+            loss = batch_loss(self.model, batch, self.config)
+            return loss, list(torch.autograd.grad(loss, inputs, allow_unused=True))
+        return shared_gradients(lambda part: batch_loss(self.model, part, self.config), batch, inputs, self.group)
 
     def _hessian_vector_product(self, train_batch, weights, backup, vector, scale: float = 0.01) -> torch.Tensor:
         """(grad_alpha L_train(W + eps v) - grad_alpha L_train(W - eps v)) / (2 eps), eps = scale / |v|.
@@ -142,13 +158,20 @@ class Architect:
             with torch.no_grad():
                 for w, b, v in zip(weights, backup, vector):
                     w.copy_(b + sign * eps * v)
-            loss = batch_loss(self.model, train_batch, self.config)
-            gradients.append(torch.autograd.grad(loss, self.model.alpha)[0])
+            gradients.append(self._gradients(train_batch, [self.model.alpha])[1][0])
         return (gradients[0] - gradients[1]) / (2 * eps)
 
 
-def weight_step(model: AutoMLP, optimizer: torch.optim.Optimizer, batch: Batch, config: RunConfig) -> float:
+def weight_step(model: AutoMLP, optimizer: torch.optim.Optimizer, batch: Batch, config: RunConfig,
+                group: Group | None = None) -> float:
     """One update of the network weights W on a training batch (Algorithm 1, line 6); alpha stays."""
+    if group is not None:  # the global batch's gradient, on every rank
+        optimizer.zero_grad(set_to_none=True)
+        loss = shared_backward(lambda part: batch_loss(model, part, config), batch, optimizer_parameters(optimizer),
+                               group)
+        model.alpha.grad = None
+        optimizer.step()
+        return loss
     loss = batch_loss(model, batch, config)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -159,11 +182,12 @@ def weight_step(model: AutoMLP, optimizer: torch.optim.Optimizer, batch: Batch, 
 
 def search(data: SequenceData, config: RunConfig, observer: Observer | None = None,
            device: torch.device | None = None, resume: Checkpoint | None = None,
-           on_epoch_end: Callable[[Checkpoint], None] | None = None) -> SearchResult:
+           on_epoch_end: Callable[[Checkpoint], None] | None = None, group: Group | None = None) -> SearchResult:
     """Runs the search phase over config.candidate_lengths and returns alpha's history and the choice.
 
     `on_epoch_end` receives a checkpoint after every epoch; `resume` continues from such a checkpoint
-    exactly as if the search had never stopped."""
+    exactly as if the search had never stopped. With a `group` (torchrun), each rank computes its slice
+    of every batch; W's and alpha's gradients are reduced, so alpha is the same on every rank."""
     observer = observer or Observer()
     config = config.fitted_to(data.history_lengths("train"), data.n_items)  # "auto" left by a direct caller
     device = device or resolve_device(config.device)
@@ -175,7 +199,7 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
         raise ValueError("search needs at least two candidate lengths")
     weight_optimizer = torch.optim.Adam(model.network_parameters(), lr=config.lr, betas=(0.9, 0.999),
                                         weight_decay=config.weight_decay)
-    architect = Architect(model, config)
+    architect = Architect(model, config, group)
     alphas, train_losses, valid_losses, step, first_epoch, spent = [], [], [], 0, 1, 0.0
     if resume is not None:
         model.load_state_dict(unpack_state(resume.tensors, "model"))
@@ -186,6 +210,8 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
         train_losses = resume.tensors["history.train_loss"].tolist()
         valid_losses = resume.tensors["history.valid_loss"].tolist()
         step, first_epoch, spent = resume.step, resume.epoch + 1, resume.seconds
+    if group is not None:
+        broadcast_parameters(model)
     total = steps_per_epoch(data, config) * config.search_epochs
     order = "second order" if architect.xi else "first order"
     resumed = f", resumed after epoch {resume.epoch}" if resume is not None else ""
@@ -195,11 +221,13 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
         for epoch in range(first_epoch, config.search_epochs + 1):
             model.train()
             epoch_train, epoch_valid = [], []
+            if group is not None:
+                seed_rank_stream(config.seed, "search", epoch, group)
             batches = training_batches(data, config, rng, device)
             for train_batch, valid_batch in zip(batches, validation_batches(data, config, rng, device)):
                 observer.check()
                 valid_loss = architect.step(train_batch, valid_batch)
-                loss = weight_step(model, weight_optimizer, train_batch, config)
+                loss = weight_step(model, weight_optimizer, train_batch, config, group)
                 step += 1
                 alphas.append(model.alpha.detach().cpu().numpy().copy())
                 train_losses.append(loss)
