@@ -1,5 +1,6 @@
 """How many of the positions a run computes are padding: before (every batch padded to T = 200, the old
-default) and after (T fitted to the data, batches grouped by length and cut to their longest window).
+default) and after (T fitted to the data, evaluation batches grouped by length, every batch cut to its
+longest window; in training, the channel maps computed on the real positions of a packed batch).
 
 Counts the real batches the engine builds for one training epoch (causal mode) and for the validation
 and test evaluations; no training, so it runs in seconds.
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import append_result, load_dataset  # noqa: E402
 from engine.core.config import RunConfig  # noqa: E402
 from engine.data.sequences import build_sequences  # noqa: E402
+from engine.models.automlp import PACK_BELOW  # noqa: E402
 from engine.training.batches import training_batches  # noqa: E402
 from engine.training.runner import fit_to_data  # noqa: E402
 
@@ -29,6 +31,19 @@ def padding_of_training(data, config: RunConfig) -> tuple[int, int]:
     batches = training_batches(data, config, np.random.default_rng(0), torch.device("cpu"))
     computed = sum(b.inputs.numel() for b in batches)
     return computed, computed - sum(int((b.inputs > 0).sum()) for b in batches)
+
+
+def padding_of_channel_maps(data, config: RunConfig) -> tuple[int, int]:
+    """As training's channel maps compute one epoch: packed to real positions where at most PACK_BELOW of a
+    batch is real (engine.models.automlp.packed_rows), else the whole cut window."""
+    batches = training_batches(data, config, np.random.default_rng(0), torch.device("cpu"))
+    computed = padding = 0
+    for batch in batches:
+        real, total = int((batch.inputs > 0).sum()), batch.inputs.numel()
+        packed = real <= PACK_BELOW * total
+        computed += real if packed else total
+        padding += 0 if packed else total - real
+    return computed, padding
 
 
 def padding_of_evaluation(data, config: RunConfig, split: str, batch_size: int = 256) -> tuple[int, int]:
@@ -65,6 +80,13 @@ def main() -> None:
                                         "T_after": fitted.max_length, "padding_before": round(float(before), 4),
                                         "padding_after": round(padding / computed, 4),
                                         "K_after": fitted.candidate_lengths})
+        computed, padding = padding_of_channel_maps(data, fitted)
+        append_result("padding.jsonl", {"dataset": name, "part": "training epoch (causal), channel maps",
+                                        "T_before": 200, "T_after": fitted.max_length,
+                                        "padding_before": round(float(before), 4),
+                                        "padding_after": round(padding / computed, 4),
+                                        "computed_positions_against_cut_windows": round(
+                                            computed / padding_of_training(data, fitted)[0], 4)})
 
 
 if __name__ == "__main__":

@@ -57,6 +57,10 @@ def test_a_cancelled_stored_run_resumes_in_its_record_to_the_uninterrupted_resul
     status, chosen, metrics, series = recorded(store, 2)
     assert status == "finished" and chosen == uninterrupted.chosen_length
     assert not checkpoint_file(store, 2).exists()  # the bundle replaces it
+    *_, uninterrupted_series = recorded(store, 1)
+    steps = [(s[s["per"] == "step"][["phase", "name", "step"]].sort_values(["phase", "name", "step"])
+              .to_numpy().tolist()) for s in (series, uninterrupted_series)]
+    assert steps[0] == steps[1]  # the resumed run reports its steps where the uninterrupted run did
 
 
 def test_a_resumed_run_records_each_curve_point_once(store):
