@@ -92,7 +92,7 @@ def command_run(args) -> int:
     from engine.training.runner import run_automlp
 
     config = load_run_config(args)
-    observer = ProgressBarObserver(quiet=args.quiet)
+    observer = ProgressBarObserver(quiet=args.quiet, run_config=config)
     if args.dataset:
         run_id, result = run_on_dataset(open_cli_store(args), args.dataset, config, observer)
         print(f"run {run_id} recorded in the store; its model bundle: automlp export {run_id} --out DIR")
@@ -103,9 +103,13 @@ def command_run(args) -> int:
 
 
 def command_resume(args) -> int:
+    from engine.data.run_records import get_run
     from engine.experiments.stored_run import resume_run
 
-    result = resume_run(open_cli_store(args), args.run, ProgressBarObserver(quiet=args.quiet))
+    store = open_cli_store(args)
+    with store.session() as session:  # the run's configuration, for the whole run's ETA
+        config = RunConfig.from_dict(get_run(session, args.run).config)
+    result = resume_run(store, args.run, ProgressBarObserver(quiet=args.quiet, run_config=config))
     print(f"run {args.run} finished; its model bundle: automlp export {args.run} --out DIR")
     return report(result, args.json)
 
