@@ -107,11 +107,10 @@ class TrainingPage(QWidget):
         smoothing.addWidget(self.chosen_label)
 
         self.loss_plot = make_plot("Loss per step", "step (search, then retrain)", "loss")
-        # metrics rise and α spreads out from 1/K to the right: their top-left corners stay empty
-        self.metrics_plot = make_plot("Validation metrics per epoch", "retrain epoch", "metric", "top-left")
-        self.weights_plot = make_plot("Architecture weights softmax(α)", "search step", "weight", "top-left")
+        self.metrics_plot = make_plot("Validation metrics per epoch", "retrain epoch", "metric")
+        self.weights_plot = make_plot("Architecture weights softmax(α)", "search step", "weight")
         self.final_plot = make_plot("Final weights", "candidate length k", "softmax(α)")
-        self.final_plot.getPlotItem().legend.setVisible(False)
+        self.final_plot.getPlotItem().legend.setVisible(False)  # the bars are labelled on their axis
         # Curves are created once; each run only resets their buffers (weights: one curve per candidate).
         self.loss_series = {key: GrowingSeries() for key in LOSS_CURVES}
         self.loss_smoothers = {key: EmaSmoother() for key in LOSS_CURVES}
