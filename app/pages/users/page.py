@@ -99,6 +99,7 @@ class UsersPage(QWidget):
         self.open_button.setMenu(menu)
         self.source_label = QLabel("No model: select a finished run on the Runs page, or open a bundle.")
         self.info_label = QLabel("")
+        self.info_label.setWordWrap(True)  # one line of weights and metrics set the window's minimum width
         self.message_label = QLabel("")
         self.message_label.setWordWrap(True)
         self.progress = QProgressBar()
@@ -143,7 +144,8 @@ class UsersPage(QWidget):
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.history_view)
         right.addWidget(recommendations)
-        right.setStretchFactor(1, 2)
+        right.setStretchFactor(1, 3)
+        right.setCollapsible(1, False)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.user_list)
         splitter.addWidget(right)
