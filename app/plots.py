@@ -172,7 +172,9 @@ def fit_legend(item: pg.PlotItem, width: int) -> None:
     legend = item.legend
     if legend is None:
         return
-    entries = [int(sample.width() + label.width()) + 6 for sample, label in legend.items]
+    # the names' own widths: the legend's layout stretches its cells, so label.width() grows with the column
+    entries = [int(sample.boundingRect().width() + label.item.boundingRect().width()) + 10
+               for sample, label in legend.items]
     if not entries or not legend.isVisible():
         item.layout.setRowFixedHeight(TOP_AXIS_ROW, 0)
         return
