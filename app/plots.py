@@ -173,7 +173,7 @@ def fit_legend(item: pg.PlotItem, width: int) -> None:
     if legend is None:
         return
     # the names' own widths: the legend's layout stretches its cells, so label.width() grows with the column
-    entries = [int(sample.boundingRect().width() + label.item.boundingRect().width()) + 10
+    entries = [int(sample.boundingRect().width() + label.item.boundingRect().width()) + 4
                for sample, label in legend.items]
     if not entries or not legend.isVisible():
         item.layout.setRowFixedHeight(TOP_AXIS_ROW, 0)
@@ -181,7 +181,7 @@ def fit_legend(item: pg.PlotItem, width: int) -> None:
     for _sample, label in legend.items:  # else the legend's layout stretches the names to twice their height
         label.setMaximumHeight(label.minimumHeight())
     legend.updateSize()
-    available = width - int(item.getAxis("left").width()) - 16
+    available = width - int(item.getAxis("left").width()) - 8
     legend.setColumnCount(max(1, min(len(entries), available // max(entries))))  # an int: a float crashes Qt
     item.layout.setRowFixedHeight(TOP_AXIS_ROW, legend.height() + LEGEND_GAP)
     _place_legend(item)

@@ -151,6 +151,7 @@ class UsersPage(QWidget):
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 3)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)  # the style's 11 px: at 800x500 the page would scroll for them
         layout.addLayout(top)
         layout.addWidget(self.info_label)
         layout.addWidget(self.message_label)

@@ -89,12 +89,14 @@ class RecommendationTable(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.target_label = QLabel("")
+        self.target_label.setWordWrap(True)  # these lines wrap in a narrow window instead of widening the page
         self.summary_label = QLabel("")
         self.summary_label.setWordWrap(True)
         self.rec = None  # the Recommendations shown
         self.legend = QLabel(legend_text())
         self.legend.setWordWrap(True)  # else its one line sets the whole window's minimum width
         self.scale_label = QLabel("")
+        self.scale_label.setWordWrap(True)
         self.table = read_only_table(TOP_COLUMNS)
         self.parts_delegate = PartsDelegate(self.table)
         self.table.setItemDelegateForColumn(BAR_COLUMN, self.parts_delegate)
