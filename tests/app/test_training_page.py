@@ -145,7 +145,7 @@ def test_the_smoothing_slider_smooths_the_loss_curves_but_not_the_raw_ones(qtbot
     assert smoothed[0] == 5.0  # debiased: the first point is not pulled towards zero
     assert max(smoothed[1:]) - min(smoothed[1:]) < 4.0 * 0.5
     assert list(page.loss_raw_curves[key].getData()[1]) == losses
-    assert page.eta_label.text() == "ETA 1 s" and page.progress.value() == 6
+    assert page.eta_label.text() == "search ETA 1 s" and page.progress.value() == 6
 
 
 def test_the_runs_page_resume_button_continues_a_cancelled_run_to_the_end(qtbot, page, context):
