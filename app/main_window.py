@@ -11,7 +11,7 @@ import importlib
 import json
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QActionGroup, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressDialog,
+    QScrollArea,
     QStackedWidget,
     QWidget,
 )
@@ -30,7 +31,7 @@ import engine
 from app.engine_job import EngineJob
 from app.settings import AppSettings, save_settings
 from app.theme import app_icon, apply_theme, restyle_plots
-from app.widgets import OpenStoreDialog, show_error
+from app.widgets import ElidedLabel, OpenStoreDialog, show_error
 from engine.core.config import ConfigError, RunConfig
 
 README = Path(__file__).resolve().parent.parent / "README.md"  # the source tree's, beside app/
@@ -39,6 +40,10 @@ ZIPPED_BUNDLE = "Model bundle, zipped (*.zip)"
 BUNDLE_FOLDER = "Model bundle folder (*)"
 ZIPPED_BUNDLE_ONNX = "Model bundle with ONNX model, zipped (*.zip)"
 BUNDLE_FOLDER_ONNX = "Model bundle folder with ONNX model (*)"
+
+# The smallest window: every page is laid out for it, and it fits a 1024x600 screen with room for a panel.
+# A page that needs more (a long label, a wide table) scrolls inside the window instead of widening it.
+MINIMUM_SIZE = QSize(800, 500)
 
 # (title, module, class): every page class takes the AppContext as its only argument.
 PAGES = (
@@ -55,6 +60,16 @@ def _placeholder(text: str) -> QLabel:
     label.setAlignment(Qt.AlignCenter)
     label.setWordWrap(True)
     return label
+
+
+def _scrolling(page: QWidget) -> QScrollArea:
+    """The page in a frameless scroll area: filling it when there is room, scrolling when the window is
+    smaller than the page's minimum size, so that no page sets the window's minimum size."""
+    area = QScrollArea()
+    area.setWidget(page)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    return area
 
 
 def build_page(title: str, module_name: str, class_name: str, context) -> QWidget:
@@ -93,13 +108,13 @@ class MainWindow(QMainWindow):
 
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")  # styled by the theme's stylesheet
-        self.sidebar.setFixedWidth(150)
+        self.sidebar.setFixedWidth(120)  # the longest title, "Experiment", at the theme's 11pt with padding
         self.stack = QStackedWidget()
         self.pages: dict[str, QWidget] = {}
         for title, module_name, class_name in PAGES:
             page = build_page(title, module_name, class_name, context)
             self.pages[title] = page
-            self.stack.addWidget(page)
+            self.stack.addWidget(_scrolling(page))
             self.sidebar.addItem(title)
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.sidebar.setCurrentRow(0)
@@ -111,7 +126,8 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.stack, 1)
         self.setCentralWidget(central)
 
-        self.store_label = QLabel()
+        self.setMinimumSize(MINIMUM_SIZE)
+        self.store_label = ElidedLabel()  # a long store path must not set the window's width
         self.dataset_label = QLabel()
         self.statusBar().addPermanentWidget(self.dataset_label)
         self.statusBar().addPermanentWidget(self.store_label)

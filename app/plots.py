@@ -115,9 +115,8 @@ class EmaSmoother:
 
 TITLE_POINTS = 9  # pyqtgraph's default title is larger than the window's text: cut first at small sizes
 LEGEND_TEXT = "8pt"
-LEGEND_ROWS = 3  # names in one column before the legend takes a second
-# where the legend sits in the view box: the offset of its corner from the view box's corner
-LEGEND_OFFSETS = {"top-right": (-8, 8), "top-left": (8, 8), "bottom-right": (-8, -8), "bottom-left": (8, -8)}
+LEGEND_GAP = 2  # pixels between the legend and the view box under it
+TOP_AXIS_ROW = 1  # the PlotItem's layout row between the title and the view box (its top axis is hidden)
 
 
 class FittingTitlePlotItem(pg.PlotItem):
@@ -162,12 +161,41 @@ class FittingPlotWidget(pg.PlotWidget):
         item = self.getPlotItem()
         if item is not None:  # None while pyqtgraph's constructor runs
             item.fit_title(self.width())
+            fit_legend(item, self.width())
         super().resizeEvent(ev)
 
 
-def make_plot(title: str, x_label: str, y_label: str, legend_corner: str = "top-right") -> pg.PlotWidget:
-    """A PlotWidget with a small semi-transparent legend in `legend_corner` (one of LEGEND_OFFSETS: the
-    corner the curves leave empty), a title that fits, clip-to-view and downsampling for long series."""
+def fit_legend(item: pg.PlotItem, width: int) -> None:
+    """Lays the legend out in as many columns as the plot's `width` holds and gives the row between the title
+    and the view box the legend's height: the legend sits above the data, never on it. A hidden legend (or
+    one without names) takes no room."""
+    legend = item.legend
+    if legend is None:
+        return
+    # the names' own widths: the legend's layout stretches its cells, so label.width() grows with the column
+    entries = [int(sample.boundingRect().width() + label.item.boundingRect().width()) + 4
+               for sample, label in legend.items]
+    if not entries or not legend.isVisible():
+        item.layout.setRowFixedHeight(TOP_AXIS_ROW, 0)
+        return
+    for _sample, label in legend.items:  # else the legend's layout stretches the names to twice their height
+        label.setMaximumHeight(label.minimumHeight())
+    legend.updateSize()
+    available = width - int(item.getAxis("left").width()) - 8
+    legend.setColumnCount(max(1, min(len(entries), available // max(entries))))  # an int: a float crashes Qt
+    item.layout.setRowFixedHeight(TOP_AXIS_ROW, legend.height() + LEGEND_GAP)
+    _place_legend(item)
+
+
+def _place_legend(item: pg.PlotItem) -> None:
+    # the legend's bottom-left corner on the view box's top-left one (in the PlotItem's coordinates)
+    view = item.vb.geometry()
+    item.legend.setPos(view.left(), view.top() - item.legend.height() - LEGEND_GAP)
+
+
+def make_plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
+    """A PlotWidget with a small legend above the view box (fit_legend: in a corner it covered the curves of
+    small plots), a title that fits, clip-to-view and downsampling for long series."""
     plot = FittingPlotWidget(title)
     item = plot.getPlotItem()
     item.setLabel("bottom", x_label)
@@ -175,7 +203,12 @@ def make_plot(title: str, x_label: str, y_label: str, legend_corner: str = "top-
     # No grid: pyqtgraph's grid lines made each repaint 3-4x dearer (measured 25 vs 8 ms per update of a
     # 650x350 plot), and repaints compete with training for the CPU (benchmarks/gui_latency.py).
     item.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" next to a metric reads as a unit
-    item.addLegend(offset=LEGEND_OFFSETS[legend_corner], labelTextSize=LEGEND_TEXT, verSpacing=-4)
+    # Not item.addLegend(): that anchors the legend inside the view box, which clips its children.
+    # offset=None: placed by _place_legend whenever the view box moves, not anchored.
+    item.legend = pg.LegendItem(offset=None, labelTextSize=LEGEND_TEXT, verSpacing=-8, frame=False)
+    item.legend.layout.setContentsMargins(0, 0, 0, 0)
+    item.legend.setParentItem(item)
+    item.vb.geometryChanged.connect(lambda: _place_legend(item))  # item.legend: the current one
     item.setClipToView(True)
     item.setDownsampling(auto=True, mode="peak")
     style_plot(plot)  # after the labels and legend: it colours them (and the legend's background) too
@@ -189,10 +222,8 @@ def add_curve(plot: pg.PlotWidget, name: str | None, index: int, width: float = 
     pen = pg.mkPen(color, width=width)
     kwargs = {"symbol": symbol, "symbolSize": 6, "symbolBrush": color, "symbolPen": None} if symbol else {}
     curve = plot.plot([], [], pen=pen, name=name, **kwargs)
-    legend = plot.getPlotItem().legend
-    if legend is not None and name:
-        # more than a few names in one column would cover half a small plot: side by side they cover less
-        legend.setColumnCount(1 if len(legend.items) <= LEGEND_ROWS else 2)
+    if name:
+        fit_legend(plot.getPlotItem(), plot.width())
     return curve
 
 

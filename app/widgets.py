@@ -5,7 +5,8 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -46,6 +47,20 @@ def open_error(parent: QWidget | None, title: str, message: str, error: BaseExce
     box.setWindowModality(Qt.WindowModal)
     box.open()
     return box
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that elides its text in the middle when it is narrower than the text, instead of
+    widening the window to fit it (a long store path in the status bar did). `text()` is the whole text."""
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(min(super().minimumSizeHint().width(), 60), super().minimumSizeHint().height())
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        painter = QPainter(self)
+        rect = self.contentsRect()
+        shown = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideMiddle, rect.width())
+        painter.drawText(rect, int(self.alignment()), shown)
 
 
 def store_url_from_text(text: str) -> str:

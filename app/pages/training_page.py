@@ -1,5 +1,5 @@
 """Training page: start and cancel a run of the selected dataset with the current configuration, and watch
-it live: phase and progress with ETA, loss curves (EMA-smoothed as in TensorBoard), validation metrics
+it live: phase and progress with the phase's ETA and the whole run's (engine.core.run_eta), loss curves (EMA-smoothed as in TensorBoard), validation metrics
 labelled with their protocol, softmax(alpha) per candidate over the search steps, the final weights as
 bars with the chosen length highlighted, and a log.
 
@@ -29,6 +29,8 @@ from PySide6.QtWidgets import (
 from app.plots import EmaSmoother, GrowingSeries, add_curve, colour, make_plot
 from app.worker import RunThread, RunWorker
 from engine.core.config import RunConfig
+from engine.core.events import PhaseFinished, PhaseStarted
+from engine.core.run_eta import RunEta
 from engine.data.run_records import get_run, list_runs, run_series
 from engine.data.store import fitted_config
 from engine.data.store_errors import StoreError
@@ -51,6 +53,7 @@ class TrainingPage(QWidget):
         self._dirty: set[str] = set()
         self._phase_offset = 0  # x of step 0 of the current phase: search and retrain share one step axis
         self._phase_totals: dict[str, int] = {}
+        self.run_eta: RunEta | None = None  # the run in progress's whole ETA, fed with its events
         self._build()
         self._repaint_timer = QTimer(self)
         self._repaint_timer.setInterval(REPAINT_MS)
@@ -77,6 +80,11 @@ class TrainingPage(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.eta_label = QLabel("")
+        self.run_eta_label = QLabel("")
+        self.run_eta_label.setToolTip(
+            "Time left in the whole run: the search, the retraining and the test evaluation. The retraining is "
+            "estimated from the search's time per step until its own steps are timed; early stopping can end "
+            "it sooner.")
         self.chosen_label = QLabel("chosen length: –")
         self.chosen_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bar = QHBoxLayout()
@@ -84,6 +92,7 @@ class TrainingPage(QWidget):
             bar.addWidget(widget)
         bar.addWidget(self.progress, 1)
         bar.addWidget(self.eta_label)
+        bar.addWidget(self.run_eta_label)
 
         self.smoothing_slider = QSlider(Qt.Orientation.Horizontal)
         self.smoothing_slider.setRange(0, 99)  # EMA weight in hundredths, as TensorBoard's 0..0.99
@@ -98,11 +107,10 @@ class TrainingPage(QWidget):
         smoothing.addWidget(self.chosen_label)
 
         self.loss_plot = make_plot("Loss per step", "step (search, then retrain)", "loss")
-        # metrics rise and α spreads out from 1/K to the right: their top-left corners stay empty
-        self.metrics_plot = make_plot("Validation metrics per epoch", "retrain epoch", "metric", "top-left")
-        self.weights_plot = make_plot("Architecture weights softmax(α)", "search step", "weight", "top-left")
+        self.metrics_plot = make_plot("Validation metrics per epoch", "retrain epoch", "metric")
+        self.weights_plot = make_plot("Architecture weights softmax(α)", "search step", "weight")
         self.final_plot = make_plot("Final weights", "candidate length k", "softmax(α)")
-        self.final_plot.getPlotItem().legend.setVisible(False)
+        self.final_plot.getPlotItem().legend.setVisible(False)  # the bars are labelled on their axis
         # Curves are created once; each run only resets their buffers (weights: one curve per candidate).
         self.loss_series = {key: GrowingSeries() for key in LOSS_CURVES}
         self.loss_smoothers = {key: EmaSmoother() for key in LOSS_CURVES}
@@ -311,6 +319,8 @@ class TrainingPage(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.eta_label.setText("")
+        self.run_eta = RunEta(config)
+        self.run_eta_label.setText("")
         for key, series in self.loss_series.items():
             series.clear()
             self.loss_smoothers[key].reset()
@@ -357,13 +367,15 @@ class TrainingPage(QWidget):
         self.progress.setRange(0, max(total_steps, 1))
         self.progress.setValue(0)
         self.eta_label.setText("")
+        self._observe_for_eta(PhaseStarted(phase, total_steps, description))
         self._log(f"— {phase} — {description}" if description else f"— {phase} —")
 
     @Slot(object)
     def _on_step_finished(self, event) -> None:
         self.progress.setValue(min(event.step, self.progress.maximum()))
         if event.eta_seconds is not None:
-            self.eta_label.setText(f"ETA {_duration(event.eta_seconds)}")
+            self.eta_label.setText(f"{event.phase} ETA {_duration(event.eta_seconds)}")
+        self._observe_for_eta(event)
         x = self._phase_offset + event.step
         for name, value in event.losses.items():
             series = self.loss_series.get((event.phase, name))
@@ -398,6 +410,7 @@ class TrainingPage(QWidget):
     def _on_phase_finished(self, phase: str, seconds: float) -> None:
         self.progress.setValue(self.progress.maximum())
         self.eta_label.setText("")
+        self._observe_for_eta(PhaseFinished(phase, seconds))
         self._log(f"{phase} finished in {_duration(seconds)}")
 
     @Slot(object)
@@ -431,6 +444,7 @@ class TrainingPage(QWidget):
             self._show_choice(self.chosen_length, None, "the only candidate")
         self._dirty.update({"loss", "weights", "metrics"})
         self.phase_label.setText("finished")
+        self._end_run_eta()
         for label, metrics in summary["test_metrics"].items():
             shown = ", ".join(f"{name} {metrics[name]:.4f}" for name in SHOWN_METRICS if name in metrics)
             self._log(f"test [{label}]: {shown}")
@@ -459,6 +473,7 @@ class TrainingPage(QWidget):
     @Slot(str, str)
     def _on_run_failed(self, message: str, details: str) -> None:
         self.phase_label.setText("failed")
+        self._end_run_eta()
         self._log(f"error: {message}\n{details}")
         self.context.runs_changed.emit()
         # open(), not exec(): the dialog must not start a nested event loop inside a queued slot
@@ -470,6 +485,7 @@ class TrainingPage(QWidget):
     def _on_run_cancelled(self) -> None:
         self.phase_label.setText("cancelled")
         self.eta_label.setText("")
+        self._end_run_eta()
         self._log("run cancelled")
         self.context.runs_changed.emit()
 
@@ -480,8 +496,23 @@ class TrainingPage(QWidget):
         self.smoothing_label.setText(f"{value / 100:.2f}")
         self._dirty.add("loss")
 
+    def _observe_for_eta(self, event) -> None:
+        if self.run_eta is not None:
+            self.run_eta.observe(event)
+        self._show_run_eta()
+
+    def _show_run_eta(self) -> None:
+        remaining = self.run_eta.remaining() if self.run_eta is not None else None
+        if remaining is not None:  # None: nothing timed yet
+            self.run_eta_label.setText(f"run ETA ~{_duration(remaining)}")
+
+    def _end_run_eta(self) -> None:
+        self.run_eta = None
+        self.run_eta_label.setText("")
+
     @Slot()
     def _repaint(self) -> None:
+        self._show_run_eta()  # counts down between events, and through the evaluation, which has no steps
         if "loss" in self._dirty:
             weight = self.smoothing_slider.value() / 100
             for key, series in self.loss_series.items():

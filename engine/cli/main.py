@@ -134,7 +134,7 @@ def command_run(args) -> int:
         return launch(args.nproc, without_nproc(args.argv))
     config = load_run_config(args)
     check_writable(args.json)
-    observer = ProgressBarObserver(quiet=args.quiet or not is_main_process())
+    observer = ProgressBarObserver(quiet=args.quiet or not is_main_process(), run_config=config)
     if args.dataset:
         run_id, result = run_on_dataset(open_cli_store(args), args.dataset, config, observer)
         if not is_main_process():  # under torchrun, rank 0 reports
@@ -147,13 +147,18 @@ def command_run(args) -> int:
 
 
 def command_resume(args) -> int:
+    from engine.data.run_records import get_run
     from engine.experiments.stored_run import resume_run
     from engine.training.distributed import is_main_process, launch, without_nproc
 
     if args.nproc:
         return launch(args.nproc, without_nproc(args.argv))
     check_writable(args.json)
-    result = resume_run(open_cli_store(args), args.run, ProgressBarObserver(quiet=args.quiet or not is_main_process()))
+    store = open_cli_store(args)
+    with store.session() as session:  # the run's configuration, for the whole run's ETA
+        config = RunConfig.from_dict(get_run(session, args.run).config)
+    result = resume_run(store, args.run, ProgressBarObserver(quiet=args.quiet or not is_main_process(),
+                                                             run_config=config))
     if not is_main_process():  # under torchrun, rank 0 reports
         return 0
     print(f"run {args.run} finished; its model bundle: automlp export {args.run} --out DIR")

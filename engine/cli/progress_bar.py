@@ -1,4 +1,5 @@
-"""A terminal view of engine progress: each phase a tqdm bar on stderr, epochs and messages as lines."""
+"""A terminal view of engine progress: each phase a tqdm bar on stderr (with the whole run's ETA in its
+description when the run's configuration is known), epochs and messages as lines."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import sys
 
 from tqdm import tqdm
 
+from engine.core.config import RunConfig
 from engine.core.events import (
     ArchitectureWeights,
     EpochFinished,
@@ -15,26 +17,33 @@ from engine.core.events import (
     PhaseStarted,
     StepFinished,
 )
+from engine.core.run_eta import RunEta
 
 
 class ProgressBarObserver(Observer):
-    """Shows each phase as a tqdm bar, epochs and messages as lines above it."""
+    """Shows each phase as a tqdm bar, epochs and messages as lines above it. With `run_config` (a training
+    run's), the bar's description also says how long the whole run has left (engine.core.run_eta)."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, run_config: RunConfig | None = None) -> None:
         super().__init__()
         self.quiet = quiet
         self.bar: tqdm | None = None
+        self.run_eta = RunEta(run_config) if run_config is not None else None
 
     def emit(self, event) -> None:
         if self.quiet:
             return
+        if self.run_eta is not None:
+            self.run_eta.observe(event)
         if isinstance(event, PhaseStarted):
             self.bar = tqdm(total=event.total_steps, desc=event.phase, unit="step", dynamic_ncols=True,
                             file=sys.stderr)
+            self._describe(event.phase)
             if event.description:
                 tqdm.write(f"{event.phase}: {event.description}", file=sys.stderr)
         elif isinstance(event, StepFinished) and self.bar is not None:
             self.bar.update(event.step - self.bar.n)
+            self._describe(event.phase)
             self.bar.set_postfix({k: f"{v:.4f}" for k, v in event.losses.items()}, refresh=False)
         elif isinstance(event, ArchitectureWeights) and self.bar is not None:
             self.bar.set_postfix_str(" ".join(f"k{k}={w:.2f}" for k, w in zip(event.candidates, event.weights)))
@@ -47,3 +56,8 @@ class ProgressBarObserver(Observer):
             self.bar = None
         elif isinstance(event, Message):
             tqdm.write(("warning: " if event.level == "warning" else "") + event.text, file=sys.stderr)
+
+    def _describe(self, phase: str) -> None:
+        remaining = self.run_eta.remaining() if self.run_eta is not None else None
+        if remaining is not None:
+            self.bar.set_description_str(f"{phase} (run ~{tqdm.format_interval(remaining)} left)", refresh=False)

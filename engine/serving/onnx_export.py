@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from pathlib import Path
 
@@ -13,6 +15,33 @@ from engine.data.sequences import SequenceData
 from engine.models.automlp import AutoMLP, build_model
 
 ONNX_TOLERANCE = 1e-5
+
+
+# torch's ONNX exporter builds its operator registry on every export, and logs a warning for each
+# torchvision operator it skips when torchvision is not installed (nms, roi_align, roi_pool, deform_conv2d).
+# AutoMLP uses none of them, so these four lines say nothing about the user's export: they are dropped, and
+# only they (every other record of that logger, and every other logger, still shows).
+REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
+SKIPPED_TORCHVISION = "torchvision is not installed"
+
+
+class _SkippedTorchvisionOps(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(SKIPPED_TORCHVISION)
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """While torch.onnx.export runs: no notices about torchvision's operators, and no FutureWarning (the
+    exporter's deprecation notices about its own arguments are not the user's concern)."""
+    registry_logger, skipped = logging.getLogger(REGISTRY_LOGGER), _SkippedTorchvisionOps()
+    registry_logger.addFilter(skipped)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        registry_logger.removeFilter(skipped)
 
 
 class OnnxMismatch(ValueError):
@@ -44,8 +73,8 @@ def export_onnx(model: AutoMLP, data: SequenceData, target: Path, observer: Obse
     T = model.shape.max_length
     example = torch.from_numpy(data.histories("test", T, np.arange(min(4, data.n_users))))
     batch = torch.export.Dim("batch", min=1)
-    with warnings.catch_warnings():  # the exporter's own deprecation notices are not the user's concern
-        warnings.simplefilter("ignore", FutureWarning)
+    with _quiet_exporter():
+        # dynamo=True: torch's recommended exporter (the TorchScript one warns it is deprecated since 2.9);
         # external_data=False: one self-contained file (the weights are small)
         torch.onnx.export(scorer, (example,), str(target), input_names=["sequences"], output_names=["scores"],
                           dynamic_shapes={"sequences": {0: batch}}, dynamo=True, external_data=False,

@@ -1,4 +1,4 @@
-"""The shared plots: legends small, semi-transparent and in the corner asked for; titles that fit."""
+"""The shared plots: legends above the data, never on it; titles that fit."""
 
 from __future__ import annotations
 
@@ -18,18 +18,35 @@ def shown(qtbot, plot, width: int, height: int):
     return plot.getPlotItem()
 
 
-def test_the_legend_sits_in_the_asked_corner_on_a_semi_transparent_background(qtbot):
-    plot = make_plot(TITLE, "step", "weight", "top-left")
+def legend_and_data_rects(item):
+    """The legend's and the view box's (the data region's) rectangles in scene coordinates."""
+    legend = item.legend
+    return legend.mapRectToScene(legend.boundingRect()), item.vb.mapRectToScene(item.vb.boundingRect())
+
+
+def test_the_legend_sits_above_the_data_and_never_covers_it(qtbot):
+    plot = make_plot(TITLE, "step", "weight")
     qtbot.addWidget(plot)
     for k in range(5):
         add_curve(plot, f"k={2 ** k}", k).setData(np.arange(20), np.linspace(0.2, 0.2 + k / 10, 20))
-    item = shown(qtbot, plot, 400, 250)
-    legend, view = item.legend, item.vb
-    assert legend.opts["brush"].color().alpha() < 255
-    box = legend.mapRectToItem(view, legend.boundingRect())
-    assert box.left() < view.width() / 4 and box.top() < view.height() / 4
-    # five names in two columns: the legend leaves most of the view box free
-    assert box.width() * box.height() < 0.3 * view.width() * view.height()
+    for width, height in ((400, 250), (300, 160), (900, 300)):
+        item = shown(qtbot, plot, width, height)
+        legend, data = legend_and_data_rects(item)
+        assert item.legend.isVisible() and legend.width() > 0
+        assert not legend.intersects(data), (width, height)
+        assert legend.bottom() <= data.top() and legend.left() >= data.left() - 1
+        assert legend.right() <= item.mapRectToScene(item.boundingRect()).right() + 1  # in the plot, not cut
+        assert legend.height() <= 0.25 * height  # names side by side: a few rows at most
+
+
+def test_a_wider_plot_puts_more_legend_names_side_by_side(qtbot):
+    plot = make_plot(TITLE, "step", "weight")
+    qtbot.addWidget(plot)
+    for k in range(5):
+        add_curve(plot, f"k={2 ** k}", k)
+    narrow = shown(qtbot, plot, 250, 200).legend.height()
+    wide = shown(qtbot, plot, 900, 200).legend.height()
+    assert wide < narrow
 
 
 def test_a_long_title_is_elided_to_a_narrow_plot_and_whole_in_its_tooltip(qtbot):

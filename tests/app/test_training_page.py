@@ -145,7 +145,7 @@ def test_the_smoothing_slider_smooths_the_loss_curves_but_not_the_raw_ones(qtbot
     assert smoothed[0] == 5.0  # debiased: the first point is not pulled towards zero
     assert max(smoothed[1:]) - min(smoothed[1:]) < 4.0 * 0.5
     assert list(page.loss_raw_curves[key].getData()[1]) == losses
-    assert page.eta_label.text() == "ETA 1 s" and page.progress.value() == 6
+    assert page.eta_label.text() == "search ETA 1 s" and page.progress.value() == 6
 
 
 def test_the_runs_page_resume_button_continues_a_cancelled_run_to_the_end(qtbot, page, context):
@@ -224,6 +224,34 @@ def test_the_chosen_length_and_final_weights_show_as_soon_as_the_search_decides(
     assert page.chosen_label.text() == "chosen length: k = 2 (decisive: margin 0.500 > noise 0.020)"
     assert page.final_bars is not None
     assert list(page.final_bars.opts["height"]) == [0.2, 0.7, 0.1]
+
+
+def _seconds_shown(text: str) -> int:
+    """The seconds of "run ETA ~2:05" or "run ETA ~50 s"."""
+    shown = text.removeprefix("run ETA ~")
+    if shown.endswith(" s"):
+        return int(shown[:-2])
+    minutes, seconds = shown.split(":")
+    return int(minutes) * 60 + int(seconds)
+
+
+def test_the_whole_runs_eta_appears_once_a_step_is_timed_and_decreases(qtbot, page):
+    from app.worker import RunWorker
+    from engine.core.events import PhaseStarted, StepFinished
+
+    worker = RunWorker(None, "planted", page.context.config)
+    page._connect_worker(worker)
+    page._reset(page.context.config)  # what start() does before the worker runs
+    page.show()
+    worker.observer.emit(PhaseStarted("search", 200))
+    assert page.run_eta_label.text() == ""  # nothing timed yet: no guess
+    worker.observer.emit(StepFinished("search", 50, 200, eta_seconds=150.0))
+    first = _seconds_shown(page.run_eta_label.text())
+    worker.observer.emit(StepFinished("search", 150, 200, eta_seconds=50.0))
+    second = _seconds_shown(page.run_eta_label.text())
+    assert page.run_eta_label.isVisible()
+    assert page.eta_label.text() == "search ETA 50 s"
+    assert first > second > 50  # the retraining and evaluation to come are in the whole run's ETA
 
 
 def _cancelled_run(context, phase):

@@ -22,4 +22,6 @@ def read_only_table(columns) -> QTableWidget:
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     table.verticalHeader().setVisible(False)
+    # rows one line of text high, not the style's 30 px: a small window shows twice as many
+    table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 6)
     return table

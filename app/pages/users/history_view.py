@@ -19,6 +19,7 @@ class HistoryView(QWidget):
         super().__init__(parent)
         self.rec = None  # the Recommendations shown
         self.window_label = QLabel("")
+        self.window_label.setWordWrap(True)  # in a narrow window it wraps instead of widening the page
         self.window_label.setObjectName("shortTermBanner")  # its colours are the theme's (light.qss, dark.qss)
         self.table = read_only_table(HISTORY_COLUMNS)
         column = QVBoxLayout(self)

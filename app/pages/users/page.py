@@ -99,6 +99,7 @@ class UsersPage(QWidget):
         self.open_button.setMenu(menu)
         self.source_label = QLabel("No model: select a finished run on the Runs page, or open a bundle.")
         self.info_label = QLabel("")
+        self.info_label.setWordWrap(True)  # one line of weights and metrics set the window's minimum width
         self.message_label = QLabel("")
         self.message_label.setWordWrap(True)
         self.progress = QProgressBar()
@@ -143,12 +144,14 @@ class UsersPage(QWidget):
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.history_view)
         right.addWidget(recommendations)
-        right.setStretchFactor(1, 2)
+        right.setStretchFactor(1, 3)
+        right.setCollapsible(1, False)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.user_list)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 3)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)  # the style's 11 px: at 800x500 the page would scroll for them
         layout.addLayout(top)
         layout.addWidget(self.info_label)
         layout.addWidget(self.message_label)

@@ -27,6 +27,7 @@ TITLE_COLUMN = TOP_COLUMNS.index("Title")
 MOVED_COLUMN = TOP_COLUMNS.index("Moved")
 TITLE_WIDTH = 160  # most a title takes, so that a long one does not push the bars behind a scrollbar
 BAR_MIN_WIDTH = 120
+MIN_ROWS = 5  # top-N rows always shown
 MOVED_TIP = ("Places the short-term part moved this item up (+) or down (-): its rank by the long-term part "
              "alone minus its rank by the whole score")
 
@@ -88,12 +89,14 @@ class RecommendationTable(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.target_label = QLabel("")
+        self.target_label.setWordWrap(True)  # these lines wrap in a narrow window instead of widening the page
         self.summary_label = QLabel("")
         self.summary_label.setWordWrap(True)
         self.rec = None  # the Recommendations shown
         self.legend = QLabel(legend_text())
         self.legend.setWordWrap(True)  # else its one line sets the whole window's minimum width
         self.scale_label = QLabel("")
+        self.scale_label.setWordWrap(True)
         self.table = read_only_table(TOP_COLUMNS)
         self.parts_delegate = PartsDelegate(self.table)
         self.table.setItemDelegateForColumn(BAR_COLUMN, self.parts_delegate)
@@ -103,6 +106,10 @@ class RecommendationTable(QWidget):
         header.setSectionResizeMode(BAR_COLUMN, QHeaderView.ResizeMode.Stretch)
         self.table.setWordWrap(False)  # a capped title elides on one line instead of doubling the row
         self.table.setMinimumWidth(0)
+        # at least MIN_ROWS rows in any window: the page scrolls before the top-N shrinks below them
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height()
+                                    + MIN_ROWS * self.table.verticalHeader().defaultSectionSize()
+                                    + self.table.horizontalScrollBar().sizeHint().height() + 4)
         self.table.horizontalHeaderItem(MOVED_COLUMN).setToolTip(MOVED_TIP)
         self.table.horizontalHeaderItem(BAR_COLUMN).setToolTip(
             "Blue = long-term part, orange = short-term part, stacked from the zero line in the middle; "

@@ -56,6 +56,7 @@ class UserList(QWidget):
         self.view.verticalHeader().setVisible(False)
         self.view.selectionModel().currentRowChanged.connect(self._on_current_changed)
         self.count_label = QLabel("")
+        self.count_label.setWordWrap(True)
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(self.filter_edit)
