@@ -145,8 +145,7 @@ class RunDashboard(QWidget):
         self.hint.setVisible(not self.panels)
 
     def _new_plot(self, panel: Panel) -> pg.PlotWidget:
-        # ranking metrics rise over the epochs, losses fall: the legend takes the corner they leave empty
-        plot = make_plot(panel.title, panel.x_label, panel.y_label, "bottom-right" if "@" in panel.name else "top-right")
+        plot = make_plot(panel.title, panel.x_label, panel.y_label)  # its legend above the data, never over it
         plot.setFixedHeight(PANEL_HEIGHT)
         plot.setMinimumWidth(PANEL_WIDTH // 2)
         return plot
