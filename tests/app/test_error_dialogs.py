@@ -306,7 +306,8 @@ def test_a_run_on_a_read_only_store_is_refused_in_a_dialog(qtbot, read_only_wind
     (lambda path: path.write_bytes(b""), "not a readable checkpoint"),
 ], ids=["garbage", "empty"])
 def test_a_damaged_checkpoint_is_named_when_resuming_and_the_run_left_as_it_was(qtbot, window, app_context,
-                                                                               damage, problem):
+                                                                               damage, problem, tmp_path):
+    store_planted_dataset(app_context.sessions, tmp_path, name="planted")  # a run resumes on its stored dataset
     with app_context.sessions() as session:
         run_id = create_run(session, "planted", app_context.config.to_dict(), "cpu")
         fail_run(session, run_id, "cancelled", "Cancelled")
