@@ -208,4 +208,6 @@ class RecommendationTable(QWidget):
                 self.long_table.setItem(row, column, item)
         self.table.resizeColumnsToContents()
         self.table.setColumnWidth(TITLE_COLUMN, min(self.table.columnWidth(TITLE_COLUMN), TITLE_WIDTH))
-        self.long_table.resizeColumnsToContents()
+        for column in range(len(LONG_COLUMNS)):  # not the stretched title: sized to its text, it overflowed
+            if column != LONG_COLUMNS.index("Title"):
+                self.long_table.resizeColumnToContents(column)
