@@ -46,8 +46,8 @@ ENGINE_DIR = Path(engine.__file__).resolve().parent
 
 
 @pytest.fixture
-def store(tmp_path):
-    opened = open_store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+def store(store_url):
+    opened = open_store(store_url)
     yield opened
     opened.close()
 
@@ -101,10 +101,12 @@ def test_a_store_of_the_first_schema_is_upgraded_on_open_with_its_series_kept(tm
     assert frame[["name", "per"]].values.tolist() == [["NDCG@10", "epoch"], ["train_loss", "step"]]
 
 
-def test_sqlite_store_uses_wal_and_foreign_keys(store):
+def test_sqlite_store_uses_wal_and_foreign_keys(sqlite_store_url):
+    store = open_store(sqlite_store_url)
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    store.close()
 
 
 def test_reopening_a_store_keeps_its_data(with_dataset):
