@@ -17,6 +17,10 @@ for _ in $(seq 30); do as_postgres -c "select 1" >/dev/null 2>&1 && break; sleep
 if [ -z "$(as_postgres -c "select 1 from pg_roles where rolname = 'automlp'")" ]; then
   as_postgres -c "create role automlp login password 'automlp'"
 fi
+# A second role that the tests grant only SELECT: what a store refuses to a role that may only read.
+if [ -z "$(as_postgres -c "select 1 from pg_roles where rolname = 'automlp_reader'")" ]; then
+  as_postgres -c "create role automlp_reader login password 'automlp_reader'"
+fi
 if [ -z "$(as_postgres -c "select 1 from pg_database where datname = 'automlp'")" ]; then
   as_postgres -c "create database automlp owner automlp"
 fi

@@ -1,3 +1,3 @@
 from engine.cli.main import main
 
-main()
+raise SystemExit(main())  # the command's exit status, as the `automlp` script gives it

@@ -27,7 +27,7 @@ from engine.data.schema import (
     Run,
     RunSeries,
 )
-from engine.data.store_errors import StoreError
+from engine.data.store_errors import StoreBusy, StoreError, StoreReadOnly
 
 # ---------------------------------------------------------------- run history
 
@@ -110,13 +110,18 @@ def latest_artifact(session: Session, run_id: int, kind: str) -> Artifact | None
 def mark_interrupted_runs(session: Session) -> int:
     """Runs still "running" whose process is gone (killed, crashed) become "interrupted"; commits.
 
-    Returns how many. Call at start-up before listing runs."""
+    Returns how many (0 when the store cannot be written now: the runs are then listed as recorded).
+    Call at start-up before listing runs."""
     count = 0
     for run in session.scalars(sa.select(Run).where(Run.status == "running")):
         if run.pid is None or not process_alive(run.pid):
             run.status, run.error = "interrupted", "the process ended before the run finished"
             count += 1
-    session.commit()
+    try:
+        session.commit()
+    except (StoreReadOnly, StoreBusy):  # a role that may only read, or a store busy writing: list as they are
+        session.rollback()
+        return 0
     return count
 
 
@@ -196,15 +201,29 @@ class RunRecorder(Observer):
             self.flush()
 
     def flush(self) -> None:
-        """Writes the pending points now."""
+        """Writes the pending points now. A store busy with another process's long write (an import on
+        SQLite) keeps them pending for the next flush: training goes on, and no point is lost."""
+        if self._pending:
+            try:
+                with self._sessions() as session:
+                    append_series(session, self.run_id, self._pending)
+            except StoreBusy:
+                self._last_flush = time.monotonic()
+                return
+            self._pending = []
+        self._last_flush = time.monotonic()
+
+    def close(self, attempts: int = 3) -> None:
+        """Writes what is pending, waiting for a busy store up to `attempts` times its busy timeout;
+        StoreBusy after that."""
+        for _ in range(attempts - 1):
+            self.flush()
+            if not self._pending:
+                return
         if self._pending:
             with self._sessions() as session:
                 append_series(session, self.run_id, self._pending)
             self._pending = []
-        self._last_flush = time.monotonic()
-
-    def close(self) -> None:
-        self.flush()
 
     def cancel(self) -> None:
         self.inner.cancel()

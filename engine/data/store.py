@@ -27,6 +27,7 @@ from engine.data.migrations import upgrade_to_head
 from engine.data.schema import Dataset, Interaction, Item, Run, User
 from engine.data.sequences import InteractionLog
 from engine.data.store_errors import (
+    BUSY_TIMEOUT_SECONDS,
     StoreError,
     StoreReadOnly,
     plain_store_error,
@@ -75,7 +76,8 @@ def _sqlite_pragmas(dbapi_connection, _record, read_only: bool = False) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk inserts stay in memory
-    cursor.execute("PRAGMA busy_timeout=10000")
+    # A write waits for another process's (SQLite has one writer at a time) up to BUSY_TIMEOUT_SECONDS.
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
     cursor.close()
 
 
@@ -92,6 +94,8 @@ def open_store(url: str | None = None, read_only: bool = False) -> Store:
     is_sqlite = sa_url.get_backend_name() == "sqlite"
     path = sqlite_path(sa_url)
     connect_url: str | sa.engine.URL = url
+    if sa_url.drivername == "postgresql":  # the postgres extra installs psycopg 3, not SQLAlchemy's default
+        connect_url = sa_url.set(drivername="postgresql+psycopg")
     if path is not None:
         read_only = read_only or sa_url.query.get("mode") == "ro" or _write_protected(path)
         _check_sqlite_file(path, read_only)
