@@ -27,16 +27,23 @@ def shared_data() -> Path:
 _postgres_unreachable: list[str] = []  # why the server cannot be used, once found out
 
 
+def _no_postgres(reason: str):
+    # CI sets AUTOMLP_TEST_POSTGRES_REQUIRED: there a missing server fails the tests instead of skipping them
+    if os.environ.get("AUTOMLP_TEST_POSTGRES_REQUIRED"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def _postgres_admin():
     """An autocommit connection to the test server's own database, or a skip saying why there is none."""
     if _postgres_unreachable:
-        pytest.skip(_postgres_unreachable[0])
+        _no_postgres(_postgres_unreachable[0])
     import sqlalchemy as sa
     try:
         import psycopg
     except ImportError:
         _postgres_unreachable.append("the PostgreSQL driver is not installed (pip install -e '.[postgres]')")
-        pytest.skip(_postgres_unreachable[0])
+        _no_postgres(_postgres_unreachable[0])
     url = sa.engine.make_url(POSTGRES_URL)
     try:
         return psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, password=url.password,
@@ -44,7 +51,7 @@ def _postgres_admin():
     except psycopg.Error as error:
         _postgres_unreachable.append(f"no PostgreSQL server for the tests at "
                                      f"{url.render_as_string(hide_password=True)}: {str(error).strip()}")
-        pytest.skip(_postgres_unreachable[0])
+        _no_postgres(_postgres_unreachable[0])
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import functools
 import itertools
 import os
 import sqlite3
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,20 @@ def default_store_url() -> str:
     return f"sqlite:///{folder / 'store.sqlite'}"
 
 
-def _sqlite_pragmas(dbapi_connection, _record, read_only: bool = False) -> None:
+def _sqlite_pragmas(dbapi_connection, record, read_only: bool = False) -> None:
+    # A connection opened just as another process's last connection closes (and removes the -wal and -shm
+    # files) can meet a passing "disk I/O error" on its first statement (seen with a run ending while the
+    # GUI opened the store): try again a few times before calling it an error.
+    for attempt in range(5):
+        try:
+            return _set_sqlite_pragmas(dbapi_connection, read_only)
+        except sqlite3.OperationalError as error:
+            if "disk i/o error" not in str(error).lower() or attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def _set_sqlite_pragmas(dbapi_connection, read_only: bool) -> None:
     # WAL lets the GUI read while a run or an import writes. NORMAL sync in WAL mode keeps the file
     # consistent through a crash (a power cut may lose the last commits, never corrupt the store).
     # Foreign keys make deletes cascade. A read-only connection keeps the file's journal mode (setting
