@@ -10,7 +10,6 @@ import functools
 import itertools
 import os
 import sqlite3
-import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,20 +63,7 @@ def default_store_url() -> str:
     return f"sqlite:///{folder / 'store.sqlite'}"
 
 
-def _sqlite_pragmas(dbapi_connection, record, read_only: bool = False) -> None:
-    # A connection opened just as another process's last connection closes (and removes the -wal and -shm
-    # files) can meet a passing "disk I/O error" on its first statement (seen with a run ending while the
-    # GUI opened the store): try again a few times before calling it an error.
-    for attempt in range(5):
-        try:
-            return _set_sqlite_pragmas(dbapi_connection, read_only)
-        except sqlite3.OperationalError as error:
-            if "disk i/o error" not in str(error).lower() or attempt == 4:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-
-
-def _set_sqlite_pragmas(dbapi_connection, read_only: bool) -> None:
+def _sqlite_pragmas(dbapi_connection, _record, read_only: bool = False) -> None:
     # WAL lets the GUI read while a run or an import writes. NORMAL sync in WAL mode keeps the file
     # consistent through a crash (a power cut may lose the last commits, never corrupt the store).
     # Foreign keys make deletes cascade. A read-only connection keeps the file's journal mode (setting
@@ -169,14 +155,22 @@ def _check_sqlite_file(path: Path, read_only: bool = False) -> None:
         except OSError as error:
             raise StoreError(f"cannot create the store {path}: {error.strerror}") from error
         return
+    if not os.access(path, os.R_OK):
+        raise StoreError(f"{path} cannot be read: permission denied")
+    # Asked through SQLite, not by reading the file's header: closing a file descriptor of the database
+    # drops every lock this process holds on it (POSIX), so that another process, closing its last
+    # connection, deletes the -wal and -shm files under this process's open connections ("disk I/O
+    # error" next, and a store at risk). SQLite's own connections share one descriptor per file.
+    probe = sqlite3.connect(f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro", uri=True)
     try:
-        with open(path, "rb") as handle:
-            header = handle.read(16)
-    except OSError as error:
-        raise StoreError(f"{path} cannot be read: {error.strerror}") from error
-    if header != b"SQLite format 3\x00":
-        raise StoreError(f"{path} is not an SQLite database (it may be another kind of file); "
-                         "choose another store file with --db or AUTOMLP_DB")
+        probe.execute("PRAGMA schema_version")
+    except sqlite3.DatabaseError as error:
+        if "not a database" in str(error):
+            raise StoreError(f"{path} is not an SQLite database (it may be another kind of file); "
+                             "choose another store file with --db or AUTOMLP_DB") from error
+        # anything else (a -shm file that cannot be made here, ...) is for opening the store to say
+    finally:
+        probe.close()
 
 
 # ---------------------------------------------------------------- datasets
