@@ -1,3 +1,5 @@
+import sys
+
 from engine.cli.main import main
 
-raise SystemExit(main())  # the command's exit status, as the `automlp` script gives it
+sys.exit(main())

@@ -13,12 +13,12 @@ in the user's data directory.
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.cli.progress_bar import ProgressBarObserver
+from engine.cli.text import local_minute, printable, utc_date
 from engine.data.formats import FORMATS, ImportFailed
 
 # The store, importers and their libraries (SQLAlchemy, pandas, Arrow) load when a command runs, not
@@ -30,14 +30,43 @@ if TYPE_CHECKING:
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
     """Adds `--db URL` to a (sub)command."""
     parser.add_argument("--db", metavar="URL",
-                        help="store URL (SQLAlchemy); default: $AUTOMLP_DB or the user data directory")
+                        help="store URL (SQLAlchemy) or a SQLite file's path; default: $AUTOMLP_DB or the user data "
+                             "directory")
 
 
 def resolve_store_url(args: argparse.Namespace) -> str:
-    """The store URL a command uses: `--db`, else `AUTOMLP_DB`, else the default SQLite file."""
+    """The store URL a command uses: `--db`, else `AUTOMLP_DB`, else the default SQLite file. A plain
+    path (no `scheme://`) is a SQLite file: `--db runs/store.sqlite` is `sqlite:////abs/runs/store.sqlite`."""
     from engine.data.store import default_store_url
 
-    return getattr(args, "db", None) or default_store_url()
+    url = getattr(args, "db", None) or default_store_url()
+    return url if "://" in url else f"sqlite:///{Path(url).absolute()}"
+
+
+def check_store_url(url: str) -> None:
+    """StoreError, before anything is opened, for a URL SQLAlchemy cannot parse, a database it does not
+    know, or one whose Python driver is not installed; the password is never shown."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from engine.data.store_errors import StoreError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise StoreError(f"--db {url!r} is not a store URL; give a SQLite file's path, sqlite:///PATH or "
+                         "postgresql://USER@HOST/DATABASE") from None
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise StoreError(f"--db {shown}: {parsed.drivername!r} is not a database SQLAlchemy knows; use sqlite:// "
+                         "or postgresql://") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        raise StoreError(f"--db {shown}: the Python driver for {parsed.get_backend_name()} is not installed "
+                         f"({error.name or error}); install it, or use another URL") from None
 
 
 def open_cli_store(args: argparse.Namespace) -> Store:
@@ -46,7 +75,9 @@ def open_cli_store(args: argparse.Namespace) -> Store:
     from engine.data.run_records import mark_interrupted_runs
     from engine.data.store import open_store
 
-    store = open_store(resolve_store_url(args))
+    url = resolve_store_url(args)
+    check_store_url(url)
+    store = open_store(url)
     if store.read_only:  # nothing can be marked; commands that write say why when they try
         return store
     with store.session() as session:
@@ -160,8 +191,8 @@ def command_datasets(args) -> int:
         return 0
     print(f"{'name':<24}{'users':>10}{'items':>10}{'interactions':>14}  imported")
     for d in datasets:
-        when = datetime.datetime.fromtimestamp(d.created_at).strftime("%Y-%m-%d %H:%M")
-        print(f"{d.name:<24}{d.n_users:>10,}{d.n_items:>10,}{d.n_interactions:>14,}  {when}")
+        when = local_minute(d.created_at)
+        print(f"{printable(d.name):<24}{d.n_users:>10,}{d.n_items:>10,}{d.n_interactions:>14,}  {when}")
     return 0
 
 
@@ -178,19 +209,17 @@ def command_stats(args) -> int:
         print(to_json(stats))
         return 0
     lengths, span = stats["sequence_length"], stats["time_span"]
-    print(f"{stats['name']}: {stats['users']:,} users, {stats['items']:,} items, "
+    print(f"{printable(stats['name'])}: {stats['users']:,} users, {stats['items']:,} items, "
           f"{stats['interactions']:,} interactions, density {stats['density']:.4%}")
     print(f"sequence length: min {lengths['min']}, median {lengths['median']:g}, "
           f"mean {lengths['mean']:.1f}, max {lengths['max']}")
     if span["first"] is not None:
-        first, last = (datetime.datetime.fromtimestamp(span[k], datetime.timezone.utc).date()
-                       for k in ("first", "last"))
-        print(f"time span: {first} to {last}")
+        print(f"time span: {utc_date(span['first'])} to {utc_date(span['last'])}")
     else:
         print("time span: no timestamps (file order)")
     print("most popular items:")
     for row in stats["popular_items"]:
-        print(f"  {row['interactions']:>8,}  {row['item']}  {row['title'] or ''}")
+        print(f"  {row['interactions']:>8,}  {printable(row['item'])}  {printable(row['title'] or '')}")
     return 0
 
 

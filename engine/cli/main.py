@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -22,8 +23,10 @@ from engine.cli.data_commands import (
 )
 from engine.cli.model_commands import add_model_commands
 from engine.cli.progress_bar import ProgressBarObserver
+from engine.cli.text import local_minute, printable
 from engine.core.config import ConfigError, RunConfig, parse_override
 from engine.core.events import Cancelled
+from engine.core.files import kind_of
 from engine.core.presets import PRESETS, load_preset
 from engine.data.formats import ImportFailed
 
@@ -40,6 +43,33 @@ def read_log(path: Path):
     frame = read_interactions(path)
     timestamps = frame["timestamp"].to_numpy() if "timestamp" in frame else None
     return InteractionLog(frame["user"].to_numpy(), frame["item"].to_numpy(), timestamps, name=path.stem)
+
+
+class OutputError(ValueError):
+    """A file the command was asked to write (`--json`) cannot be written; the message names it."""
+
+
+def check_writable(path: Path | None, option: str = "--json") -> None:
+    """OutputError now, before a run of minutes or hours, if `path` could not be written at its end: a
+    folder, a device, a missing or read-only folder. Nothing is truncated: a file there stays as it is,
+    and one the probe created is removed again."""
+    if path is None:
+        return
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as error:
+        raise OutputError(f"{option} {path} cannot be written: {error.strerror or error}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise OutputError(f"{option} {path} cannot be written: not a regular file ({kind_of(mode)})")
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as error:
+        raise OutputError(f"{option} {path} cannot be written: {error.strerror or error}") from None
+    if mode is None:
+        path.unlink()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +122,7 @@ def command_run(args) -> int:
     from engine.training.runner import run_automlp
 
     config = load_run_config(args)
+    check_writable(args.json)
     observer = ProgressBarObserver(quiet=args.quiet)
     if args.dataset:
         run_id, result = run_on_dataset(open_cli_store(args), args.dataset, config, observer)
@@ -105,6 +136,7 @@ def command_run(args) -> int:
 def command_resume(args) -> int:
     from engine.experiments.stored_run import resume_run
 
+    check_writable(args.json)
     result = resume_run(open_cli_store(args), args.run, ProgressBarObserver(quiet=args.quiet))
     print(f"run {args.run} finished; its model bundle: automlp export {args.run} --out DIR")
     return report(result, args.json)
@@ -112,28 +144,36 @@ def command_resume(args) -> int:
 
 def command_runs(args) -> int:
     from engine.data.run_records import list_runs
+    from engine.data.store import list_datasets
     from engine.experiments.stored_run import can_resume
 
     store = open_cli_store(args)
     with store.session() as session:
         runs = list_runs(session, args.dataset)
+        stored = {dataset.name for dataset in list_datasets(session)}
     if not runs:
         print(f"no runs in {store.url}; start one with `automlp run --dataset NAME`")
         return 0
-    print(f"{'run':>5}  {'dataset':<20}{'status':<13}{'k':>5}{'NDCG@10 full':>14}  started")
-    for run in runs:
-        when = datetime.datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M")
+    # a resume retrains on the run's dataset: one that was deleted leaves nothing to resume
+    statuses = [run.status + (" (resumable)" if run.dataset_name in stored and can_resume(store, run.id, run.status)
+                              else "") for run in runs]
+    width = max(len("status"), *map(len, statuses)) + 2
+    print(f"{'run':>5}  {'dataset':<20}{'status':<{width}}{'k':>5}{'NDCG@10 full':>14}  started")
+    for run, status in zip(runs, statuses):
         full = ((run.metrics or {}).get("test") or {}).get("full", {}).get("NDCG@10")
-        status = run.status + (" (resumable)" if can_resume(store, run.id, run.status) else "")
-        print(f"{run.id:>5}  {run.dataset_name[:19]:<20}{status:<13}{run.chosen_length or '-':>5}"
-              f"{'-' if full is None else f'{full:.4f}':>14}  {when}")
+        print(f"{run.id:>5}  {printable(run.dataset_name)[:19]:<20}{status:<{width}}{run.chosen_length or '-':>5}"
+              f"{'-' if full is None else f'{full:.4f}':>14}  {local_minute(run.started_at)}")
     return 0
 
 
 def report(result, json_path: Path | None) -> int:
     print(format_result(result.summary()))
     if json_path:
-        json_path.write_text(json.dumps(result.summary(), indent=1))
+        try:
+            json_path.write_text(json.dumps(result.summary(), indent=1))
+        except OSError as error:  # checked before the run; the disk filled or the folder went since
+            raise OutputError(f"--json {json_path} could not be written: {error.strerror or error}; the "
+                              "results are above") from None
         print(f"results written to {json_path}")
     return 0
 
@@ -152,12 +192,18 @@ def format_result(summary: dict) -> str:
     lines.append("test metrics".ljust(18) + "".join(n.rjust(9) for n in names))
     for label, metrics in summary["test_metrics"].items():
         lines.append(f"  [{label}]".ljust(18) + "".join(f"{metrics[n]:9.4f}" for n in names))
+    if summary.get("by_length"):
+        from engine.evaluation.by_length import format_by_length
+        lines.append(format_by_length(summary["by_length"]))
     seconds = ", ".join(f"{phase} {s:.1f} s" for phase, s in summary["seconds"].items())
     lines.append(f"device {summary['device']}; {seconds}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one command; returns its exit status: 0 done, 2 refused (one line on stderr naming what is
+    wrong), 130 cancelled. A file-system error or exhausted memory is one line too, unless AUTOMLP_DEBUG
+    is set, which shows its traceback; any other exception is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     from engine.data.sequences import DataError
     from engine.data.store_errors import StoreError
@@ -165,14 +211,28 @@ def main(argv: list[str] | None = None) -> int:
     from engine.training.checkpoint import CheckpointError
 
     try:
-        return args.handler(args)
-    except (ConfigError, DataError, ImportFailed, StoreError, BundleError, CheckpointError) as exc:
+        status = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit, where it could not be caught
+        return status
+    except BrokenPipeError:
+        # the reader went away (`automlp stats x | head`): stop quietly; devnull takes stdout's place so
+        # that the interpreter's own flush at exit cannot fail again (Python's documented recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ConfigError, DataError, ImportFailed, StoreError, BundleError, CheckpointError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (Cancelled, KeyboardInterrupt):
         print("cancelled (a run on a stored dataset keeps its last checkpoint: `automlp resume RUN` continues it)",
               file=sys.stderr)
         return 130
+    except (OSError, MemoryError) as exc:
+        if os.environ.get("AUTOMLP_DEBUG"):
+            raise
+        detail = getattr(exc, "strerror", None) or str(exc) or "out of memory"
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {type(exc).__name__}: {detail}{where} (AUTOMLP_DEBUG=1 shows where)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

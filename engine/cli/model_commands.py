@@ -41,6 +41,7 @@ def bundle_for_run(session: Session, run_id: int) -> Path:
     """The path of the newest bundle a run saved. StoreError if the run does not exist or saved none;
     BundleError if the bundle changed since it was recorded."""
     from engine.data.run_records import get_run, latest_artifact
+    from engine.data.store import store_identity
     from engine.data.store_errors import StoreError
     from engine.serving.bundle import BundleError, bundle_digest
 
@@ -52,6 +53,12 @@ def bundle_for_run(session: Session, run_id: int) -> Path:
     if not path.exists():
         raise StoreError(f"run {run_id}'s bundle {path} is missing (moved or deleted?)")
     if bundle_digest(path) != artifact.sha256:
+        if path.parent.name != store_identity(session).id:
+            # saved before stores had an identity, into the runs/ folder all stores there shared
+            raise StoreError(f"run {run_id}'s bundle {path} is no longer the one it recorded (sha256 differs): "
+                             f"it was saved in {path.parent}, which the other stores in that place shared with "
+                             f"this one, and another store's run {run_id} may have been saved over it; run the "
+                             "configuration again to get its model back")
         raise BundleError(f"tampered: {path} is not the bundle run {run_id} recorded (sha256 differs)")
     return path
 
@@ -69,7 +76,7 @@ def add_model_commands(commands) -> None:
     command.add_argument("--include-history", action="store_true",
                          help="also rank items the user already interacted with")
     command.add_argument("--out", type=Path, help="CSV file for --all (user, rank, item, score, long, short, bias)")
-    command.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
+    command.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     command.add_argument("--quiet", action="store_true", help="no progress bar")
     add_store_argument(command)
     command.set_defaults(handler=_reporting_errors(command_recommend))
@@ -87,13 +94,14 @@ def add_model_commands(commands) -> None:
 def _reporting_errors(handler):
     """Prints bundle, store and recommendation errors as one line; exit status 2."""
     def wrapped(args) -> int:
+        from engine.core.config import ConfigError
         from engine.data.store_errors import StoreError
         from engine.serving.bundle import BundleError
         from engine.serving.recommend import RecommendError
 
         try:
             return handler(args)
-        except (BundleError, RecommendError, StoreError) as error:
+        except (BundleError, ConfigError, RecommendError, StoreError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
     return wrapped
@@ -101,16 +109,18 @@ def _reporting_errors(handler):
 
 def _open(args) -> Bundle:
     from engine.serving.bundle import load_bundle
+    from engine.training.device import resolve_device
 
+    device = resolve_device(getattr(args, "device", "cpu"))  # ConfigError for a device torch cannot use
     if args.bundle is not None:
-        return load_bundle(args.bundle, getattr(args, "device", "cpu"))
+        return load_bundle(args.bundle, device)
     store = open_cli_store(args)
     try:
         with store.session() as session:
             path = bundle_for_run(session, args.run)
     finally:
         store.close()
-    return load_bundle(path, getattr(args, "device", "cpu"))
+    return load_bundle(path, device)
 
 
 def command_recommend(args) -> int:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
+from engine.core.files import MiB, FileRefused, read_bounded
+
 CONFIG_VERSION = 1
 
 MODES = ("causal", "sampled", "faithful")
@@ -20,6 +22,11 @@ LOSSES = ("ce", "sampled_softmax", "bce", "auto")
 PROTOCOLS = ("full", "popularity", "uniform")
 SEARCH_ORDERS = ("first", "second")
 DEVICES = ("auto", "cpu", "cuda")
+# torch.manual_seed takes a 64-bit integer and numpy's generators no negative one; a store keeps it as a
+# signed 64-bit column
+MAX_SEED = 2**63 - 1
+# a run configuration is a page of TOML; anything larger is not one (and /dev/zero would never end)
+MAX_CONFIG_BYTES = MiB
 
 
 AUTO = "auto"
@@ -79,8 +86,11 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.candidate_lengths, str):
-            self.candidate_lengths = list(self.candidate_lengths)
+        if not isinstance(self.candidate_lengths, (str, list)):
+            try:
+                self.candidate_lengths = list(self.candidate_lengths)
+            except TypeError:
+                pass  # a single number, say: validate() names the key and what it expected
         self.validate()
 
     @property
@@ -152,6 +162,8 @@ class RunConfig:
         for name in ("xi", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed: must be in 0..{MAX_SEED} (2**63 - 1), got {self.seed}")
         if self.min_user_interactions < 3:
             raise ConfigError("min_user_interactions: leave-one-out needs at least 3 interactions per user, "
                               f"got {self.min_user_interactions}")
@@ -199,11 +211,15 @@ class RunConfig:
     def load_toml(cls, path: str | Path) -> "RunConfig":
         path = Path(path)
         try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
+            values = tomllib.loads(read_bounded(path, MAX_CONFIG_BYTES).decode("utf-8"))
+        except FileRefused as exc:
+            raise ConfigError(f"configuration {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path.name}: not valid TOML: {exc}") from exc
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
             raise ConfigError(f"{path.name}: cannot be read: {exc}") from exc
+        except RecursionError:
+            raise ConfigError(f"{path.name}: not a run configuration (nested too deeply)") from None
         return cls.from_dict(values)
 
 
@@ -216,6 +232,8 @@ def parse_override(text: str) -> tuple[str, object]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word such as `mode=sampled`
+    except RecursionError:
+        raise ConfigError(f"{key}: the value is nested too deeply") from None
     return key, value
 
 

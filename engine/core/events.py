@@ -119,17 +119,29 @@ class RecordingObserver(Observer):
         return [e for e in self.events if isinstance(e, kind)]
 
 
-class Throttle:
-    """True at most once per `interval` seconds (and always on the first and forced calls).
+STEP_EVERY = 10  # a training loop reports every 10th step (each step takes milliseconds or more)
 
-    Engine loops use it to rate-limit events at the source, so that a GUI is never flooded.
+
+class Throttle:
+    """Rate-limits a loop's events at the source, so that a GUI is never flooded.
+
+    By step count (the default): `ready()`, called once per step, is True at steps 1, 1 + every,
+    1 + 2 every, ..., so a training loop reports, and a stored run records, the same steps on every run of
+    one configuration (`done_steps`: the steps a resumed phase had done before its first call).
+    With `interval` (seconds) instead: True at most once per interval, for progress whose steps are not
+    comparable (an import's blocks). Forced calls are always True.
     """
 
-    def __init__(self, interval: float = 0.2) -> None:
+    def __init__(self, interval: float | None = None, every: int = STEP_EVERY, done_steps: int = 0) -> None:
         self.interval = interval
+        self.every = every
+        self._step = done_steps
         self._last = -float("inf")
 
     def ready(self, force: bool = False) -> bool:
+        self._step += 1
+        if self.interval is None:
+            return force or (self._step - 1) % self.every == 0
         now = time.monotonic()
         if force or now - self._last >= self.interval:
             self._last = now

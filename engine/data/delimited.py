@@ -3,6 +3,8 @@ parser memory), checked for encoding, and parsed by Arrow's CSV reader into colu
 
 from __future__ import annotations
 
+import bisect
+
 import csv
 import io
 import re
@@ -83,6 +85,7 @@ def read_delimited(path: Path, detected: Detected, observer: Observer, progress,
     pieces: dict[str, list] = {role: [] for role in wanted}
     time_kind = None
     rows = 0
+    finders: list[tuple[int, LineFinder]] = []  # (rows before the block, its line finder)
     first_block = True
     for block, first_line, done in blocks(path, limit_rows):
         observer.check()
@@ -93,6 +96,7 @@ def read_delimited(path: Path, detected: Detected, observer: Observer, progress,
         if limit_rows is not None:
             table = table.slice(0, limit_rows)
         line_of = LineFinder(block, first_line, header_lines)
+        finders.append((rows, line_of))
         for role, index in wanted.items():
             column = table.column(index)
             if role in ("user", "item"):
@@ -110,7 +114,12 @@ def read_delimited(path: Path, detected: Detected, observer: Observer, progress,
     if rows == 0:
         what = "has a header but no data rows" if detected.has_header else "has no data rows"
         raise ImportFailed(f"{path.name}: the file {what}")
-    return assemble(pieces, time_kind)
+
+    def file_line_of(row: int) -> int:  # a row of the whole file
+        before, finder = finders[bisect.bisect_right([start for start, _ in finders], row) - 1]
+        return finder(row - before)
+
+    return assemble(pieces, time_kind, path, columns[wanted["time"]] if "time" in wanted else None, file_line_of)
 
 
 class LineFinder:

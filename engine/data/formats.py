@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.core.files import FileRefused, regular_file
+
 FORMATS = ("movielens", "csv", "recbole", "pairs", "sequences", "parquet")
 ROLES = ("user", "item", "time", "rating")
 UTF8_BOM = b"\xef\xbb\xbf"  # spreadsheet programs start UTF-8 CSV files with it; it is not data
@@ -52,6 +54,16 @@ class Detected:
     encoding: str = "utf-8"
 
 
+def check_regular_file(path: str | Path, role: str = "") -> None:
+    """ImportFailed unless `path` is a regular file (an interaction file, `--times`, `--items`): a
+    missing file, a directory, a FIFO (which would block the reader) or a device such as /dev/zero
+    (which never ends) is refused by name before anything is opened. `role` prefixes the message."""
+    try:
+        regular_file(path)
+    except FileRefused as error:
+        raise ImportFailed(f"{role}{error}") from None
+
+
 def detect_format(path: str | Path, *, format: str | None = None, separator: str | None = None,
                   mapping: dict | None = None, encoding: str | None = None) -> Detected:
     """Guesses the format, separator, header and column mapping of an interaction file; every argument
@@ -59,10 +71,7 @@ def detect_format(path: str | Path, *, format: str | None = None, separator: str
     path = Path(path)
     if format is not None and format not in FORMATS:
         raise ImportFailed(f"{path.name}: unknown format {format!r}; expected one of {', '.join(FORMATS)}")
-    if not path.exists():
-        raise ImportFailed(f"{path}: no such file")
-    if not path.is_file():
-        raise ImportFailed(f"{path}: not a file")
+    check_regular_file(path)
     check_encoding(path, encoding)
     if separator is not None and not (separator == "::" or (len(separator) == 1 and separator not in '"\r\n')):
         raise ImportFailed(f"{path.name}: separator {separator!r} cannot be used; give one character other "

@@ -25,7 +25,7 @@ from engine.core.events import (
     StepFinished,
     Throttle,
 )
-from engine.data.formats import FORMATS, ROLES, Detected, ImportFailed, detect_format
+from engine.data.formats import FORMATS, ROLES, Detected, ImportFailed, check_regular_file, detect_format
 from engine.data.readers import (
     METADATA_FORMATS,
     Parsed,
@@ -119,6 +119,11 @@ def import_file(session: Session | Store | sessionmaker, path: str | Path, *, na
             if session.scalar(sa.select(Dataset.id).where(Dataset.name == name)) is not None:
                 raise ImportFailed(f"a dataset called {name!r} already exists; choose another name or delete it")
             detected = detect_format(path, format=format, separator=separator, mapping=mapping, encoding=encoding)
+            # the side files are checked before the long read of the interactions
+            if times_file is not None:
+                check_regular_file(times_file, "timestamps ")
+            for metadata in metadata_files:
+                check_regular_file(metadata, "item metadata ")
             parsed = read_parsed(path, detected, Path(times_file) if times_file else None, observer, progress)
             titles, features = {}, {}
             for metadata in metadata_files:

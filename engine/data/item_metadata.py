@@ -12,6 +12,7 @@ from engine.data.formats import (
     UTF8_BOM,
     ImportFailed,
     check_encoding,
+    check_regular_file,
     head_lines,
     normal_name,
     split_lines,
@@ -25,8 +26,7 @@ def read_item_metadata(path: str | Path, format: str | None = None,
     """(titles {item id: title}, features {feature name: {item id: [values]}}) from a metadata file:
     MovieLens movies.dat, RecBole .item or an item2attributes JSON. Raises ImportFailed."""
     path = Path(path)
-    if not path.is_file():
-        raise ImportFailed(f"{path}: no such file")
+    check_regular_file(path, "item metadata ")
     check_encoding(path, encoding)
     if format is None:
         suffix = path.suffix.lower()

@@ -15,7 +15,7 @@ from engine.data.parsed_columns import (
     encode,
     parse_numbers,
     parse_times,
-    to_seconds,
+    checked_seconds,
 )
 
 
@@ -66,7 +66,7 @@ def read_parquet(path: Path, detected: Detected, limit_rows: int | None) -> Pars
             seconds = order_time // 1_000_000_000
         else:
             order_time, kind = parse_times(path, strings("time"), mapping["time"], line_of, None)
-            seconds = to_seconds(order_time, kind)
+            seconds = checked_seconds(path, order_time, kind, mapping["time"], line_of)
     if "rating" in mapping:
         ratings = parse_numbers(path, strings("rating"), mapping["rating"], line_of, "rating")
     user_codes, user_names = encode(users.chunks)

@@ -14,6 +14,12 @@ import pyarrow.compute as pc
 from engine.data.formats import ImportFailed
 
 LARGEST_TIME = 2 ** 63 // 1000  # timestamps are kept as int64, decimals in thousandths
+# The one range of a timestamp, whatever its unit: the times pandas' datetime64[ns] holds, so that every
+# stored time can be shown and computed with as a date. Checked once the unit is known (`checked_seconds`);
+# a value int64 cannot even hold gets the same message.
+LARGEST_SECONDS = 2 ** 63 // 10 ** 9  # 9,223,372,036 s: 2262-04-11, and -1 x that: 1677-09-21
+TIME_RANGE = ("a time between 1677-09-21 and 2262-04-11 (in seconds, milliseconds, microseconds or "
+              "nanoseconds since 1970)")
 
 
 @dataclass
@@ -72,7 +78,8 @@ def check_range(path: Path, values: np.ndarray, limit: float, column, name: str,
     bad = ~(np.abs(values) < limit)  # NaN compares False
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        what = f"between -{limit:.3g} and {limit:.3g}" if np.isfinite(values[row]) else "a finite number"
+        what = ("a finite number" if not np.isfinite(values[row])
+                else TIME_RANGE if role == "timestamp" else f"between -{limit:.3g} and {limit:.3g}")
         raise ImportFailed(f"{path.name} line {line_of(row)}, column {name!r}: {role} "
                            f"{column[row].as_py()!r} is not {what}")
 
@@ -123,11 +130,12 @@ def parse_times(path: Path, column: pa.ChunkedArray, name: str, line_of, kind: s
                        f"is not {expected}")
 
 
-def assemble(pieces: dict[str, list], time_kind: str | None) -> Parsed:
+def assemble(pieces: dict[str, list], time_kind: str | None, path: Path, time_column: str | None,
+             line_of) -> Parsed:
     order_time = seconds = None
     if "time" in pieces:
         order_time = np.concatenate(pieces["time"]).astype(np.int64)
-        seconds = to_seconds(order_time, time_kind)
+        seconds = checked_seconds(path, order_time, time_kind, time_column, line_of)
     user_codes, user_names = encode([c for chunk in pieces["user"] for c in chunk.chunks])
     item_codes, item_names = encode([c for chunk in pieces["item"] for c in chunk.chunks])
     return Parsed(
@@ -143,6 +151,20 @@ def encode(chunks) -> tuple[np.ndarray, np.ndarray]:
     encoded = pc.dictionary_encode(array)
     return (encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
             np.asarray(encoded.dictionary.to_pylist(), dtype=object))
+
+
+def checked_seconds(path: Path, order_time: np.ndarray, kind: str | None, name: str, line_of) -> np.ndarray:
+    """Unix seconds of parsed timestamps (`to_seconds`); ImportFailed at the first that lies outside
+    1677-09-21..2262-04-11 once its unit is known (TIME_RANGE)."""
+    seconds = to_seconds(order_time, kind)
+    # floor division puts the earliest nanosecond time, -9,223,372,036.85 s, at -LARGEST_SECONDS - 1
+    bad = (seconds < -LARGEST_SECONDS - 1) | (seconds > LARGEST_SECONDS)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        shown = str(order_time[row] / 1000) if kind == "decimal" else str(order_time[row])
+        raise ImportFailed(f"{path.name} line {line_of(row)}, column {name!r}: timestamp {shown} is not "
+                           f"{TIME_RANGE}")
+    return seconds
 
 
 def to_seconds(values: np.ndarray, kind: str | None) -> np.ndarray:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from engine.core.events import Observer
 from engine.data.delimited import read_delimited
-from engine.data.formats import Detected, ImportFailed, detect_format
+from engine.data.formats import Detected, ImportFailed, check_regular_file, detect_format
 from engine.data.item_metadata import METADATA_FORMATS, read_item_metadata
 from engine.data.parquet_files import read_parquet
 from engine.data.parsed_columns import Parsed
@@ -71,6 +71,8 @@ def read_parsed(path: Path, detected: Detected, times_file: Path | None, observe
     if detected.format == "parquet":
         return read_parquet(path, detected, limit_rows)
     if detected.format == "sequences":
+        if times_file is not None:
+            check_regular_file(times_file, "timestamps ")
         return read_sequences(path, detected, times_file, observer, progress, limit_rows)
     if times_file is not None:
         raise ImportFailed(f"{times_file.name}: a timestamp file goes only with a line-per-user "

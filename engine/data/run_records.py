@@ -1,10 +1,15 @@
-"""Run history in the store: records of runs, their curves (run series) and artifacts, and the
-`RunRecorder` observer that writes a training run's curves as it goes."""
+"""Run history in the store: records of runs, their curves (run series) and artifacts, the
+`RunRecorder` observer that writes a training run's curves as it goes, and who holds a running run (its
+process and host identity, and the `Heartbeat` it renews, by which other hosts judge it alive)."""
 from __future__ import annotations
 
+import functools
 import json
 import os
+import socket
+import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -31,13 +36,20 @@ from engine.data.store_errors import StoreBusy, StoreError, StoreReadOnly
 
 # ---------------------------------------------------------------- run history
 
+# A running run renews its heartbeat this often (seconds). A run held on another host, or in another pid
+# namespace, whose heartbeat is older than the lease is taken for dead: the lease allows for a few missed
+# beats (a store busy for a while) and for clocks of the hosts that differ by up to a few seconds.
+HEARTBEAT_SECONDS = 10.0
+LEASE_SECONDS = 60.0
+
 
 def create_run(session: Session, dataset_name: str, config: dict, device: str) -> int:
     """Records a new run in status "running" and commits; returns its id."""
     dataset = session.scalar(sa.select(Dataset).where(Dataset.name == dataset_name))
+    now = time.time()
     run = Run(dataset_id=dataset.id if dataset else None, dataset_name=dataset_name, config=config,
-              status="running", device=device, started_at=time.time(), version=__version__,
-              pid=os.getpid())
+              status="running", device=device, started_at=now, version=__version__,
+              pid=os.getpid(), host=host_identity(), heartbeat_at=now)
     session.add(run)
     session.commit()
     return run.id
@@ -85,13 +97,23 @@ def fail_run(session: Session, run_id: int, status: str = "failed", error: str |
 
 def reopen_run(session: Session, run_id: int) -> None:
     """Marks an ended, unfinished run "running" again in this process (to resume it); commits.
-    StoreError if it finished or is still running."""
+    StoreError if it finished, if it is still running (its process alive here, or its lease unexpired on
+    another host), or if another process reopened it first."""
     run = _get_run(session, run_id)
     if run.status == "finished":
         raise StoreError(f"run {run_id} has finished; there is nothing to resume")
-    if run.status == "running" and run.pid is not None and process_alive(run.pid):
-        raise StoreError(f"run {run_id} is still running (process {run.pid})")
-    run.status, run.error, run.finished_at, run.seconds, run.pid = "running", None, None, None, os.getpid()
+    if run.status == "running" and holder_alive(run):
+        raise StoreError(f"run {run_id} is still running ({holder(run)})")
+    # Only if the record is still as read: of two processes resuming the run at once, one wins.
+    reopened = session.execute(
+        sa.update(Run).where(Run.id == run_id, Run.status == run.status, Run.pid.is_not_distinct_from(run.pid),
+                             Run.host.is_not_distinct_from(run.host))
+        .values(status="running", error=None, finished_at=None, seconds=None, pid=os.getpid(), host=host_identity(),
+                heartbeat_at=time.time())
+        .execution_options(synchronize_session=False))
+    if reopened.rowcount != 1:
+        session.rollback()
+        raise StoreError(f"run {run_id} was resumed by another process just now")
     session.commit()
 
 
@@ -110,23 +132,50 @@ def latest_artifact(session: Session, run_id: int, kind: str) -> Artifact | None
 def mark_interrupted_runs(session: Session) -> int:
     """Runs still "running" whose process is gone (killed, crashed) become "interrupted"; commits.
 
-    Returns how many (0 when the store cannot be written now: the runs are then listed as recorded).
-    Call at start-up before listing runs."""
+    A run of this host and pid namespace is gone when its process is; a run of another (another machine on
+    a shared store, a container) when its heartbeat is older than LEASE_SECONDS. Returns how many (0 when
+    the store cannot be written now: the runs are then listed as recorded). Call at start-up before
+    listing runs."""
     count = 0
-    for run in session.scalars(sa.select(Run).where(Run.status == "running")):
-        if run.pid is None or not process_alive(run.pid):
-            run.status, run.error = "interrupted", "the process ended before the run finished"
-            count += 1
     try:
+        for run in session.scalars(sa.select(Run).where(Run.status == "running")).all():
+            if holder_alive(run):
+                continue
+            # unless its heartbeat was renewed since it was read
+            marked = session.execute(
+                sa.update(Run).where(Run.id == run.id, Run.status == "running",
+                                     Run.heartbeat_at.is_not_distinct_from(run.heartbeat_at))
+                .values(status="interrupted", error="the process ended before the run finished")
+                .execution_options(synchronize_session=False))
+            count += marked.rowcount
         session.commit()
     except (StoreReadOnly, StoreBusy):  # a role that may only read, or a store busy writing: list as they are
         session.rollback()
         return 0
+    session.expire_all()
     return count
 
 
+def holder_alive(run: Run, now: float | None = None) -> bool:
+    """Whether the process that holds a running run is alive: asked of the process itself when it runs on
+    this host in this pid namespace (or the record is older than host identities), else judged by the
+    run's heartbeat lease."""
+    if run.host is None or run.host == host_identity():
+        return run.pid is not None and process_alive(run.pid)
+    now = time.time() if now is None else now
+    return run.heartbeat_at is not None and now - run.heartbeat_at < LEASE_SECONDS
+
+
+def holder(run: Run) -> str:
+    """Who holds a run, for messages: "process 123", or "process 123 on HOST, last heartbeat 4 s ago"."""
+    if run.host is None or run.host == host_identity():
+        return f"process {run.pid}"
+    since = f"{time.time() - run.heartbeat_at:.0f} s ago" if run.heartbeat_at is not None else "never"
+    return f"process {run.pid} on {run.host.split(' ', 1)[0]}, last heartbeat {since}"
+
+
 def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine (one of another user's counts)."""
+    """Whether a process with this id runs on this machine, in this pid namespace (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -134,6 +183,62 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@functools.cache
+def host_identity() -> str:
+    """This host and pid namespace, as runs record who holds them: host name, boot id and pid namespace
+    (the last two where Linux tells them). A pid names a process only among processes of one identity."""
+    parts = [socket.gethostname()]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+    except OSError:
+        pass
+    try:
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        pass
+    return " ".join(parts)[:300]
+
+
+def renew_heartbeat(session: Session, run_id: int) -> bool:
+    """Renews the heartbeat of a run this process holds (running, or marked interrupted while its process
+    was paused beyond the lease: running again); commits. False if another process holds it now."""
+    renewed = session.execute(
+        sa.update(Run).where(Run.id == run_id, Run.pid == os.getpid(), Run.host == host_identity(),
+                             Run.status.in_(("running", "interrupted")))
+        .values(status="running", error=None, heartbeat_at=time.time())
+        .execution_options(synchronize_session=False))
+    session.commit()
+    return renewed.rowcount == 1
+
+
+class Heartbeat:
+    """Renews a run's heartbeat every `seconds` (default HEARTBEAT_SECONDS) on a daemon thread, through
+    its own Sessions, while the run trains, evaluates or saves: `with Heartbeat(store.session, run_id): ...`.
+    A beat the store cannot take (busy, full) is skipped; the lease allows for it."""
+
+    def __init__(self, sessions: sessionmaker[Session], run_id: int, seconds: float | None = None) -> None:
+        self._sessions, self.run_id = sessions, run_id
+        self.seconds = HEARTBEAT_SECONDS if seconds is None else seconds
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"run-{run_id}-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self.seconds):
+            try:
+                with self._sessions() as session:
+                    renew_heartbeat(session, self.run_id)
+            except (StoreError, sa.exc.SQLAlchemyError):
+                pass
 
 
 def list_runs(session: Session, dataset_name: str | None = None) -> list[Run]:

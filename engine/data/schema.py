@@ -1,5 +1,5 @@
-"""The store's tables (SQLAlchemy 2.0 typed models): datasets, users, items, interactions, runs, run series
-and artifacts.
+"""The store's tables (SQLAlchemy 2.0 typed models): datasets, users, items, interactions, runs, run series,
+artifacts and the store's identity.
 
 Interactions are written in bulk by `engine.data.importers` in the order of their sequences: a dataset's
 interactions have the consecutive ids `first_interaction_id + position`, where `position` is the 0-based
@@ -98,6 +98,23 @@ class Run(Base):
     version: Mapped[str] = mapped_column(sa.String(50))  # engine.__version__ that made the run
     error: Mapped[str | None] = mapped_column(sa.Text)
     pid: Mapped[int | None]
+    # Who holds a running run: `pid` on `host` (run_records.host_identity(): host name, boot id, pid
+    # namespace), which renews `heartbeat_at` (unix seconds) while it runs. None in runs of older releases.
+    host: Mapped[str | None] = mapped_column(sa.String(300))
+    heartbeat_at: Mapped[float | None]
+
+
+class StoreIdentity(Base):
+    """The store's identity: one row, written when the store is created or upgraded to schema 0003. Its
+    runs keep their bundles and checkpoints in a folder named by `id`, which no other store shares."""
+
+    __tablename__ = "store_identity"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)  # a uuid4
+    created_at: Mapped[float]  # unix seconds
+    # Runs up to this id were made before the store had an identity: their checkpoints are in the folder
+    # that every store of a release before 0003 shared (their bundles' paths are in the artifacts).
+    legacy_runs_upto: Mapped[int]
 
 
 class RunSeries(Base):

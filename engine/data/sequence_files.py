@@ -12,7 +12,7 @@ import pyarrow as pa
 from engine.core.events import Observer
 from engine.data.delimited import blocks, decode_check
 from engine.data.formats import Detected, ImportFailed, split_lines
-from engine.data.parsed_columns import Parsed, encode, parse_times, to_seconds
+from engine.data.parsed_columns import Parsed, checked_seconds, encode, parse_times
 
 
 def read_sequences(path: Path, detected: Detected, times_file: Path | None, observer: Observer,
@@ -38,7 +38,7 @@ def read_sequences(path: Path, detected: Detected, times_file: Path | None, obse
             return int(np.searchsorted(line_starts, row, side="right"))
 
         order_time, kind = parse_times(times_file, column, "timestamp", line_of, None)
-        seconds = to_seconds(order_time, kind)
+        seconds = checked_seconds(times_file, order_time, kind, "timestamp", line_of)
     line_user_codes, user_names = pd.factorize(users, sort=False)
     item_codes, item_names = encode([pa.array(items, pa.string())])
     return Parsed(user_codes=np.repeat(line_user_codes.astype(np.int64), counts),

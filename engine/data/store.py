@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.config import RunConfig
 from engine.data.migrations import upgrade_to_head
-from engine.data.schema import Dataset, Interaction, Item, Run, User
+from engine.data.schema import Dataset, Interaction, Item, Run, StoreIdentity, User
 from engine.data.sequences import InteractionLog
 from engine.data.store_errors import (
     BUSY_TIMEOUT_SECONDS,
@@ -52,6 +52,17 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @functools.cached_property
+    def identity(self) -> StoreIdentity:
+        """The store's own identity (`.id`, a uuid recorded in the store): names the folder of its runs' files."""
+        with self.session() as session:
+            return store_identity(session)
+
+
+def store_identity(session: Session) -> StoreIdentity:
+    """The identity row of the store `session` is on (every store migrated to schema 0003 has one)."""
+    return session.scalars(sa.select(StoreIdentity)).one()
 
 
 def default_store_url() -> str:

@@ -82,7 +82,6 @@ def sample_negatives(data: SequenceData, count: int, by: str, seed: int) -> np.n
     return out
 
 
-@torch.no_grad()
 def evaluate(model, data: SequenceData, split: str, protocol: str = "full", negatives: int = 100,
              seed: int = 0, batch_size: int = 256, observer: Observer | None = None) -> dict[str, float]:
     """HR/NDCG/MRR@5/10/20 of `model` on the `valid` or `test` targets of every user.
@@ -90,6 +89,16 @@ def evaluate(model, data: SequenceData, split: str, protocol: str = "full", nega
     Full ranking masks the user's other history items. Sampled protocols draw their negatives from
     `seed` (the same for every model, so that runs compare).
     """
+    return metrics_from_ranks(target_ranks(model, data, split, protocol, negatives, seed, batch_size, observer))
+
+
+@torch.no_grad()
+def target_ranks(model, data: SequenceData, split: str, protocol: str = "full", negatives: int = 100,
+                 seed: int = 0, batch_size: int = 256, observer: Observer | None = None,
+                 scorers=None) -> np.ndarray:
+    """The 0-based rank of every user's `split` target, in user order: (n_users,), or (len(scorers),
+    n_users) when `scorers` gives several ways to score a batch from the model's input (each
+    `inputs -> (B, N + 1)` scores; all from one pass over the users). Ranking as in `evaluate`."""
     observer = observer or Observer()
     model.eval()
     device = next(model.parameters()).device
@@ -97,7 +106,8 @@ def evaluate(model, data: SequenceData, split: str, protocol: str = "full", nega
     targets = data.targets(split)
     sampled = None if protocol == "full" else sample_negatives(data, negatives, protocol, seed)
     cut = 2 if split == "valid" else 1
-    ranks = []
+    scorers = [model] if scorers is None else scorers
+    ranks = np.zeros((len(scorers), data.n_users), dtype=np.int64)
     # Users in order of history length, each batch cut to its longest history: the same scores as
     # batches padded to T (the models ignore padding), computing almost only real positions.
     by_length = np.argsort(data.history_lengths(split), kind="stable")
@@ -105,18 +115,22 @@ def evaluate(model, data: SequenceData, split: str, protocol: str = "full", nega
         observer.check()
         users = by_length[start:start + batch_size]
         inputs = torch.from_numpy(data.histories(split, T, users, trim=True)).to(device)
-        scores = model(inputs)  # (B, N + 1)
         target = torch.from_numpy(targets[users]).to(device)
+        history = None
         if sampled is None:
             rows, items = _history_cells(data, users, cut)
-            target_scores = scores.gather(1, target[:, None])
-            scores[torch.from_numpy(rows).to(device), torch.from_numpy(items).to(device)] = float("-inf")
-            scores.scatter_(1, target[:, None], target_scores)
-            ranks.append(rank_of_target(scores, target).cpu())
-        else:
-            candidates = torch.cat([target[:, None], torch.from_numpy(sampled[users]).to(device)], dim=1)
-            ranks.append(rank_of_target(scores.gather(1, candidates), 0).cpu())
-    return metrics_from_ranks(torch.cat(ranks).numpy())
+            history = torch.from_numpy(rows).to(device), torch.from_numpy(items).to(device)
+        for row, scorer in enumerate(scorers):
+            scores = scorer(inputs)  # (B, N + 1)
+            if sampled is None:
+                target_scores = scores.gather(1, target[:, None])
+                scores[history] = float("-inf")
+                scores.scatter_(1, target[:, None], target_scores)
+                ranks[row, users] = rank_of_target(scores, target).cpu().numpy()
+            else:
+                candidates = torch.cat([target[:, None], torch.from_numpy(sampled[users]).to(device)], dim=1)
+                ranks[row, users] = rank_of_target(scores.gather(1, candidates), 0).cpu().numpy()
+    return ranks[0] if len(scorers) == 1 else ranks
 
 
 def _history_cells(data: SequenceData, users: np.ndarray, cut: int) -> tuple[np.ndarray, np.ndarray]:

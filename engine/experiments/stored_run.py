@@ -13,16 +13,19 @@ import traceback
 from pathlib import Path
 
 import platformdirs
+import sqlalchemy as sa
 
 from engine.core.config import RunConfig
 from engine.core.events import Cancelled, Message, Observer
 from engine.data.run_records import (
+    Heartbeat,
     RunRecorder,
     add_artifact,
     create_run,
     fail_run,
     finish_run,
     get_run,
+    holder,
     mark_interrupted_runs,
     reopen_run,
     truncate_series,
@@ -37,7 +40,14 @@ from engine.training.runner import RunResult, check_resumable, fit_to_data, run_
 
 
 def bundle_folder(store: Store) -> Path:
-    """Where a store keeps its runs' model bundles: beside a SQLite file, else in the user data folder."""
+    """Where a store keeps its runs' model bundles and checkpoints: a folder named by the store's identity,
+    in `runs/` beside a SQLite file, else in the user data folder. No other store writes there (two stores
+    in one folder, or several PostgreSQL databases, each have their own)."""
+    return _shared_runs_folder(store) / store.identity.id
+
+
+def _shared_runs_folder(store: Store) -> Path:
+    """The `runs/` folder that every store of its place shared before stores had an identity (schema 0003)."""
     path = sqlite_path(store.url)
     if path is not None:
         return path.resolve().parent / "runs"
@@ -49,6 +59,18 @@ def checkpoint_file(store: Store, run_id: int) -> Path:
     return bundle_folder(store) / f"run-{run_id}.checkpoint.safetensors"
 
 
+def existing_checkpoint(store: Store, run_id: int) -> Path:
+    """The run's checkpoint to resume from: its own, or for a run made before the store had an identity,
+    the one it left in the shared folder (a checkpoint of another store's run of that id is refused on
+    loading: its data fingerprint differs). `checkpoint_file` when there is neither."""
+    own = checkpoint_file(store, run_id)
+    if not own.exists() and run_id <= store.identity.legacy_runs_upto:
+        legacy = _shared_runs_folder(store) / own.name
+        if legacy.exists():
+            return legacy
+    return own
+
+
 RESUMABLE_STATUSES = ("interrupted", "cancelled", "failed")
 
 
@@ -58,7 +80,7 @@ def can_resume(store: Store, run_id: int, status: str | None = None) -> bool:
     if status is None:
         with store.session() as session:
             status = get_run(session, run_id).status
-    return status in RESUMABLE_STATUSES and checkpoint_file(store, run_id).exists()
+    return status in RESUMABLE_STATUSES and existing_checkpoint(store, run_id).exists()
 
 
 def run_on_dataset(store: Store, dataset_name: str, config: RunConfig,
@@ -92,9 +114,10 @@ def resume_run(store: Store, run_id: int, observer: Observer | None = None) -> R
         if run.status == "finished":
             raise StoreError(f"run {run_id} has finished; there is nothing to resume")
         if run.status == "running":
-            raise StoreError(f"run {run_id} is still running (process {run.pid})")
+            raise StoreError(f"run {run_id} is still running ({holder(run)})")
         dataset_name = run.dataset_name
-    checkpoint = load_checkpoint(checkpoint_file(store, run_id))
+    resumed_from = existing_checkpoint(store, run_id)
+    checkpoint = load_checkpoint(resumed_from)
     config = RunConfig.from_dict(checkpoint.config)
     with store.session() as session:
         log = load_log(session, dataset_name)
@@ -104,7 +127,9 @@ def resume_run(store: Store, run_id: int, observer: Observer | None = None) -> R
         reopen_run(session, run_id)
         truncate_series(session, run_id, checkpoint.phase, checkpoint.step, checkpoint.epoch)
     observer.emit(Message(f"resuming run {run_id} after {checkpoint.phase} epoch {checkpoint.epoch}"))
-    return _record(store, run_id, data, config, observer, resume=checkpoint)
+    result = _record(store, run_id, data, config, observer, resume=checkpoint)
+    resumed_from.unlink(missing_ok=True)  # a checkpoint left in the shared folder; the run's own one is gone already
+    return result
 
 
 def _record(store: Store, run_id: int, data, config: RunConfig, observer: Observer,
@@ -112,16 +137,18 @@ def _record(store: Store, run_id: int, data, config: RunConfig, observer: Observ
     """Runs (or resumes) a recorded run: curves into the store, checkpoints beside it, the bundle at the end."""
     recorder = RunRecorder(store.session, run_id, observer)
     checkpoint = checkpoint_file(store, run_id)
-    try:
-        result = run_automlp(data, config, recorder, checkpoint_path=checkpoint, resume=resume)
-        recorder.close()
-        path = save_bundle(result, data, bundle_folder(store) / f"run-{run_id}", overwrite=True, observer=observer)
-        with store.session() as session:
-            add_artifact(session, run_id, str(path), "bundle", bundle_digest(path))
-            finish_run(session, run_id, result.chosen_length, _final_metrics(result), sum(result.seconds.values()))
-    except BaseException as error:
-        _record_failure(store, run_id, recorder, error)
-        raise
+    with Heartbeat(store.session, run_id):  # so that other hosts on the store see it running
+        try:
+            result = run_automlp(data, config, recorder, checkpoint_path=checkpoint, resume=resume)
+            recorder.close()
+            path = save_bundle(result, data, bundle_folder(store) / f"run-{run_id}", overwrite=True, observer=observer)
+            with store.session() as session:
+                add_artifact(session, run_id, str(path), "bundle", bundle_digest(path))
+                finish_run(session, run_id, result.chosen_length, _final_metrics(result),
+                           sum(result.seconds.values()))
+        except BaseException as error:
+            _record_failure(store, run_id, recorder, error)
+            raise
     checkpoint.unlink(missing_ok=True)  # the bundle now holds what matters
     return result
 
@@ -130,7 +157,7 @@ def _final_metrics(result: RunResult) -> dict:
     summary = result.summary()
     metrics = {"test": summary["test_metrics"], "valid": summary["valid_metrics"],
                "valid_protocol": summary["valid_protocol"], "best_epoch": summary["best_epoch"],
-               "seconds": summary["seconds"]}
+               "seconds": summary["seconds"], "by_length": summary["by_length"]}
     if "search" in summary:
         metrics["search"] = {key: summary["search"][key]
                              for key in ("candidates", "final_weights", "margin", "noise", "decisive", "reason",
@@ -140,12 +167,12 @@ def _final_metrics(result: RunResult) -> dict:
 
 def _record_failure(store: Store, run_id: int, recorder: RunRecorder, error: BaseException) -> None:
     """Ends the run's record as cancelled or failed, with the error. The store may be what failed (full,
-    read-only): the last curve points are then dropped, and a full store that cannot take the whole
-    traceback gets the one-line message. If even that cannot be written, the record stays `running` until
-    the next start marks it `interrupted`."""
+    read-only, locked, any database error): the last curve points are then dropped, and a store that cannot
+    take the whole traceback gets the one-line message, each try in a fresh session. If even that cannot be
+    written, the record stays `running` until its process is gone and the next start marks it `interrupted`."""
     try:
         recorder.close()
-    except StoreError:
+    except (StoreError, sa.exc.SQLAlchemyError):
         pass  # the status matters more than the last few points
     status = "cancelled" if isinstance(error, (Cancelled, KeyboardInterrupt)) else "failed"
     texts = ("".join(traceback.format_exception(error)).strip(), f"{type(error).__name__}: {error}"[:1000])
@@ -154,5 +181,5 @@ def _record_failure(store: Store, run_id: int, recorder: RunRecorder, error: Bas
             with store.session() as session:
                 fail_run(session, run_id, status, text)
             return
-        except StoreError:
+        except (StoreError, sa.exc.SQLAlchemyError):
             continue

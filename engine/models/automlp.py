@@ -105,7 +105,9 @@ class BandedTokenLinear(nn.Module):
     """The same map as MaskedTokenLinear for a narrow band, stored as its diagonals: y_t = sum_j w[t, j] x_{t-j} + b_t.
 
     A dense n x n product costs n^2 per channel whatever the band; the diagonals cost n (look_back + 1),
-    which makes the short-term modules of small k nearly free.
+    which makes the short-term modules of small k nearly free on long windows. On short ones (a batch cut
+    to a few positions) one dense product of the band beats look_back shifted copies, each a separate
+    kernel forward and backward: then the diagonals are laid out as that dense band.
     """
 
     def __init__(self, n: int, look_back: int) -> None:
@@ -118,6 +120,9 @@ class BandedTokenLinear(nn.Module):
     def forward(self, x: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
         """x: (m_in, ...) the trailing m_in positions -> (n_out, ...) the trailing n_out outputs."""
         m_in, n_out = x.shape[0], n_out or x.shape[0]
+        if self.look_back > 0 and (self.look_back + 1) * DIAGONALS_PER_POSITION > m_in:
+            out = torch.addmm(self.bias[-n_out:, None], self.dense_band(n_out, m_in), x.reshape(m_in, -1))
+            return out.view(n_out, *x.shape[1:])
         column = (n_out,) + (1,) * (x.dim() - 1)
         weight = self.weight[-n_out:]
         out = x[m_in - n_out:] * weight[:, 0].view(column) + self.bias[-n_out:].view(column)
@@ -131,9 +136,21 @@ class BandedTokenLinear(nn.Module):
             out = out + piece * weight[:, j].view(column)
         return out
 
+    def dense_band(self, n_out: int, m_in: int) -> torch.Tensor:
+        """(n_out, m_in) the map's matrix from the trailing m_in inputs to the trailing n_out outputs."""
+        device = self.weight.device
+        offsets = (torch.arange(m_in - n_out, m_in, device=device)[:, None]
+                   - torch.arange(m_in, device=device)[None, :])  # j = t - s
+        inside = (offsets >= 0) & (offsets <= self.look_back)
+        band = self.weight[-n_out:].gather(1, offsets.clamp(0, self.look_back))
+        return band * inside
+
 
 # Above this many diagonals a dense masked product is faster than summing shifted copies.
 MAX_DIAGONALS = 16
+# A banded map sums its diagonals only where the input has at least this many positions per diagonal;
+# below, one dense product of the band is faster (on a CPU, Sports' 16-position windows: see BENCHMARKS.md).
+DIAGONALS_PER_POSITION = 8
 
 
 def causal_token_linear(n: int, look_back: int) -> nn.Module:
@@ -198,10 +215,35 @@ class ChannelMixer(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:  # (n, B, D) -> (n, B, D)
+    def forward(self, x: torch.Tensor, real: torch.Tensor | None = None,
+                real_rows: torch.Tensor | None = None) -> torch.Tensor:  # (n, B, D) -> (n, B, D)
+        """With `real_rows` (the flat indices of x's real positions, from `packed_rows`), only those
+        positions are computed: the map is per position, and padding's output is 0 either way."""
+        if real_rows is not None:
+            flat = x.reshape(-1, x.shape[-1])
+            rows = flat.index_select(0, real_rows)
+            return torch.zeros_like(flat).index_copy(0, real_rows, self._block(rows)).view(x.shape)
+        return _keep(self._block(x), real)
+
+    def _block(self, x: torch.Tensor) -> torch.Tensor:
         # Dropout on each block's output only: on a CPU, drawing the masks cost a quarter of a training
         # step when the hidden activations were dropped too (profiled on MovieLens-1M).
-        return _keep(x + self.dropout(self.fc2(F.gelu(self.fc1(self.norm(x))))), real)
+        return x + self.dropout(self.fc2(F.gelu(self.fc1(self.norm(x)))))
+
+
+# Channel maps skip padding when at most this share of a batch's positions is real: gathering the rest
+# and scattering it back costs less than computing the padding (Sports' training windows are 80% padding).
+PACK_BELOW = 0.75
+
+
+def packed_rows(real: torch.Tensor | None) -> torch.Tensor | None:
+    """The flat indices of the real positions of `real` (n, B, 1), or None when too few positions are
+    padding for packing to pay (or there is no padding mask)."""
+    if real is None:
+        return None
+    flags = real.reshape(-1)
+    rows = torch.nonzero(flags).squeeze(1)
+    return rows if rows.numel() <= PACK_BELOW * flags.numel() else None
 
 
 class SRSMLP(nn.Module):
@@ -232,8 +274,9 @@ class SRSMLP(nn.Module):
             self._receptive_field = needed
 
     def forward(self, x: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:  # (n, B, D) -> (n, B, D)
+        real_rows = packed_rows(real) if self.training else None  # evaluation batches are nearly all real
         for sequence_mixer, channel_mixer in zip(self.sequence_mixers, self.channel_mixers):
-            x = channel_mixer(sequence_mixer(x, real), real)
+            x = channel_mixer(sequence_mixer(x, real), real, real_rows)
         return x
 
     def last(self, x: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:

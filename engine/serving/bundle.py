@@ -22,9 +22,11 @@ import json
 import os
 import platform
 import shutil
+import stat
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +37,7 @@ import torch
 
 from engine.core.config import ConfigError, RunConfig
 from engine.core.events import Observer, PhaseFinished, PhaseStarted, StepFinished
+from engine.core.files import MiB, FileRefused, kind_of, read_bounded, regular_file
 from engine.core.version import __version__
 from engine.data.run_records import process_alive
 from engine.data.sequences import ItemFeatureTable, SequenceData
@@ -46,6 +49,9 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 DATA = "data.safetensors"
 ONNX = "model.onnx"
+# config.json holds the whole user and item vocabulary: about 40 MB for a million users; a larger one is
+# refused before it is read
+MAX_CONFIG_BYTES = 512 * MiB
 
 
 class BundleError(ValueError):
@@ -229,7 +235,8 @@ def bundle_digest(path: str | Path) -> str:
     """The sha256 that identifies a bundle (folder or zip): that of its config.json, which records the
     sha256 of every other file. What a run stores with its "bundle" artifact."""
     path = Path(path)
-    return hashlib.sha256(_read_config_bytes(path)).hexdigest()
+    with _Entries(path) as entries:
+        return hashlib.sha256(_config_bytes(path, entries)).hexdigest()
 
 
 # ---------------------------------------------------------------- loading
@@ -242,11 +249,13 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
     schema"), every listed file present with its recorded size and sha256 ("truncated", "tampered"),
     the safetensors files parse ("corrupt"), the weights fit the recorded shape ("mismatched"), and the
     rebuilt sequences have the recorded fingerprint ("tampered"). Raises BundleError naming the problem.
+    Only config.json and the files it lists are read, each after its size is checked; nothing else in
+    the folder or zip is opened.
     """
     path = Path(path)
-    files = _read_files(path)
-    info = _read_config(path, files)
-    _verify_files(path, info, files)
+    with _Entries(path) as entries:
+        info = _read_config(path, _config_bytes(path, entries))
+        files = _read_listed_files(path, info, entries)
     try:
         shape_values = dict(info["shape"])
         for key in ("candidate_lengths", "feature_sizes", "feature_widths"):
@@ -271,32 +280,90 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
     return Bundle(model, data, config, chosen, info.get("metrics", {}), info, path)
 
 
-def _read_files(path: Path) -> dict[str, bytes]:
-    if path.is_dir():
-        return {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
-    if not path.exists():
-        raise BundleError(f"{path} does not exist")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return {name: archive.read(name) for name in archive.namelist() if "/" not in name}
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise BundleError(f"corrupt: {path.name} is neither a bundle folder nor a readable zip ({exc})") from exc
+class _Entries:
+    """The files of a bundle folder or zip, each read only when asked for and only after its size (the
+    file's, or the zip entry's `file_size`) is checked against a limit. A FIFO, a device or any other
+    non-regular file, given as the bundle or found under a listed name, is refused without opening it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.archive = path, None
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            raise BundleError(f"{path} does not exist") from None
+        except OSError as error:
+            raise BundleError(f"{path} cannot be read ({error.strerror or error})") from None
+        if stat.S_ISDIR(mode):
+            return
+        if not stat.S_ISREG(mode):
+            raise BundleError(f"{path}: not a regular file ({kind_of(mode)}); a bundle is a folder or a .zip")
+        try:
+            self.archive = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+            raise BundleError(f"corrupt: {path.name} is neither a bundle folder nor a readable zip ({exc})") from exc
+
+    def __enter__(self) -> "_Entries":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.archive is not None:
+            self.archive.close()
+
+    def size(self, name: str) -> int | None:
+        """The size in bytes of the entry `name`, None if there is none."""
+        if self.archive is not None:
+            try:
+                return self.archive.getinfo(name).file_size
+            except KeyError:
+                return None
+        file = self.path / name
+        if not os.path.lexists(file):
+            return None
+        try:
+            return regular_file(file).st_size
+        except FileRefused as error:
+            raise BundleError(f"corrupt: {self.path.name}/{name}: {_after_path(error)}") from None
+
+    def read(self, name: str, limit: int) -> bytes:
+        """The bytes of the entry `name`, refused if it holds more than `limit`."""
+        if self.archive is None:
+            try:
+                return read_bounded(self.path / name, limit)
+            except FileRefused as error:
+                raise BundleError(f"corrupt: {self.path.name}/{name}: {_after_path(error)}") from None
+        entry = self.archive.getinfo(name)
+        if entry.file_size > limit:
+            raise BundleError(f"corrupt: {self.path.name}/{name} holds {entry.file_size:,} bytes, more than "
+                              f"the {limit:,} expected")
+        try:
+            with self.archive.open(entry) as handle:
+                return handle.read(limit)
+        except (zipfile.BadZipFile, EOFError, OSError, zlib.error, NotImplementedError, RuntimeError) as exc:
+            raise BundleError(f"corrupt: {self.path.name}/{name} cannot be unpacked ({exc})") from exc
 
 
-def _read_config_bytes(path: Path) -> bytes:
-    files = _read_files(path)
-    if CONFIG not in files:
+def _after_path(error: FileRefused) -> str:
+    """A FileRefused message without the path it starts with ("not a regular file (a FIFO)")."""
+    return str(error).split(": ", 1)[-1]
+
+
+def _config_bytes(path: Path, entries: _Entries) -> bytes:
+    size = entries.size(CONFIG)
+    if size is None:
         raise BundleError(f"corrupt: {path.name} has no {CONFIG}; it is not a model bundle")
-    return files[CONFIG]
+    if size > MAX_CONFIG_BYTES:
+        raise BundleError(f"corrupt: {path.name}/{CONFIG} holds {size:,} bytes, more than the "
+                          f"{MAX_CONFIG_BYTES:,} a bundle's description may")
+    return entries.read(CONFIG, MAX_CONFIG_BYTES)
 
 
-def _read_config(path: Path, files: dict[str, bytes]) -> dict:
-    if CONFIG not in files:
-        raise BundleError(f"corrupt: {path.name} has no {CONFIG}; it is not a model bundle")
+def _read_config(path: Path, blob: bytes) -> dict:
     try:
-        info = json.loads(files[CONFIG].decode("utf-8"))
+        info = json.loads(blob.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"corrupt: {path.name}/{CONFIG} is not valid JSON ({exc})") from exc
+    except RecursionError:
+        raise BundleError(f"corrupt: {path.name}/{CONFIG} is not a bundle description (nested too deeply)") from None
     if not isinstance(info, dict) or not isinstance(info.get("schema_version"), int):
         raise BundleError(f"corrupt: {path.name}/{CONFIG} has no schema_version")
     if info["schema_version"] > SCHEMA_VERSION:
@@ -307,15 +374,31 @@ def _read_config(path: Path, files: dict[str, bytes]) -> dict:
     return info
 
 
-def _verify_files(path: Path, info: dict, files: dict[str, bytes]) -> None:
+def _read_listed_files(path: Path, info: dict, entries: _Entries) -> dict[str, bytes]:
+    """The files config.json lists, each checked for its recorded size before it is read and for its
+    sha256 after."""
+    files = {}
     for name, expected in info["files"].items():
-        if name not in files:
+        if not (isinstance(expected, dict) and isinstance(expected.get("bytes"), int)
+                and isinstance(expected.get("sha256"), str)):
+            raise BundleError(f"corrupt: {path.name}/{CONFIG} gives no size and sha256 for {name!r}")
+        if name in ("", ".", "..", CONFIG) or "/" in name or "\\" in name:
+            raise BundleError(f"corrupt: {path.name}/{CONFIG} lists {name!r}, which is not a file of a bundle")
+        size = entries.size(name)
+        if size is None:
             raise BundleError(f"truncated: {path.name} lacks {name}, which its {CONFIG} lists")
-        blob = files[name]
-        if len(blob) < expected["bytes"]:
+        if size < expected["bytes"]:
+            raise BundleError(f"truncated: {path.name}/{name} has {size} of its {expected['bytes']} bytes")
+        if size > expected["bytes"]:
+            raise BundleError(f"tampered: {path.name}/{name} has {size} bytes, not the {expected['bytes']} "
+                              f"its {CONFIG} records")
+        blob = entries.read(name, expected["bytes"])
+        if len(blob) < expected["bytes"]:  # shrank while being read
             raise BundleError(f"truncated: {path.name}/{name} has {len(blob)} of its {expected['bytes']} bytes")
         if hashlib.sha256(blob).hexdigest() != expected["sha256"]:
             raise BundleError(f"tampered: {path.name}/{name} does not match the sha256 in {CONFIG}")
+        files[name] = blob
+    return files
 
 
 def _load_tensors(path: Path, name: str, blob: bytes) -> dict[str, torch.Tensor]:

@@ -7,8 +7,10 @@ ties count against the target. So `target_rank` here equals the rank that HR/NDC
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from engine.core.events import (
     StepFinished,
     Throttle,
 )
+from engine.core.files import kind_of
 from engine.data.sequences import SequenceData
 from engine.evaluation.metrics import rank_of_target
 from engine.models.automlp import AutoMLP
@@ -257,6 +260,8 @@ def recommend_all_to_csv(model: AutoMLP, data: SequenceData, path: str | Path, n
     Users are scored `batch_size` at a time on the model's device and streamed to a temporary file beside
     `path`, renamed into place only at the end: a cancel (`Cancelled` from the observer) or an error
     leaves no file behind. Progress: PhaseStarted/StepFinished/PhaseFinished of phase "recommend".
+    A path that cannot be written (a folder, a device, a missing or read-only folder, a full disk) raises
+    RecommendError naming it and the cause; the file gets the permissions the umask gives any new file.
     """
     _check(data, model, n, split)
     observer = observer or Observer()
@@ -269,7 +274,7 @@ def recommend_all_to_csv(model: AutoMLP, data: SequenceData, path: str | Path, n
     total = (data.n_users + batch_size - 1) // batch_size
     observer.emit(PhaseStarted("recommend", total, f"top {n} for {data.n_users} users"))
     clock, throttle = StepClock(total), Throttle()
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    handle, temporary = _open_part(path)
     written = 0
     try:
         with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
@@ -303,11 +308,44 @@ def recommend_all_to_csv(model: AutoMLP, data: SequenceData, path: str | Path, n
                 if throttle.ready(force=step == total):
                     observer.emit(StepFinished("recommend", step, total, eta_seconds=clock.eta(step)))
         os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise _csv_error(path, error) from None
         raise
     observer.emit(PhaseFinished("recommend", clock.elapsed))
     return written
+
+
+def _open_part(path: Path) -> tuple[int, Path]:
+    """A new temporary file beside `path` (descriptor, path), created as `open` creates files, so that the
+    umask sets its permissions; RecommendError if `path` cannot be a CSV file."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as error:
+        raise _csv_error(path, error) from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise RecommendError(f"{path} is a directory; give the CSV a file name, such as {path / 'recommendations.csv'}")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise RecommendError(f"{path} is not a regular file ({kind_of(mode)}); give the CSV a file name")
+    temporary = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part"
+    try:
+        return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
+    except OSError as error:
+        raise _csv_error(path, error) from None
+
+
+def _csv_error(path: Path, error: OSError) -> RecommendError:
+    if error.errno == errno.ENOENT:
+        return RecommendError(f"the recommendations cannot be written to {path}: the folder {path.parent} does "
+                              "not exist")
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RecommendError(f"the disk is full: the recommendations could not be written to {path}; nothing "
+                              "was changed there; free some space and try again")
+    return RecommendError(f"the recommendations could not be written to {path}: {error.strerror or error}; "
+                          "nothing was changed there")
 
 
 @torch.inference_mode()

@@ -43,6 +43,6 @@ def run_baseline(data: SequenceData, config: RunConfig, observer: Observer | Non
     observer.emit(Message(f"SASRec baseline on {data.name}: {data.n_users} users, {data.n_items} items; "
                           f"device {device}; mode {config.mode}"))
     trained = train_baseline(data, config, observer, device, num_heads)
-    test, evaluate_seconds = evaluate_test(trained.model, data, config, observer)
+    test, evaluate_seconds, by_length = evaluate_test(trained.model, data, config, observer)
     seconds = {"retrain": trained.seconds, "evaluate": evaluate_seconds}
-    return RunResult(config, str(device), None, trained.model, None, trained, test, seconds)
+    return RunResult(config, str(device), None, trained.model, None, trained, test, seconds, by_length)

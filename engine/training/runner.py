@@ -19,6 +19,7 @@ from engine.core.events import (
     SearchDecided,
 )
 from engine.data.sequences import SequenceData
+from engine.evaluation.by_length import metrics_by_length
 from engine.evaluation.metrics import evaluate, protocol_label
 from engine.models.automlp import AutoMLP
 from engine.training.checkpoint import Checkpoint, CheckpointError, save_checkpoint
@@ -40,6 +41,7 @@ class RunResult:
     retrain: RetrainResult
     test_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # protocol label -> metrics
     seconds: dict[str, float] = field(default_factory=dict)  # phase -> wall seconds
+    by_length: list[dict] = field(default_factory=list)  # test metrics per history-length bucket (full ranking)
 
     def summary(self) -> dict:
         """Everything but the model, as plain JSON-ready values."""
@@ -53,6 +55,7 @@ class RunResult:
             "epochs": self.retrain.history,
             "test_metrics": self.test_metrics,
             "seconds": self.seconds,
+            "by_length": self.by_length,
         }
         if self.search is not None:
             out["search"] = {
@@ -122,8 +125,8 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
                         resume=resume if resume is not None and resume.phase == "retrain" else None,
                         on_epoch_end=on_epoch_end)
     seconds["retrain"] = retrained.seconds
-    test, seconds["evaluate"] = evaluate_test(retrained.model, data, config, observer)
-    return RunResult(config, str(device), chosen, retrained.model, found, retrained, test, seconds)
+    test, seconds["evaluate"], by_length = evaluate_test(retrained.model, data, config, observer)
+    return RunResult(config, str(device), chosen, retrained.model, found, retrained, test, seconds, by_length)
 
 
 def fit_to_data(config: RunConfig, data: SequenceData, observer: Observer | None = None) -> RunConfig:
@@ -137,16 +140,19 @@ def fit_to_data(config: RunConfig, data: SequenceData, observer: Observer | None
     return fitted
 
 
-def evaluate_test(model, data: SequenceData, config: RunConfig, observer: Observer) -> tuple[dict, float]:
-    """The test metrics under every reported protocol ({label: metrics}) and the seconds they took."""
+def evaluate_test(model, data: SequenceData, config: RunConfig,
+                  observer: Observer) -> tuple[dict, float, list[dict]]:
+    """The test metrics under every reported protocol ({label: metrics}), the seconds they took, and the
+    full-ranking metrics per history-length bucket (engine.evaluation.by_length)."""
     started = time.monotonic()
     observer.emit(PhaseStarted("evaluate", len(REPORTED_PROTOCOLS)))
     test = {protocol_label(protocol, config.eval_negatives):
             evaluate(model, data, "test", protocol, config.eval_negatives, config.seed, observer=observer)
             for protocol in REPORTED_PROTOCOLS}
+    by_length = metrics_by_length(model, data, "test", observer=observer)
     seconds = time.monotonic() - started
     observer.emit(PhaseFinished("evaluate", seconds))
-    return test, seconds
+    return test, seconds, by_length
 
 
 def check_resumable(checkpoint: Checkpoint, config: RunConfig, fingerprint: str) -> None:

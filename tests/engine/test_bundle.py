@@ -2,9 +2,17 @@
 
 import hashlib
 import json
+import os
 import pickle
+import re
+import resource
 import shutil
+import signal
+import stat
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,6 +210,59 @@ def test_a_folder_without_config_is_not_a_bundle(tmp_path):
         load_bundle(tmp_path)
 
 
+def test_a_deeply_nested_config_is_refused_as_corrupt(copy):
+    (copy / "config.json").write_text("[" * 200_000)
+    with pytest.raises(BundleError, match="^corrupt: .*config.json .*nested too deeply"):
+        load_bundle(copy)
+
+
+def test_unlisted_files_in_a_bundle_folder_are_never_read(copy, trained):
+    (copy / "README").write_text("notes")
+    (copy / "README").chmod(0)  # unreadable (for any user but root)
+    (copy / "memory").symlink_to("/proc/self/mem")  # reading it fails with EIO
+    os.mkfifo(copy / "pipe")  # opening it would block
+    result, data = trained
+    assert torch.equal(scores(load_bundle(copy).model, data), scores(result.model, data))
+
+
+def test_an_unlisted_zip_entry_is_never_read(saved, trained, tmp_path):
+    bundle = tmp_path / "b.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for file in saved.iterdir():
+            archive.write(file, file.name)
+        archive.writestr("extra.bin", b"UNREAD" * 1000)
+    blob = bytearray(bundle.read_bytes())
+    at = blob.index(b"UNREAD")
+    blob[at:at + 6] = b"BROKEN"  # the entry's CRC no longer matches: reading it raises BadZipFile
+    bundle.write_bytes(bytes(blob))
+    result, data = trained
+    assert torch.equal(scores(load_bundle(bundle).model, data), scores(result.model, data))
+
+
+def test_a_listed_file_larger_than_recorded_is_refused_before_it_is_read(copy):
+    with open(copy / "data.safetensors", "ab") as file:
+        file.write(b"\0" * 1000)
+    with pytest.raises(BundleError, match="^tampered: .*data.safetensors has [0-9]+ bytes, not the [0-9]+"):
+        load_bundle(copy)
+
+
+def test_a_zip_entry_larger_than_recorded_is_refused_before_it_is_read(saved, tmp_path):
+    bundle = tmp_path / "b.zip"
+    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in saved.iterdir():
+            data = file.read_bytes() + (b"\0" * (1 << 28) if file.name == "model.safetensors" else b"")
+            archive.writestr(file.name, data)  # 256 MiB of zeros deflate to 256 KB
+    with pytest.raises(BundleError, match="^tampered: .*model.safetensors has [0-9]+ bytes, not the"):
+        load_bundle(bundle)
+
+
+def test_a_fifo_under_a_listed_name_is_refused_without_blocking(copy):
+    (copy / "model.onnx").unlink()
+    os.mkfifo(copy / "model.onnx")
+    with pytest.raises(BundleError, match="^corrupt: .*model.onnx: not a regular file .a FIFO."):
+        load_bundle(copy)
+
+
 # ---------------------------------------------------------------- the command line
 
 
@@ -280,3 +341,51 @@ def test_cli_export_writes_a_loadable_zip(stored_run, trained, tmp_path):
     assert main(["export", str(run_id), "--out", str(out), "--zip", "--quiet", "--db", url]) == 0
     result, data = trained
     assert torch.equal(scores(load_bundle(out).model, data), scores(result.model, data))
+
+
+@pytest.mark.parametrize("place, message", [
+    ("folder", "is a directory; give the CSV a file name"),
+    ("missing/recs.csv", "the folder .*missing does not exist"),
+    ("plain.txt/recs.csv", "could not be written to .*Not a directory; nothing was changed"),
+    ("/dev/full", r"/dev/full is not a regular file \(a character device\)"),
+])
+def test_cli_recommend_all_to_a_place_that_cannot_hold_the_csv_is_one_error_line(place, message, saved, tmp_path,
+                                                                                  capsys):
+    from engine.cli.main import main
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "plain.txt").write_text("a file, not a folder")
+    out = place if place.startswith("/") else str(tmp_path / place)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["recommend", "--bundle", str(saved), "--all", "--out", out, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and re.search(message, err)
+    assert sorted(tmp_path.rglob("*")) == before  # no temporary file left behind
+
+
+def test_cli_recommend_all_on_a_full_disk_is_one_error_line_and_leaves_no_file(saved, tmp_path):
+    # a real process whose files cannot grow past 4 KB: the CSV's writes fail as on a full disk
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "recs.csv"
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "recommend", "--bundle", str(saved), "--all",
+                             "--out", str(out), "--quiet"], cwd=root, capture_output=True, text=True, timeout=120,
+                            preexec_fn=limited, env={**os.environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"the recommendations could not be written to {out}" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_recommend_all_gives_the_csv_the_permissions_of_the_umask(saved, tmp_path):
+    from engine.cli.main import main
+
+    out = tmp_path / "recs.csv"
+    previous = os.umask(0o027)
+    try:
+        assert main(["recommend", "--bundle", str(saved), "--all", "--out", str(out), "--quiet"]) == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640

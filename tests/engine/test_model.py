@@ -251,3 +251,33 @@ def test_a_history_longer_than_the_model_reads_is_refused():
     model = AutoMLP(small_shape("causal"))
     with pytest.raises(ValueError, match="at most 8"):
         model(torch.ones(1, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize("look_back", [1, 3, 7])
+@pytest.mark.parametrize("m_in, n_out", [(16, 16), (9, 9), (16, 3), (4, 1)])
+def test_a_banded_map_computed_as_a_dense_band_equals_its_sum_of_diagonals(monkeypatch, look_back, m_in, n_out):
+    torch.manual_seed(0)
+    banded = BandedTokenLinear(16, look_back)
+    with torch.no_grad():
+        banded.bias.normal_()
+    x = torch.randn(m_in, 3, 5)
+    monkeypatch.setattr("engine.models.automlp.DIAGONALS_PER_POSITION", 10**6)  # always the dense band
+    dense = banded(x, n_out)
+    monkeypatch.setattr("engine.models.automlp.DIAGONALS_PER_POSITION", 0)  # always the diagonals
+    assert torch.allclose(dense, banded(x, n_out), atol=1e-6)
+
+
+def test_training_on_real_positions_only_gives_the_padded_computations_outputs_and_gradients(monkeypatch):
+    shape = small_shape("causal", candidates=(1, 3, 6))  # dropout 0: both passes see the same function
+    inputs = _padded(HISTORIES, 8)  # 15 of 32 positions real
+    results = []
+    for pack_below in (1.0, 0.0):  # every batch packed, then none
+        monkeypatch.setattr("engine.models.automlp.PACK_BELOW", pack_below)
+        torch.manual_seed(0)
+        model = AutoMLP(shape)
+        hidden = model.hidden(inputs, all_positions=True)
+        model.score(hidden[inputs > 0]).log_softmax(-1)[:, 1].sum().backward()
+        results.append((hidden.detach(), [p.grad.clone() for p in model.network_parameters()]))
+    (packed, packed_grads), (padded, padded_grads) = results
+    assert torch.allclose(packed, padded, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(packed_grads, padded_grads))

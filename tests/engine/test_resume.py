@@ -3,16 +3,26 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
 from engine.cli.main import main as cli_main
 from engine.core.config import RunConfig
 from engine.core.events import Cancelled, EpochFinished, RecordingObserver
-from engine.data.run_records import get_run, run_series
+from engine.data.run_records import (
+    LEASE_SECONDS,
+    create_run,
+    get_run,
+    list_runs,
+    mark_interrupted_runs,
+    run_series,
+)
+from engine.data.store import open_store, store_identity
 from engine.data.store_errors import StoreError
 from engine.experiments.stored_run import (
     can_resume,
@@ -91,6 +101,22 @@ def test_resume_of_a_run_whose_checkpoint_was_damaged_is_refused_and_the_record_
     assert recorded(store, 1)[0] == "cancelled"
 
 
+def test_a_run_that_left_its_checkpoint_where_stores_once_shared_them_still_resumes(store):
+    with pytest.raises(Cancelled):
+        run_on_dataset(store, "planted", CONFIG.replace(retrain_epochs=1), cancel_after("search", 1))
+    # where a release before schema 0003 kept it, and what the migration to 0003 records
+    shared = checkpoint_file(store, 1).parent.parent / checkpoint_file(store, 1).name
+    checkpoint_file(store, 1).rename(shared)
+    with store.session() as session:
+        store_identity(session).legacy_runs_upto = 1
+        session.commit()
+    reopened = open_store(store.url)
+    assert can_resume(reopened, 1)
+    resume_run(reopened, 1)
+    reopened.close()
+    assert recorded(store, 1)[0] == "finished" and not shared.exists()
+
+
 KILLED_RUN = textwrap.dedent("""
     import os, signal, sys
     from engine.core.config import RunConfig
@@ -141,3 +167,83 @@ def test_a_run_whose_dataset_changed_is_refused_and_its_record_kept(store, tmp_p
         resume_run(store, 1)
     status, *_, series = recorded(store, 1)
     assert status == "cancelled" and len(series) > 0
+
+
+# ---------------------------------------------------------------- who holds a running run
+
+def dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+
+
+def held_elsewhere(store, run_id: int, heartbeat_at: float) -> None:
+    """Rewrites a run's record as a process of another host (or pid namespace) running it would leave it."""
+    with store.session() as session:
+        run = get_run(session, run_id)
+        run.status, run.pid, run.host, run.heartbeat_at = "running", dead_pid(), "elsewhere 0-0 pid:[1]", heartbeat_at
+        session.commit()
+
+
+def test_a_run_held_on_another_host_with_a_fresh_heartbeat_stays_running_and_is_not_resumed(store, capsys):
+    with store.session() as session:
+        run_id = create_run(session, "planted", CONFIG.to_dict(), "cpu")
+    held_elsewhere(store, run_id, heartbeat_at=time.time())  # its pid means nothing here
+
+    assert cli_main(["runs", "--db", store.url]) == 0
+    assert "interrupted" not in capsys.readouterr().out and recorded(store, run_id)[0] == "running"
+    assert cli_main(["resume", str(run_id), "--db", store.url, "--quiet"]) == 2
+    assert f"run {run_id} is still running (process" in capsys.readouterr().err
+    assert recorded(store, run_id)[0] == "running"
+
+
+def test_a_run_held_on_another_host_whose_lease_expired_is_interrupted_and_resumes(store, capsys):
+    with pytest.raises(Cancelled):
+        run_on_dataset(store, "planted", CONFIG.replace(retrain_epochs=1), cancel_after("search", 1))
+    held_elsewhere(store, 1, heartbeat_at=time.time() - LEASE_SECONDS - 1)
+
+    assert cli_main(["runs", "--db", store.url]) == 0
+    assert "interrupted (resumable)" in capsys.readouterr().out
+    assert cli_main(["resume", "1", "--db", store.url, "--quiet"]) == 0
+    assert recorded(store, 1)[0] == "finished"
+
+
+LIVE_RUN = textwrap.dedent("""
+    import sys, time
+    from engine.core.config import RunConfig
+    from engine.core.events import Observer, StepFinished
+    from engine.data import run_records
+    from engine.data.store import open_store
+    from engine.experiments.stored_run import run_on_dataset
+
+    run_records.HEARTBEAT_SECONDS = 0.1
+
+    class StopAtFirstStep(Observer):
+        def emit(self, event):  # stays in the run, alive, until the test kills it
+            if isinstance(event, StepFinished):
+                time.sleep(600)
+
+    run_on_dataset(open_store(sys.argv[1]), "planted", RunConfig.from_dict(eval(sys.argv[2])), StopAtFirstStep())
+""")
+
+
+def test_a_live_run_renews_its_heartbeat_refuses_a_resume_and_is_interrupted_as_soon_as_its_process_dies(store):
+    child = subprocess.Popen([sys.executable, "-c", LIVE_RUN, store.url, repr(CONFIG.to_dict())])
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with store.session() as session:
+                runs = list_runs(session)
+            if runs and runs[0].heartbeat_at > runs[0].started_at + 0.5:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the running child never renewed its heartbeat")
+        with store.session() as session:
+            assert mark_interrupted_runs(session) == 0
+        with pytest.raises(StoreError, match=f"run 1 is still running \\(process {child.pid}\\)"):
+            resume_run(store, 1)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    with store.session() as session:  # at once: its heartbeat is fresh, but its process is gone
+        assert mark_interrupted_runs(session) == 1

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.cli.main import format_result
 from engine.cli.main import main as cli_main
 from engine.core.config import RunConfig
 from engine.core.events import (
@@ -47,6 +48,14 @@ def test_a_run_searches_retrains_and_reports_both_protocols(data):
     assert phases == ["search", "retrain", "evaluate"]
     assert observer.of_type(ArchitectureWeights)[-1].candidates == (1, 2, 4)
     assert json.dumps(result.summary())  # JSON-ready
+
+
+def test_a_run_reports_test_metrics_by_history_length_against_the_long_term_module(data):
+    result = run_automlp(data, tiny(candidate_lengths=[2], retrain_epochs=1))
+    rows = result.summary()["by_length"]
+    assert sum(row["users"] for row in rows) == data.n_users
+    assert {"model", "long_term_only", "short_term_gain"} <= set(rows[0])
+    assert "by history length" in format_result(result.summary())
 
 
 @pytest.mark.parametrize("mode", ["causal", "sampled", "faithful"])

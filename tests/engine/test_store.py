@@ -29,6 +29,7 @@ from engine.data.run_records import (
     get_run,
     list_runs,
     mark_interrupted_runs,
+    reopen_run,
     run_series,
 )
 from engine.data.store import (
@@ -74,7 +75,7 @@ def test_automlp_db_environment_variable_overrides_the_default(monkeypatch):
 
 def test_new_store_has_the_current_schema_version(store):
     with store.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
 
 
 def test_a_store_of_the_first_schema_is_upgraded_on_open_with_its_series_kept(tmp_path):
@@ -99,6 +100,28 @@ def test_a_store_of_the_first_schema_is_upgraded_on_open_with_its_series_kept(tm
         frame = run_series(session, 1)
     store.close()
     assert frame[["name", "per"]].values.tolist() == [["NDCG@10", "epoch"], ["train_loss", "step"]]
+
+
+def test_a_store_upgraded_to_schema_0003_gets_its_own_identity_and_counts_its_earlier_runs_as_legacy(tmp_path):
+    import sqlalchemy as sa
+    from alembic import command
+
+    from engine.data.migrations import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    old = sa.create_engine(url)
+    with old.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+        connection.exec_driver_sql("INSERT INTO runs (id, dataset_name, config, status, device, started_at, version) "
+                                   "VALUES (7, 'toy', '{}', 'cancelled', 'cpu', 0, '0')")
+    old.dispose()
+    upgraded, fresh = open_store(url), open_store(f"sqlite:///{tmp_path / 'new.sqlite'}")
+    assert upgraded.identity.legacy_runs_upto == 7 and fresh.identity.legacy_runs_upto == 0
+    assert upgraded.identity.id != fresh.identity.id
+    upgraded.close()
+    fresh.close()
 
 
 def test_sqlite_store_uses_wal_and_foreign_keys(sqlite_store_url):
@@ -240,6 +263,18 @@ def test_runs_of_a_vanished_process_are_marked_interrupted(store):
         assert mark_interrupted_runs(session) == 1
         assert get_run(session, orphan).status == "interrupted"
         assert get_run(session, alive).status == "running"
+
+
+def test_of_two_processes_resuming_one_run_at_once_the_second_is_refused(store):
+    with store.session() as session:
+        run_id = create_run(session, "toy", {}, "cpu")
+        fail_run(session, run_id, "interrupted")
+    with store.session() as first, store.session() as second:
+        read_before = get_run(second, run_id)  # kept: the second read it before the first reopened it
+        second.commit()
+        reopen_run(first, run_id)
+        with pytest.raises(StoreError, match=f"run {run_id} was resumed by another process just now"):
+            reopen_run(second, run_id)
 
 
 # ---------------------------------------------------------------- RunRecorder

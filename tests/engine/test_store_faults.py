@@ -162,7 +162,7 @@ def test_a_store_opened_read_only_can_be_browsed_and_refuses_every_write_unchang
 def test_a_mode_ro_url_opens_the_store_read_only_with_its_bundles_beside_it(store, tmp_path):
     store.close()
     reopened = open_store(f"sqlite:///file:{tmp_path / 'store.sqlite'}?mode=ro&uri=true")
-    assert reopened.read_only and bundle_folder(reopened) == tmp_path.resolve() / "runs"
+    assert reopened.read_only and bundle_folder(reopened) == tmp_path.resolve() / "runs" / reopened.identity.id
     reopened.close()
 
 

@@ -1,0 +1,71 @@
+"""Where short-term interest helps: test metrics per history-length bucket, for the model and for its
+long-term module alone (the same model with the short-term part of every score left out)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.data.sequences import SequenceData
+from engine.evaluation.metrics import metrics_from_ranks, target_ranks
+
+# Upper ends (inclusive) of the buckets of history length, the items a user had before the target;
+# a last bucket takes everything longer.
+BUCKET_ENDS = (5, 10, 20, 50, 100, 200)
+REPORTED = ("HR@10", "NDCG@10")
+
+
+def bucket_labels(ends=BUCKET_ENDS) -> list[str]:
+    starts = (1,) + tuple(end + 1 for end in ends)
+    return [f"{s}-{e}" for s, e in zip(starts, ends)] + [f"{starts[-1]}+"]
+
+
+def metrics_by_length(model, data: SequenceData, split: str = "test", protocol: str = "full",
+                      negatives: int = 100, seed: int = 0, observer=None) -> list[dict]:
+    """One row per non-empty bucket of history length: `bucket`, `users`, and `model` (HR@10, NDCG@10);
+    for a model with long- and short-term parts (AutoMLP) also `long_term_only` and `short_term_gain`
+    (the model's NDCG@10 minus the long-term module's)."""
+    scorers = [model]
+    split_parts = hasattr(model, "contributions")
+    if split_parts:
+        scorers.append(lambda inputs: _long_term_scores(model, inputs))
+    ranks = np.atleast_2d(target_ranks(model, data, split, protocol, negatives, seed, observer=observer,
+                                       scorers=scorers))
+    bucket = np.searchsorted(np.asarray(BUCKET_ENDS), data.history_lengths(split), side="left")
+    rows = []
+    for index, label in enumerate(bucket_labels()):
+        users = bucket == index
+        if not users.any():
+            continue
+        row = {"bucket": label, "users": int(users.sum()), "model": _reported(ranks[0, users])}
+        if split_parts:
+            row["long_term_only"] = _reported(ranks[1, users])
+            row["short_term_gain"] = row["model"]["NDCG@10"] - row["long_term_only"]["NDCG@10"]
+        rows.append(row)
+    return rows
+
+
+def format_by_length(rows: list[dict]) -> str:
+    """The rows as a text table (the CLI's, after a run)."""
+    split_parts = bool(rows) and "long_term_only" in rows[0]
+    header = f"{'history':>9}{'users':>8}{'NDCG@10':>9}{'HR@10':>8}"
+    if split_parts:
+        header += f"{'long-term only NDCG@10':>24}{'gain':>9}"
+    lines = ["test NDCG@10 by history length [full ranking]", header]
+    for row in rows:
+        line = f"{row['bucket']:>9}{row['users']:>8}{row['model']['NDCG@10']:9.4f}{row['model']['HR@10']:8.4f}"
+        if split_parts:
+            line += f"{row['long_term_only']['NDCG@10']:24.4f}{row['short_term_gain']:+9.4f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _long_term_scores(model, inputs):
+    long, _short, bias = model.contributions(inputs)
+    scores = long + bias
+    scores[:, 0] = float("-inf")  # padding is never a candidate, as in the model's own scores
+    return scores
+
+
+def _reported(ranks: np.ndarray) -> dict[str, float]:
+    metrics = metrics_from_ranks(ranks, cutoffs=(10,))
+    return {name: metrics[name] for name in REPORTED}
