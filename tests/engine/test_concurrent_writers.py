@@ -20,8 +20,15 @@ from tests.engine.cli_processes import TINY_RUN, automlp, finish, no_traceback, 
 from tests.engine.store_snapshot import store_snapshot
 
 RETRAIN_EPOCHS = 8
-RUN = ("run", "--dataset", "planted", *TINY_RUN, "--set", f"retrain_epochs={RETRAIN_EPOCHS}", "--set", "patience=99",
-       "--quiet")
+LONG_RETRAIN_EPOCHS = 40  # a run that outlasts an import process started after its first points
+
+
+def run_command(retrain_epochs: int = RETRAIN_EPOCHS) -> tuple[str, ...]:
+    return ("run", "--dataset", "planted", *TINY_RUN, "--set", f"retrain_epochs={retrain_epochs}",
+            "--set", "patience=999", "--quiet")
+
+
+RUN = run_command()
 
 
 @pytest.fixture
@@ -40,13 +47,13 @@ def recorded_points(db: str) -> int:
     return count
 
 
-def finished_with_every_epoch(db: str, run_id: int) -> bool:
+def finished_with_every_epoch(db: str, run_id: int, retrain_epochs: int = RETRAIN_EPOCHS) -> bool:
     store = open_store(db)
     with store.session() as session:
         run, series = get_run(session, run_id), run_series(session, run_id)
     store.close()
     epochs = series[(series["phase"] == "retrain") & (series["per"] == "epoch") & (series["name"] == "NDCG@10")]
-    return run.status == "finished" and epochs["step"].tolist() == list(range(1, RETRAIN_EPOCHS + 1))
+    return run.status == "finished" and epochs["step"].tolist() == list(range(1, retrain_epochs + 1))
 
 
 def stored_log_equals_file(db: str, name: str, csv) -> bool:
@@ -85,13 +92,13 @@ def test_two_imports_of_one_name_at_once_keep_one_and_refuse_the_other_clearly(d
 
 
 def test_an_import_while_a_run_trains_and_records_keeps_both(db, tmp_path):
-    run = start(db, *RUN)
+    run = start(db, *run_command(LONG_RETRAIN_EPOCHS))
     wait_until(lambda: recorded_points(db) > 0 or run.poll() is not None, what="the run's first points")
     csv = planted_csv(tmp_path / "more.csv", n_users=2000, seed=5)
     imported = automlp(db, "import", str(csv), "--min-user", "3", "--quiet")
     trained = finish(run)
     assert imported.returncode == 0 and trained.returncode == 0, imported.stderr + trained.stderr
-    assert stored_log_equals_file(db, "more", csv) and finished_with_every_epoch(db, 1)
+    assert stored_log_equals_file(db, "more", csv) and finished_with_every_epoch(db, 1, LONG_RETRAIN_EPOCHS)
     store = open_store(db)
     with store.session() as session:
         run_record = get_run(session, 1)
