@@ -35,7 +35,7 @@ from engine.data.readers import (
     read_item_metadata,
     read_parsed,
 )
-from engine.data.schema import Dataset, Interaction, Item, User
+from engine.data.schema import ID_LENGTH, Dataset, Interaction, Item, User
 from engine.data.store import Store
 from engine.data.store_errors import store_errors
 
@@ -45,6 +45,7 @@ __all__ = ["FORMATS", "METADATA_FORMATS", "ROLES", "Detected", "ImportFailed", "
 INSERT_ROWS = 50_000  # rows between progress events and cancel checks while inserting
 ROWS_PER_STATEMENT = 100  # multi-row VALUES: measured 2.5x faster than one row per statement
 PROGRESS_INTERVAL = 0.2  # seconds between progress events at most
+INTERACTION_IDS_LOCK = 0x4175746F4D4C50  # PostgreSQL advisory lock key held while an import takes ids ("AutoMLP")
 
 
 @dataclass
@@ -112,6 +113,9 @@ def import_file(session: Session | Store | sessionmaker, path: str | Path, *, na
     # The bulk insert writes through the raw DBAPI cursor: a full or read-only store is said plainly here.
     with store_errors(session.get_bind()):
         try:
+            if len(name) > ID_LENGTH:
+                raise ImportFailed(f"the dataset name {_shortened(name)!r} is {len(name)} characters long; "
+                                   f"the store keeps names of up to {ID_LENGTH}: choose a shorter one (--name)")
             if session.scalar(sa.select(Dataset.id).where(Dataset.name == name)) is not None:
                 raise ImportFailed(f"a dataset called {name!r} already exists; choose another name or delete it")
             detected = detect_format(path, format=format, separator=separator, mapping=mapping, encoding=encoding)
@@ -233,6 +237,11 @@ def _write(session: Session, name: str, path: Path, detected: Detected, parsed: 
     kept_items, item_codes = _dense(rows["item"][order], len(parsed.item_names))
     user_names = [str(u) for u in parsed.user_names[kept_users]]
     item_names = [str(i) for i in parsed.item_names[kept_items]]
+    for role, names in (("user", user_names), ("item", item_names)):
+        too_long = next((n for n in names if len(n) > ID_LENGTH), None)
+        if too_long is not None:
+            raise ImportFailed(f"{path.name}: the {role} id {_shortened(too_long)!r} is {len(too_long)} characters "
+                               f"long; the store keeps ids of up to {ID_LENGTH}")
     has_times, has_ratings = "timestamp" in rows, "rating" in rows
     total = len(order)
     user_lengths = np.bincount(user_codes, minlength=len(user_names))
@@ -242,9 +251,14 @@ def _write(session: Session, name: str, path: Path, detected: Detected, parsed: 
     dataset = Dataset(name=name, source=source, created_at=time.time(), n_users=len(user_names),
                       n_items=len(item_names), n_interactions=total, has_timestamps=has_times,
                       has_ratings=has_ratings, import_report={}, first_interaction_id=0)
-    session.add(dataset)
-    session.flush()  # from here the transaction holds SQLite's write lock: no one else takes ids
     connection = session.connection()
+    _lock_interaction_ids(connection)
+    session.add(dataset)
+    try:
+        session.flush()
+    except sa.exc.IntegrityError as error:  # another import of the same name committed first
+        raise ImportFailed(f"a dataset called {name!r} already exists (another import just stored it); "
+                           "choose another name or delete it") from error
     dataset.first_interaction_id = (connection.execute(sa.select(sa.func.max(Interaction.id))).scalar() or 0) + 1
     connection.execute(sa.insert(User), [
         {"dataset_id": dataset.id, "external_id": u, "first_position": f, "n_interactions": n}
@@ -267,6 +281,19 @@ def _write(session: Session, name: str, path: Path, detected: Detected, parsed: 
         name=name, format=detected.format, interactions=total, users=len(user_names),
         items=len(item_names), has_timestamps=has_times, has_ratings=has_ratings,
         titles=sum(1 for i in item_names if i in titles), features=sorted(features), seconds=0.0, **counts)
+
+
+def _shortened(text: str, length: int = 40) -> str:
+    return text if len(text) <= length else text[:length] + "…"
+
+
+def _lock_interaction_ids(connection) -> None:
+    """Makes concurrent imports take their consecutive interaction ids one after the other: from here to
+    its commit, this transaction alone reads the largest id and inserts after it. On SQLite the dataset
+    row's insert right after takes the store's one write lock; on PostgreSQL a transaction-level advisory
+    lock does (readers, deletes and runs are not held up by it)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(INTERACTION_IDS_LOCK)))
 
 
 def _ids_by_code(connection, model, dataset_id: int, names: list[str]) -> np.ndarray:

@@ -32,7 +32,7 @@ from engine.data.schema import (
     Run,
     RunSeries,
 )
-from engine.data.store_errors import StoreError
+from engine.data.store_errors import StoreBusy, StoreError, StoreReadOnly
 
 # ---------------------------------------------------------------- run history
 
@@ -133,20 +133,25 @@ def mark_interrupted_runs(session: Session) -> int:
     """Runs still "running" whose process is gone (killed, crashed) become "interrupted"; commits.
 
     A run of this host and pid namespace is gone when its process is; a run of another (another machine on
-    a shared store, a container) when its heartbeat is older than LEASE_SECONDS. Returns how many. Call at
-    start-up before listing runs."""
+    a shared store, a container) when its heartbeat is older than LEASE_SECONDS. Returns how many (0 when
+    the store cannot be written now: the runs are then listed as recorded). Call at start-up before
+    listing runs."""
     count = 0
-    for run in session.scalars(sa.select(Run).where(Run.status == "running")).all():
-        if holder_alive(run):
-            continue
-        # unless its heartbeat was renewed since it was read
-        marked = session.execute(
-            sa.update(Run).where(Run.id == run.id, Run.status == "running",
-                                 Run.heartbeat_at.is_not_distinct_from(run.heartbeat_at))
-            .values(status="interrupted", error="the process ended before the run finished")
-            .execution_options(synchronize_session=False))
-        count += marked.rowcount
-    session.commit()
+    try:
+        for run in session.scalars(sa.select(Run).where(Run.status == "running")).all():
+            if holder_alive(run):
+                continue
+            # unless its heartbeat was renewed since it was read
+            marked = session.execute(
+                sa.update(Run).where(Run.id == run.id, Run.status == "running",
+                                     Run.heartbeat_at.is_not_distinct_from(run.heartbeat_at))
+                .values(status="interrupted", error="the process ended before the run finished")
+                .execution_options(synchronize_session=False))
+            count += marked.rowcount
+        session.commit()
+    except (StoreReadOnly, StoreBusy):  # a role that may only read, or a store busy writing: list as they are
+        session.rollback()
+        return 0
     session.expire_all()
     return count
 
@@ -301,15 +306,29 @@ class RunRecorder(Observer):
             self.flush()
 
     def flush(self) -> None:
-        """Writes the pending points now."""
+        """Writes the pending points now. A store busy with another process's long write (an import on
+        SQLite) keeps them pending for the next flush: training goes on, and no point is lost."""
+        if self._pending:
+            try:
+                with self._sessions() as session:
+                    append_series(session, self.run_id, self._pending)
+            except StoreBusy:
+                self._last_flush = time.monotonic()
+                return
+            self._pending = []
+        self._last_flush = time.monotonic()
+
+    def close(self, attempts: int = 3) -> None:
+        """Writes what is pending, waiting for a busy store up to `attempts` times its busy timeout;
+        StoreBusy after that."""
+        for _ in range(attempts - 1):
+            self.flush()
+            if not self._pending:
+                return
         if self._pending:
             with self._sessions() as session:
                 append_series(session, self.run_id, self._pending)
             self._pending = []
-        self._last_flush = time.monotonic()
-
-    def close(self) -> None:
-        self.flush()
 
     def cancel(self) -> None:
         self.inner.cancel()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+ID_LENGTH = 200  # the longest dataset name and user or item id stored (every backend refuses longer alike)
 RUN_STATUSES = ("running", "finished", "failed", "cancelled", "interrupted")
 PHASE_ORDER = ("search", "retrain", "evaluate", "export")
 
@@ -26,7 +27,7 @@ class Dataset(Base):
     __tablename__ = "datasets"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(ID_LENGTH), unique=True)
     source: Mapped[str] = mapped_column(sa.Text, default="")  # the imported file(s), for display
     created_at: Mapped[float]  # unix seconds
     n_users: Mapped[int]
@@ -44,7 +45,7 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"))
-    external_id: Mapped[str] = mapped_column(sa.String(200))
+    external_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
     first_position: Mapped[int]  # this user's interactions are positions [first, first + n)
     n_interactions: Mapped[int]
 
@@ -55,7 +56,7 @@ class Item(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"))
-    external_id: Mapped[str] = mapped_column(sa.String(200))
+    external_id: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
     title: Mapped[str | None] = mapped_column(sa.Text)
     attributes: Mapped[dict | None] = mapped_column(sa.JSON)  # {feature name: [values]}, e.g. genre
     n_interactions: Mapped[int]
@@ -85,7 +86,7 @@ class Run(Base):
     # A run outlives its dataset: the name stays for display, the link is cleared.
     dataset_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("datasets.id", ondelete="SET NULL"), index=True)
-    dataset_name: Mapped[str] = mapped_column(sa.String(200))
+    dataset_name: Mapped[str] = mapped_column(sa.String(ID_LENGTH))
     config: Mapped[dict] = mapped_column(sa.JSON)
     status: Mapped[str] = mapped_column(sa.String(20), index=True)
     device: Mapped[str] = mapped_column(sa.String(50))

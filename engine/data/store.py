@@ -27,6 +27,7 @@ from engine.data.migrations import upgrade_to_head
 from engine.data.schema import Dataset, Interaction, Item, Run, StoreIdentity, User
 from engine.data.sequences import InteractionLog
 from engine.data.store_errors import (
+    BUSY_TIMEOUT_SECONDS,
     StoreError,
     StoreReadOnly,
     plain_store_error,
@@ -86,7 +87,8 @@ def _sqlite_pragmas(dbapi_connection, _record, read_only: bool = False) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk inserts stay in memory
-    cursor.execute("PRAGMA busy_timeout=10000")
+    # A write waits for another process's (SQLite has one writer at a time) up to BUSY_TIMEOUT_SECONDS.
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
     cursor.close()
 
 
@@ -103,6 +105,8 @@ def open_store(url: str | None = None, read_only: bool = False) -> Store:
     is_sqlite = sa_url.get_backend_name() == "sqlite"
     path = sqlite_path(sa_url)
     connect_url: str | sa.engine.URL = url
+    if sa_url.drivername == "postgresql":  # the postgres extra installs psycopg 3, not SQLAlchemy's default
+        connect_url = sa_url.set(drivername="postgresql+psycopg")
     if path is not None:
         read_only = read_only or sa_url.query.get("mode") == "ro" or _write_protected(path)
         _check_sqlite_file(path, read_only)
@@ -162,14 +166,22 @@ def _check_sqlite_file(path: Path, read_only: bool = False) -> None:
         except OSError as error:
             raise StoreError(f"cannot create the store {path}: {error.strerror}") from error
         return
+    if not os.access(path, os.R_OK):
+        raise StoreError(f"{path} cannot be read: permission denied")
+    # Asked through SQLite, not by reading the file's header: closing a file descriptor of the database
+    # drops every lock this process holds on it (POSIX), so that another process, closing its last
+    # connection, deletes the -wal and -shm files under this process's open connections ("disk I/O
+    # error" next, and a store at risk). SQLite's own connections share one descriptor per file.
+    probe = sqlite3.connect(f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro", uri=True)
     try:
-        with open(path, "rb") as handle:
-            header = handle.read(16)
-    except OSError as error:
-        raise StoreError(f"{path} cannot be read: {error.strerror}") from error
-    if header != b"SQLite format 3\x00":
-        raise StoreError(f"{path} is not an SQLite database (it may be another kind of file); "
-                         "choose another store file with --db or AUTOMLP_DB")
+        probe.execute("PRAGMA schema_version")
+    except sqlite3.DatabaseError as error:
+        if "not a database" in str(error):
+            raise StoreError(f"{path} is not an SQLite database (it may be another kind of file); "
+                             "choose another store file with --db or AUTOMLP_DB") from error
+        # anything else (a -shm file that cannot be made here, ...) is for opening the store to say
+    finally:
+        probe.close()
 
 
 # ---------------------------------------------------------------- datasets

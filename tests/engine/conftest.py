@@ -11,10 +11,20 @@ from engine.data.synthetic import planted_log
 
 
 @pytest.fixture
-def store(tmp_path):
-    """A fresh SQLite store holding the dataset "planted" (60 planted-lag users, 150 items), imported as
-    the Data page would."""
-    store = open_store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+def store(store_url, tmp_path):
+    """A fresh store (SQLite, then PostgreSQL: `store_url`) holding the dataset "planted" (60 planted-lag
+    users, 150 items), imported as the Data page would."""
+    yield from planted_store(store_url, tmp_path)
+
+
+@pytest.fixture
+def sqlite_store(sqlite_store_url, tmp_path):
+    """The `store` on SQLite only: for tests too slow to repeat on PostgreSQL."""
+    yield from planted_store(sqlite_store_url, tmp_path)
+
+
+def planted_store(url: str, tmp_path):
+    store = open_store(url)
     log = planted_log(n_users=60, n_items=150, min_length=8, max_length=14)
     csv = tmp_path / "planted.csv"
     pd.DataFrame({"user": log.users, "item": log.items, "timestamp": log.timestamps}).to_csv(csv, index=False)

@@ -30,8 +30,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def store(tmp_path):
-    opened = open_store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+def store(store_url):
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def sqlite_store(sqlite_store_url):
+    """SQLite only: the real datasets take long to import, and the PostgreSQL import is the same code."""
+    opened = open_store(sqlite_store_url)
     yield opened
     opened.close()
 
@@ -474,19 +482,19 @@ def test_any_table_written_as_csv_imports_back_equal(tmp_path_factory, rows):
 
 
 @pytest.mark.shared_data
-def test_movielens_100k_recbole_files(store, shared_data):
+def test_movielens_100k_recbole_files(sqlite_store, shared_data):
     folder = shared_data / "ml-100k"
-    report = import_(store, folder / "ml-100k.inter", metadata_files=[folder / "ml-100k.item"])
+    report = import_(sqlite_store, folder / "ml-100k.inter", metadata_files=[folder / "ml-100k.item"])
     assert (report.interactions, report.users, report.items, report.titles) == (100_000, 943, 1_682, 1_682)
 
 
 @pytest.mark.shared_data
-def test_movielens_1m_sequences_with_movies_dat_titles(store, shared_data):
+def test_movielens_1m_sequences_with_movies_dat_titles(sqlite_store, shared_data):
     folder = shared_data / "ml-1m"
-    report = import_(store, folder / "ml-1m_chrono_original_ids.txt", name="ml-1m",
+    report = import_(sqlite_store, folder / "ml-1m_chrono_original_ids.txt", name="ml-1m",
                      metadata_files=[folder / "movies.dat"])
     assert (report.interactions, report.users, report.items, report.titles) == (1_000_209, 6_040, 3_706, 3_706)
-    with store.session() as session:
+    with sqlite_store.session() as session:
         log = load_log(session, "ml-1m")
     assert log.items[:4].tolist() == ["3186", "1721", "1022", "1270"]  # user 1, oldest first
     assert log.item_titles["3186"] == "Girl, Interrupted (1999)"
@@ -494,9 +502,9 @@ def test_movielens_1m_sequences_with_movies_dat_titles(store, shared_data):
 
 
 @pytest.mark.shared_data
-def test_amazon_beauty_with_its_timestamps(store, shared_data):
+def test_amazon_beauty_with_its_timestamps(sqlite_store, shared_data):
     folder = shared_data / "amazon-beauty"
-    report = import_(store, folder / "Beauty.txt", times_file=folder / "Beauty_time.txt",
+    report = import_(sqlite_store, folder / "Beauty.txt", times_file=folder / "Beauty_time.txt",
                      metadata_files=[folder / "Beauty_item2attributes.json"])
     assert (report.interactions, report.users, report.items) == (198_502, 22_363, 12_101)
     assert report.has_timestamps and report.features == ["attribute"]

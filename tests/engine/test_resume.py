@@ -37,6 +37,13 @@ CONFIG = RunConfig(candidate_lengths=[1, 2, 4], max_length=10, embedding_dim=16,
                    device="cpu", seed=4)
 
 
+@pytest.fixture
+def store(sqlite_store):
+    """SQLite only: each resume trains twice or more; the CLI loop of tests/engine/test_store_backends.py
+    resumes on PostgreSQL."""
+    return sqlite_store
+
+
 def cancel_after(phase: str, epoch: int) -> RecordingObserver:
     return RecordingObserver(cancel_when=lambda e: isinstance(e, EpochFinished) and (e.phase, e.epoch) == (phase, epoch))
 

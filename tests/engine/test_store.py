@@ -47,8 +47,8 @@ ENGINE_DIR = Path(engine.__file__).resolve().parent
 
 
 @pytest.fixture
-def store(tmp_path):
-    opened = open_store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+def store(store_url):
+    opened = open_store(store_url)
     yield opened
     opened.close()
 
@@ -124,10 +124,12 @@ def test_a_store_upgraded_to_schema_0003_gets_its_own_identity_and_counts_its_ea
     fresh.close()
 
 
-def test_sqlite_store_uses_wal_and_foreign_keys(store):
+def test_sqlite_store_uses_wal_and_foreign_keys(sqlite_store_url):
+    store = open_store(sqlite_store_url)
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    store.close()
 
 
 def test_reopening_a_store_keeps_its_data(with_dataset):

@@ -1,4 +1,7 @@
-"""Runs on stored datasets are recorded in the store, with their curves and model bundle."""
+"""Runs on stored datasets are recorded in the store, with their curves and model bundle.
+
+`store` is SQLite, then PostgreSQL; the tests that only vary what the CLI says train on SQLite alone
+(`sqlite_store`), to keep the suite short."""
 
 import shutil
 import sqlite3
@@ -47,8 +50,8 @@ def test_a_cancelled_stored_run_is_marked_cancelled_and_leaves_no_bundle(store):
     assert not bundle_folder(store).exists() or not any(bundle_folder(store).iterdir())
 
 
-def test_cli_runs_on_a_stored_dataset(store, capsys):
-    code = cli_main(["run", "--dataset", "planted", "--db", store.url, "--quiet", "--preset", "quick-demo",
+def test_cli_runs_on_a_stored_dataset(sqlite_store, capsys):
+    code = cli_main(["run", "--dataset", "planted", "--db", sqlite_store.url, "--quiet", "--preset", "quick-demo",
                      "--set", "search_epochs=1", "--set", "retrain_epochs=1", "--set", "eval_negatives=20"])
     assert code == 0
     assert "recorded in the store" in capsys.readouterr().out
@@ -59,11 +62,11 @@ def test_cli_names_an_unknown_dataset(store, capsys):
     assert "nope" in capsys.readouterr().err
 
 
-def test_a_stored_run_records_the_lengths_that_auto_was_fitted_to(store):
+def test_a_stored_run_records_the_lengths_that_auto_was_fitted_to(sqlite_store):
     observer = RecordingObserver()
-    run_id, result = run_on_dataset(store, "planted", tiny().replace(candidate_lengths="auto", max_length="auto"),
-                                    observer)
-    with store.session() as session:
+    run_id, result = run_on_dataset(sqlite_store, "planted",
+                                    tiny().replace(candidate_lengths="auto", max_length="auto"), observer)
+    with sqlite_store.session() as session:
         config = get_run(session, run_id).config
     assert isinstance(config["max_length"], int) and isinstance(config["candidate_lengths"], list)
     assert (config["max_length"], config["candidate_lengths"]) == (result.config.max_length,
@@ -71,8 +74,8 @@ def test_a_stored_run_records_the_lengths_that_auto_was_fitted_to(store):
     assert any(f"T = {config['max_length']}" in getattr(e, "text", "") for e in observer.events)
 
 
-def test_cli_says_what_auto_lengths_became_before_training(store, capsys):
-    code = cli_main(["run", "--dataset", "planted", "--db", store.url, "--set", "search_epochs=1",
+def test_cli_says_what_auto_lengths_became_before_training(sqlite_store, capsys):
+    code = cli_main(["run", "--dataset", "planted", "--db", sqlite_store.url, "--set", "search_epochs=1",
                      "--set", "retrain_epochs=1", "--set", "embedding_dim=8", "--set", "eval_negatives=20"])
     out = capsys.readouterr()
     assert code == 0

@@ -33,6 +33,11 @@ def upgrade_to_head(engine: Engine, read_only: bool = False) -> None:
     script = ScriptDirectory.from_config(config)
     with engine.begin() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
+        if current != script.get_current_head() and not read_only:
+            # Another process may be creating or upgrading this store right now (two commands started
+            # at once on a new store): wait for it, then look again.
+            _lock_for_migration(connection)
+            current = MigrationContext.configure(connection).get_current_revision()
         if current is not None:
             try:
                 script.get_revision(current)
@@ -53,3 +58,15 @@ def upgrade_to_head(engine: Engine, read_only: bool = False) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
+
+
+MIGRATION_LOCK = 0x4175746F4D4C51  # PostgreSQL advisory lock key held while a process migrates the store
+
+
+def _lock_for_migration(connection) -> None:
+    """Holds the store for this transaction so that one process at a time migrates it: SQLite's write lock
+    (the busy timeout waits for another holder), PostgreSQL's advisory lock."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
