@@ -84,6 +84,10 @@ def join_group(device: torch.device) -> Group | None:
 
 def _leave_group() -> None:
     if dist.is_initialized():
+        # Every rank reaches the end before any tears its side down: a rank that destroyed the group while
+        # rank 0 still wrote its bundle was once aborted by gloo ("terminate called without an active
+        # exception"). A rank that failed never gets here: torchrun stops the others.
+        dist.barrier()
         dist.destroy_process_group()
 
 

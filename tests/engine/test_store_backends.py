@@ -14,6 +14,9 @@ from engine.data.store import open_store
 from tests.engine.cli_processes import TINY_RUN, automlp, finish, no_traceback, planted_csv, start, wait_until
 
 
+RETRAIN_EPOCHS = 30
+
+
 def retrain_epochs_recorded(store, run_id: int) -> int:
     with store.session() as session:
         if session.scalar(sa.text("SELECT count(*) FROM runs")) == 0:
@@ -29,7 +32,9 @@ def test_the_cli_loop_runs_on_postgresql(postgres_url, tmp_path):
     stats = automlp(db, "stats", "planted", "--json")
     assert json.loads(stats.stdout)["users"] == 60
 
-    run = start(db, "run", "--dataset", "planted", *TINY_RUN, "--set", "retrain_epochs=6", "--quiet")
+    # long enough that the kill after epoch 2 lands mid-training on a fast, idle machine too
+    run = start(db, "run", "--dataset", "planted", *TINY_RUN, "--set", f"retrain_epochs={RETRAIN_EPOCHS}",
+                "--set", f"patience={RETRAIN_EPOCHS}", "--quiet")
     store = open_store(db)
     wait_until(lambda: retrain_epochs_recorded(store, 1) >= 2 or run.poll() is not None, what="retrain epoch 2")
     run.send_signal(signal.SIGKILL)
@@ -41,7 +46,7 @@ def test_the_cli_loop_runs_on_postgresql(postgres_url, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     with store.session() as session:
         assert get_run(session, 1).status == "finished"
-    assert retrain_epochs_recorded(store, 1) == 6  # each epoch once, the ones before the kill included
+    assert retrain_epochs_recorded(store, 1) == RETRAIN_EPOCHS  # each epoch once, the ones before the kill included
 
     recommended = automlp(db, "recommend", "--run", "1", "--user", "u1", "-n", "5")
     assert recommended.returncode == 0 and len(recommended.stdout.strip().splitlines()) >= 5, recommended.stderr
