@@ -6,6 +6,11 @@ import pytest
 
 # Qt renders offscreen in tests; set before any Qt import.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The suite runs in one worker per core (pytest-xdist, pyproject's addopts): one torch thread each, and in
+# every process a test starts, or the workers' threads spin against each other (10x slower on 2 cores).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -20,7 +20,7 @@ from tests.engine.cli_processes import TINY_RUN, automlp, finish, no_traceback, 
 from tests.engine.store_snapshot import store_snapshot
 
 RETRAIN_EPOCHS = 8
-LONG_RETRAIN_EPOCHS = 40  # a run that outlasts an import process started after its first points
+LONG_RETRAIN_EPOCHS = 150  # a run that outlasts an import process started after its first points (40 did not, on an idle machine)
 
 
 def run_command(retrain_epochs: int = RETRAIN_EPOCHS) -> tuple[str, ...]:
