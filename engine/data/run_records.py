@@ -276,7 +276,7 @@ class RunRecorder(Observer):
     Recorded: StepFinished losses (name = loss name, per step), EpochFinished metrics and mean losses
     (step = epoch number, per epoch), ArchitectureWeights (name `weight/k=<length>` and `alpha/k=<length>`). Points are written
     in batches through its own Session (every `batch_size` points or `interval` seconds, and on
-    PhaseFinished and `close()`), so that recording never slows the training loop down.
+    EpochFinished, PhaseFinished and `close()`), so that recording never slows the training loop down.
     """
 
     def __init__(self, sessions: sessionmaker[Session], run_id: int, inner: Observer | None = None,
@@ -301,7 +301,9 @@ class RunRecorder(Observer):
             for length, alpha, weight in zip(event.candidates, event.alpha, event.weights):
                 self._pending.append(("search", event.step, f"weight/k={length}", weight, "step"))
                 self._pending.append(("search", event.step, f"alpha/k={length}", alpha, "step"))
-        if isinstance(event, PhaseFinished) or len(self._pending) >= self._batch_size or (
+        # At an epoch's end the checkpoint follows: its points must be stored first, or a kill between the
+        # two loses them for good (the resumed run starts after that epoch).
+        if isinstance(event, (PhaseFinished, EpochFinished)) or len(self._pending) >= self._batch_size or (
                 self._pending and time.monotonic() - self._last_flush >= self._interval):
             self.flush()
 

@@ -333,3 +333,13 @@ def test_recorder_writes_in_batches_not_per_event(store):
     recorder.emit(StepFinished("search", 4, 10, {"loss": 1.0}))
     recorder.emit(PhaseFinished("search", 1.0))
     assert stored() == 4
+
+
+def test_recorder_stores_an_epochs_points_at_once_before_its_checkpoint_is_written(store):
+    with store.session() as session:
+        run_id = create_run(session, "toy", {}, "cpu")
+    recorder = RunRecorder(store.session, run_id, batch_size=1000, interval=3600)
+    recorder.emit(StepFinished("retrain", 1, 10, {"loss": 1.0}))
+    recorder.emit(EpochFinished("retrain", 1, {"NDCG@10": 0.3}, "full"))  # a kill may follow the checkpoint
+    with store.session() as session:
+        assert len(run_series(session, run_id)) == 2
