@@ -78,23 +78,32 @@ def test_new_store_has_the_current_schema_version(store):
         assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
 
 
-def test_a_store_of_the_first_schema_is_upgraded_on_open_with_its_series_kept(tmp_path):
+def sqlite_store_at_revision(url: str, revision: str, *statements: str) -> None:
+    """A SQLite store migrated only up to `revision`, holding what `statements` insert: a store an older
+    release left."""
     import sqlalchemy as sa
     from alembic import command
 
     from engine.data.migrations import alembic_config
 
-    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     old = sa.create_engine(url)
     with old.begin() as connection:
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
-        connection.exec_driver_sql("INSERT INTO runs (id, dataset_name, config, status, device, started_at, version) "
-                                   "VALUES (1, 'toy', '{}', 'finished', 'cpu', 0, '0')")
-        connection.exec_driver_sql("INSERT INTO run_series (run_id, phase, step, name, value) VALUES "
-                                   "(1, 'retrain', 1, 'NDCG@10', 0.5), (1, 'retrain', 7, 'train_loss', 2.0)")
+        command.upgrade(config, revision)
+        for statement in statements:
+            connection.exec_driver_sql(statement)
     old.dispose()
+
+
+def test_a_store_of_the_first_schema_is_upgraded_on_open_with_its_series_kept(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    sqlite_store_at_revision(
+        url, "0001",
+        "INSERT INTO runs (id, dataset_name, config, status, device, started_at, version) "
+        "VALUES (1, 'toy', '{}', 'finished', 'cpu', 0, '0')",
+        "INSERT INTO run_series (run_id, phase, step, name, value) VALUES "
+        "(1, 'retrain', 1, 'NDCG@10', 0.5), (1, 'retrain', 7, 'train_loss', 2.0)")
     store = open_store(url)
     with store.session() as session:
         frame = run_series(session, 1)
@@ -103,20 +112,11 @@ def test_a_store_of_the_first_schema_is_upgraded_on_open_with_its_series_kept(tm
 
 
 def test_a_store_upgraded_to_schema_0003_gets_its_own_identity_and_counts_its_earlier_runs_as_legacy(tmp_path):
-    import sqlalchemy as sa
-    from alembic import command
-
-    from engine.data.migrations import alembic_config
-
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    old = sa.create_engine(url)
-    with old.begin() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0002")
-        connection.exec_driver_sql("INSERT INTO runs (id, dataset_name, config, status, device, started_at, version) "
-                                   "VALUES (7, 'toy', '{}', 'cancelled', 'cpu', 0, '0')")
-    old.dispose()
+    sqlite_store_at_revision(
+        url, "0002",
+        "INSERT INTO runs (id, dataset_name, config, status, device, started_at, version) "
+        "VALUES (7, 'toy', '{}', 'cancelled', 'cpu', 0, '0')")
     upgraded, fresh = open_store(url), open_store(f"sqlite:///{tmp_path / 'new.sqlite'}")
     assert upgraded.identity.legacy_runs_upto == 7 and fresh.identity.legacy_runs_upto == 0
     assert upgraded.identity.id != fresh.identity.id
