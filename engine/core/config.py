@@ -21,6 +21,9 @@ MODES = ("causal", "sampled", "faithful")
 LOSSES = ("ce", "sampled_softmax", "bce", "auto")
 PROTOCOLS = ("full", "popularity", "uniform")
 SEARCH_ORDERS = ("first", "second")
+# How the short-term length is chosen: the differentiable "search" (AutoMLP), or "exhaustive" retraining of
+# every candidate and the best on validation (the paper's AutoMLP-s)
+STRATEGIES = ("search", "exhaustive")
 DEVICES = ("auto", "cpu", "cuda")
 # torch.manual_seed takes a 64-bit integer and numpy's generators no negative one; a store keeps it as a
 # signed 64-bit column
@@ -76,6 +79,15 @@ class RunConfig:
     search_order: str = "first"
     xi: float = 1e-3
     arch_lr: float = 0.03  # Adam on alpha; DARTS's 3e-4 leaves alpha near uniform (DESIGN, pitfalls)
+    # Epochs of W alone before alpha moves (P-DARTS, DARTS+: the candidate that learns fastest early should
+    # not win for that alone)
+    search_warmup_epochs: int = 0
+    # The length choice (engine.training.length_choice)
+    strategy: str = "search"
+    seeds: int = 1  # the search once per seed (seed, seed + 1, ...); exhaustive: every candidate per seed
+    # Search only: when the seeds do not agree, successive halving among the leading candidates, retrained
+    # this many epochs in the first round and twice as many in each next; 0: no confirm stage
+    confirm_epochs: int = 0
     # Training mode (DESIGN, Training modes)
     mode: str = "causal"
     # Data and evaluation
@@ -147,7 +159,7 @@ class RunConfig:
             raise ConfigError(f"candidate_lengths: lengths must be distinct, got {k}")
         positive = ([] if self.max_length == AUTO else ["max_length"]) + ["num_layers", "embedding_dim", "sequence_hidden", "channel_hidden",
                     "negatives", "sampled_negatives", "batch_size", "search_epochs", "retrain_epochs", "patience",
-                    "eval_negatives"]
+                    "eval_negatives", "seeds"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
@@ -159,6 +171,14 @@ class RunConfig:
         for name in ("lr", "arch_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        for name in ("search_warmup_epochs", "confirm_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")
+        if self.search_warmup_epochs >= self.search_epochs:
+            raise ConfigError(f"search_warmup_epochs: {self.search_warmup_epochs} leaves alpha no epoch of the "
+                              f"{self.search_epochs} search epochs; make it smaller than search_epochs")
+        if self.seed + self.seeds - 1 > MAX_SEED:
+            raise ConfigError(f"seeds: seeds {self.seed}..{self.seed + self.seeds - 1} pass {MAX_SEED} (2**63 - 1)")
         for name in ("xi", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")
@@ -168,7 +188,7 @@ class RunConfig:
             raise ConfigError("min_user_interactions: leave-one-out needs at least 3 interactions per user, "
                               f"got {self.min_user_interactions}")
         for name, allowed in (("mode", MODES), ("loss", LOSSES), ("protocol", PROTOCOLS),
-                              ("search_order", SEARCH_ORDERS), ("device", DEVICES)):
+                              ("search_order", SEARCH_ORDERS), ("device", DEVICES), ("strategy", STRATEGIES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
 

@@ -19,7 +19,7 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class PhaseStarted:
-    phase: str  # "import", "search", "retrain", "evaluate", "recommend", "export"
+    phase: str  # "import", "search", "exhaustive", "confirm", "retrain", "evaluate", "recommend", "export"
     total_steps: int
     description: str = ""
 
@@ -39,6 +39,8 @@ class ArchitectureWeights:
     candidates: tuple[int, ...]
     alpha: tuple[float, ...]
     weights: tuple[float, ...]  # softmax(alpha)
+    trial: int = 0  # which of a multi-seed job's searches (0: the run's own seed)
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,13 +70,34 @@ class SearchDecided:
 
 
 @dataclass(frozen=True)
+class CandidateScored:
+    """A candidate length trained alone and scored on validation: one (length, seed) of an exhaustive
+    search, or one candidate in a round of the confirm stage."""
+    stage: str  # "exhaustive" | "confirm"
+    length: int
+    seed: int
+    epochs: int  # epochs it trained
+    metrics: dict[str, float]  # its best epoch's validation metrics
+    protocol: str
+
+
+@dataclass(frozen=True)
+class LengthChosen:
+    """The run's short-term length and the evidence for it (engine.training.length_choice), once known."""
+    chosen_length: int
+    decided: bool  # False: the evidence does not single one length out (the verdict says why)
+    verdict: str  # e.g. "k = 20 (4 of 5 seeds)" or "k = 5 and k = 20 are equal within noise on this data"
+    strategy: str  # "search" | "exhaustive"
+
+
+@dataclass(frozen=True)
 class Message:
     text: str
     level: str = "info"  # "info" | "warning"
 
 
 Event = (PhaseStarted | StepFinished | ArchitectureWeights | EpochFinished | PhaseFinished | SearchDecided
-         | Message)
+         | CandidateScored | LengthChosen | Message)
 
 
 class Observer:

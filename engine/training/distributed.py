@@ -170,6 +170,16 @@ def shared_gradients(loss_of: Callable[[Batch], torch.Tensor], batch: Batch, inp
     return global_loss, [g if r > 0 else None for g, r in zip(out, reached_any)]
 
 
+def shared_loss(loss_of: Callable[[Batch], torch.Tensor], batch: Batch, group: Group) -> float:
+    """The global batch's mean loss, without gradients, the same on every rank."""
+    part = shard(batch, group)
+    share = loss_terms(part) / max(loss_terms(batch), 1)
+    value = float(loss_of(part)) * share if share > 0 else 0.0
+    total = torch.tensor([value], dtype=torch.float64, device=group.device)
+    dist.all_reduce(total)
+    return float(total)
+
+
 def shared_backward(loss_of: Callable[[Batch], torch.Tensor], batch: Batch,
                     parameters: Sequence[torch.Tensor], group: Group) -> float:
     """Sets each parameter's .grad to the global batch's mean-loss gradient (as `loss.backward()` on the

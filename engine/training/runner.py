@@ -12,6 +12,7 @@ import torch
 
 from engine.core.config import RunConfig
 from engine.core.events import (
+    LengthChosen,
     Message,
     Observer,
     PhaseFinished,
@@ -26,7 +27,8 @@ from engine.training.checkpoint import Checkpoint, CheckpointError, save_checkpo
 from engine.training.device import resolve_device
 from engine.training.distributed import Group, evaluate_shared, join_group
 from engine.training.fit import RetrainResult, retrain
-from engine.training.search import SearchResult, search, search_outcome
+from engine.training.length_choice import choose_by_search, choose_exhaustively
+from engine.training.search import SearchResult, search_outcome
 
 # Test metrics are always reported under both protocols: sampled figures alone mislead (DESIGN, Evaluation).
 REPORTED_PROTOCOLS = ("full", "popularity")
@@ -43,6 +45,7 @@ class RunResult:
     test_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # protocol label -> metrics
     seconds: dict[str, float] = field(default_factory=dict)  # phase -> wall seconds
     by_length: list[dict] = field(default_factory=list)  # test metrics per history-length bucket (full ranking)
+    length_choice: dict = field(default_factory=dict)  # LengthChoice.summary(): the verdict and its evidence
 
     def summary(self) -> dict:
         """Everything but the model, as plain JSON-ready values."""
@@ -58,6 +61,8 @@ class RunResult:
             "seconds": self.seconds,
             "by_length": self.by_length,
         }
+        if self.length_choice:
+            out["length_choice"] = self.length_choice
         if self.search is not None:
             out["search"] = {
                 "candidates": self.search.candidates,
@@ -104,6 +109,9 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
         checkpoint.fingerprint = fingerprint
         if checkpoint.phase == "retrain":  # `chosen` and `found` are set by then: the search's outcome goes along
             checkpoint.state["chosen_length"] = chosen
+            checkpoint.state["length_choice"] = choice
+            checkpoint.state["choice_seconds"] = {phase: seconds[phase] for phase in ("search", "confirm")
+                                                  if phase in seconds}
             if found is not None:
                 checkpoint.tensors.update(_search_tensors(found))
                 checkpoint.state["search_seconds"] = found.seconds
@@ -112,31 +120,52 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
     writes = checkpoint_path is not None and (group is None or group.is_main)
     on_epoch_end = save if writes else None
     seconds = {}
-    found = None
+    found, choice, exhaustive = None, {}, None
     if resume is not None and resume.phase == "retrain":
         chosen = resume.state["chosen_length"]
+        choice = resume.state.get("length_choice", {})
         if "search.alpha" in resume.tensors:
             found = search_outcome(list(config.candidate_lengths), resume.tensors["search.alpha"].numpy(),
                                    resume.tensors["search.train_loss"].tolist(),
                                    resume.tensors["search.valid_loss"].tolist(), resume.state["search_seconds"])
-            seconds["search"] = found.seconds
+        seconds.update(resume.state.get("choice_seconds", {"search": found.seconds} if found else {}))
     elif len(config.candidate_lengths) > 1:
-        found = search(data, config, observer, device, resume=resume, on_epoch_end=on_epoch_end, group=group)
-        seconds["search"] = found.seconds
-        chosen = found.chosen_length
-        observer.emit(Message(f"chosen short-term length k = {chosen} (weights "
-                              + ", ".join(f"{k}: {w:.3f}" for k, w in found.final_weights.items()) + ")"))
+        if config.strategy == "exhaustive":  # keeps no checkpoint: a stopped exhaustive run starts over
+            made = exhaustive = choose_exhaustively(data, config, observer, device, group)
+        else:
+            made = choose_by_search(data, config, observer, device, group, resume=resume, on_epoch_end=on_epoch_end)
+        found = made.searches[0] if made.searches else None
+        chosen, choice = made.chosen_length, made.summary()
+        seconds[_choice_phase(config)] = made.seconds - made.confirm_seconds
+        if made.confirm_rounds:
+            seconds["confirm"] = made.confirm_seconds
+        if found is not None and len(made.searches) == 1 and not made.confirm_rounds:
+            observer.emit(Message(f"chosen short-term length k = {chosen} (weights "
+                                  + ", ".join(f"{k}: {w:.3f}" for k, w in found.final_weights.items()) + ")"))
+        else:
+            observer.emit(Message(f"chosen short-term length: {made.verdict}", "info" if made.decided else "warning"))
     else:
         chosen = config.candidate_lengths[0]
     if found is not None:
         observer.emit(SearchDecided(found.chosen_length, found.final_weights, found.margin, found.noise,
                                     found.decisive, found.reason))
-    retrained = retrain(data, config, chosen, observer, device,
-                        resume=resume if resume is not None and resume.phase == "retrain" else None,
-                        on_epoch_end=on_epoch_end, group=group)
-    seconds["retrain"] = retrained.seconds
+    if choice:
+        observer.emit(LengthChosen(choice["chosen_length"], choice["decided"], choice["verdict"], choice["strategy"]))
+    if exhaustive is not None:  # the run's seed's model of the chosen length is trained already
+        retrained = exhaustive.models[chosen]
+    else:
+        retrained = retrain(data, config, chosen, observer, device,
+                            resume=resume if resume is not None and resume.phase == "retrain" else None,
+                            on_epoch_end=on_epoch_end, group=group)
+        seconds["retrain"] = retrained.seconds
     test, seconds["evaluate"], by_length = evaluate_test(retrained.model, data, config, observer, group)
-    return RunResult(config, str(device), chosen, retrained.model, found, retrained, test, seconds, by_length)
+    return RunResult(config, str(device), chosen, retrained.model, found, retrained, test, seconds, by_length,
+                     choice)
+
+
+def _choice_phase(config: RunConfig) -> str:
+    """The name of the seconds the length choice took: the phase it ran as."""
+    return "exhaustive" if config.strategy == "exhaustive" else "search"
 
 
 def fit_to_data(config: RunConfig, data: SequenceData, observer: Observer | None = None) -> RunConfig:

@@ -53,6 +53,7 @@ from engine.training.distributed import (
     seed_rank_stream,
     shared_backward,
     shared_gradients,
+    shared_loss,
 )
 
 # A winner less than this far ahead of the runner-up (in softmax weight) is never called decisive.
@@ -140,6 +141,18 @@ class Architect:
         model.train(was_training)
         return float(valid_loss.detach()) if isinstance(valid_loss, torch.Tensor) else valid_loss
 
+    def validation_loss(self, valid_batch: Batch) -> float:
+        """The validation loss at the current W and alpha, without a step (for warm-up epochs)."""
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            if self.group is None:
+                loss = float(batch_loss(self.model, valid_batch, self.config))
+            else:
+                loss = shared_loss(lambda part: batch_loss(self.model, part, self.config), valid_batch, self.group)
+        self.model.train(was_training)
+        return loss
+
     def _gradients(self, batch: Batch, inputs: list[torch.Tensor]) -> tuple[torch.Tensor | float, list]:
         """(loss, its gradients with respect to `inputs`) of a batch; under torchrun, of the global batch."""
         if self.group is None:
@@ -226,7 +239,10 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
             batches = training_batches(data, config, rng, device)
             for train_batch, valid_batch in zip(batches, validation_batches(data, config, rng, device)):
                 observer.check()
-                valid_loss = architect.step(train_batch, valid_batch)
+                if epoch > config.search_warmup_epochs:
+                    valid_loss = architect.step(train_batch, valid_batch)
+                else:  # warm-up: W alone; the validation loss is still measured, so that its curve is whole
+                    valid_loss = architect.validation_loss(valid_batch)
                 loss = weight_step(model, weight_optimizer, train_batch, config, group)
                 step += 1
                 alphas.append(model.alpha.detach().cpu().numpy().copy())
