@@ -176,6 +176,8 @@ def _final_metrics(result: RunResult) -> dict:
         metrics["search"] = {key: summary["search"][key]
                              for key in ("candidates", "final_weights", "margin", "noise", "decisive", "reason",
                                          "steps")}
+    if "length_choice" in summary:
+        metrics["length_choice"] = summary["length_choice"]
     return metrics
 
 
