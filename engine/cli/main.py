@@ -24,7 +24,7 @@ from engine.cli.data_commands import (
 from engine.cli.model_commands import add_model_commands
 from engine.cli.progress_bar import ProgressBarObserver
 from engine.cli.text import local_minute, printable
-from engine.core.config import ConfigError, RunConfig, parse_override
+from engine.core.config import STRATEGIES, ConfigError, RunConfig, parse_override
 from engine.core.events import Cancelled
 from engine.core.files import kind_of
 from engine.core.presets import PRESETS, load_preset
@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="a TOML run configuration")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override one configuration key (repeatable), e.g. --set candidate_lengths=[5,10]")
+    run.add_argument("--strategy", choices=STRATEGIES,
+                     help="how the short-term length is chosen: the differentiable search (AutoMLP) or exhaustive "
+                          "retraining of every candidate (AutoMLP-s); the same as --set strategy=...")
+    run.add_argument("--seeds", type=int, metavar="N",
+                     help="the search once per seed, or every candidate per seed, and a verdict over them "
+                          "(seeds SEED..SEED+N-1); the same as --set seeds=N")
     run.add_argument("--json", type=Path, help="write every result (metrics, alpha history, losses) to this file")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     add_nproc_argument(run)
@@ -120,6 +126,9 @@ def load_run_config(args) -> RunConfig:
     else:
         config = load_preset("quick-demo") if args.synthetic else RunConfig()
     overrides = dict(parse_override(text) for text in args.overrides)
+    for key in ("strategy", "seeds"):
+        if getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
     return config.replace(**overrides) if overrides else config
 
 
@@ -209,6 +218,9 @@ def format_result(summary: dict) -> str:
         verdict = search.get("reason") or ("decisive" if search["decisive"] else "not decisive")
         lines.append(f"softmax(alpha): {weights}  (margin {search['margin']:.3f}, noise {search['noise']:.3f}: "
                      f"{verdict})")
+    choice = summary.get("length_choice")
+    if choice and (choice["strategy"] != "search" or len(choice["seeds"]) > 1 or "confirm" in choice):
+        lines.append(format_length_choice(choice))
     lines.append(f"best validation epoch {summary['best_epoch']}: NDCG@10 "
                  f"{summary['valid_metrics'].get('NDCG@10', float('nan')):.4f} [{summary['valid_protocol']}]")
     names = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR@5", "MRR@10", "MRR@20"]
@@ -220,6 +232,28 @@ def format_result(summary: dict) -> str:
         lines.append(format_by_length(summary["by_length"]))
     seconds = ", ".join(f"{phase} {s:.1f} s" for phase, s in summary["seconds"].items())
     lines.append(f"device {summary['device']}; {seconds}")
+    return "\n".join(lines)
+
+
+def format_length_choice(choice: dict) -> str:
+    """The verdict, then its evidence: each seed's choice, each length's validation figure over the seeds,
+    the confirm stage's rounds."""
+    lines = [("verdict: " if choice["decided"] else "verdict (undecided): ") + choice["verdict"]]
+    for search in choice.get("searches", []):
+        weights = ", ".join(f"{k}: {w:.3f}" for k, w in search["final_weights"].items())
+        lines.append(f"  seed {search['seed']}: k = {search['chosen_length']} (softmax(alpha) {weights}; {search['reason']})")
+    scores = choice.get("scores")
+    if scores:
+        equal = set(choice.get("equal_lengths", []))
+        lines.append(f"  validation {choice['metric']} per k over {len(choice['seeds'])} seed(s), mean ± spread "
+                     f"(* within the noise band from {choice['band']:.4f}):")
+        for k, score in scores.items():
+            mark = "*" if int(k) in equal else " "
+            values = " ".join(f"{v:.4f}" for v in score["values"])
+            lines.append(f"   {mark} k = {k:>4}: {score['mean']:.4f} ± {score['spread']:.4f}   ({values})")
+    for stage in choice.get("confirm", []):
+        shown = ", ".join(f"k = {k}: {v:.4f}" for k, v in stage["scores"].items())
+        lines.append(f"  confirm after {stage['epochs']} epochs: {shown}")
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ from tqdm import tqdm
 from engine.core.config import RunConfig
 from engine.core.events import (
     ArchitectureWeights,
+    CandidateScored,
     EpochFinished,
     Message,
     Observer,
@@ -50,6 +51,10 @@ class ProgressBarObserver(Observer):
         elif isinstance(event, EpochFinished):
             shown = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items() if k != "epoch")
             tqdm.write(f"{event.phase} epoch {event.epoch}: {shown} [{event.protocol}]", file=sys.stderr)
+        elif isinstance(event, CandidateScored):
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items() if k in ("NDCG@10", "HR@10"))
+            tqdm.write(f"{event.stage} k = {event.length}, seed {event.seed}: {shown} [{event.protocol}] "
+                       f"after {event.epochs} epochs", file=sys.stderr)
         elif isinstance(event, PhaseFinished) and self.bar is not None:
             self.bar.update(self.bar.total - self.bar.n)
             self.bar.close()

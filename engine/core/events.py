@@ -22,6 +22,7 @@ class PhaseStarted:
     phase: str  # "import", "search", "exhaustive", "confirm", "retrain", "evaluate", "recommend", "export"
     total_steps: int
     description: str = ""
+    epochs: int = 0  # the training epochs its steps span (all seeds and candidates); 0: not a training phase
 
 
 @dataclass(frozen=True)

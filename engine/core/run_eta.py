@@ -17,7 +17,12 @@ from engine.core.events import PhaseFinished, PhaseStarted, StepFinished
 RETRAIN_STEP_SHARE = {"first": 0.5, "second": 0.2}
 # The test evaluation (two protocols over every user) in retraining epochs: 0.2 to 0.55 on the quick demo.
 EVALUATION_EPOCHS = 0.5
-PLAN = ("search", "retrain", "evaluate")
+# The phases of a run, by its length-choice strategy. The confirm stage runs only when the search is
+# undecided: it is counted once it starts.
+PLANS = {"search": ("search", "confirm", "retrain", "evaluate"), "exhaustive": ("exhaustive", "evaluate")}
+UNFORESEEN = ("confirm",)
+# Phases whose steps are retraining steps (one weight step through one short-term module)
+RETRAINING_PHASES = ("retrain", "exhaustive", "confirm")
 
 
 class RunEta:
@@ -30,7 +35,11 @@ class RunEta:
       epoch (both phases walk the same training batches), each costing RETRAIN_STEP_SHARE of the search's
       measured time per step; from its first timed step on, its own ETA. Early stopping can end it sooner,
       so the overall ETA is an upper estimate while the retraining may still stop early;
-    - the test evaluation: EVALUATION_EPOCHS retraining epochs, counted down by the clock while it runs.
+    - the test evaluation: EVALUATION_EPOCHS retraining epochs, counted down by the clock while it runs;
+    - an exhaustive search and a confirm stage (engine.training.length_choice): their own ETA while they
+      run (their steps are retraining steps, which then time the rest); the confirm stage, run only when the
+      search is undecided, is not counted before it starts. A phase's epochs (`PhaseStarted.epochs`, all
+      seeds and candidates) give the steps per epoch.
 
     `remaining()` is None until a time per step has been measured. A resumed run starts with the phase it
     resumes (a run resumed in its retraining has no search left)."""
@@ -47,10 +56,12 @@ class RunEta:
         self.finished = False
 
     def observe(self, event) -> None:
-        if isinstance(event, PhaseStarted) and event.phase in PLAN:
+        plan = PLANS.get(self.config.strategy, PLANS["search"])
+        if isinstance(event, PhaseStarted) and event.phase in plan:
             self.phase = event.phase
-            self.left = PLAN[PLAN.index(event.phase) + 1:]
-            epochs = {"search": self.config.search_epochs, "retrain": self.config.retrain_epochs}.get(event.phase)
+            self.left = tuple(phase for phase in plan[plan.index(event.phase) + 1:] if phase not in UNFORESEEN)
+            epochs = event.epochs or {"search": self.config.search_epochs,
+                                      "retrain": self.config.retrain_epochs}.get(event.phase)
             if epochs and self.steps_per_epoch is None:
                 self.steps_per_epoch = max(event.total_steps // epochs, 1)
             self._phase_seconds = self._estimate("evaluate") if event.phase == "evaluate" else None
@@ -79,7 +90,8 @@ class RunEta:
 
     def _estimate(self, phase: str) -> float | None:
         """A whole phase's seconds, from what has been timed so far (None: nothing to go on)."""
-        retrain_step = self.seconds_per_step.get("retrain")
+        retrain_step = next((self.seconds_per_step[phase] for phase in RETRAINING_PHASES
+                             if phase in self.seconds_per_step), None)
         if retrain_step is None and "search" in self.seconds_per_step:
             retrain_step = self.seconds_per_step["search"] * RETRAIN_STEP_SHARE.get(self.config.search_order, 0.5)
         if retrain_step is None or self.steps_per_epoch is None:
@@ -89,4 +101,4 @@ class RunEta:
             return retrain_epoch * self.config.retrain_epochs
         if phase == "evaluate":
             return retrain_epoch * EVALUATION_EPOCHS
-        return None  # the search is only ever the current phase, timed by its own steps
+        return None  # the search and the others are only ever the current phase, timed by their own steps

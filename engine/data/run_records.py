@@ -274,7 +274,8 @@ class RunRecorder(Observer):
     """Forwards every event to an inner observer and records the run's curves into run_series.
 
     Recorded: StepFinished losses (name = loss name, per step), EpochFinished metrics and mean losses
-    (step = epoch number, per epoch), ArchitectureWeights (name `weight/k=<length>` and `alpha/k=<length>`). Points are written
+    (step = epoch number, per epoch), ArchitectureWeights of the run's own seed (name `weight/k=<length>` and
+    `alpha/k=<length>`). Points are written
     in batches through its own Session (every `batch_size` points or `interval` seconds, and on
     EpochFinished, PhaseFinished and `close()`), so that recording never slows the training loop down.
     """
@@ -297,7 +298,8 @@ class RunRecorder(Observer):
         elif isinstance(event, EpochFinished):
             self._pending += [(event.phase, event.epoch, k, v, "epoch") for k, v in event.metrics.items()
                               if k != "epoch" and isinstance(v, (int, float))]
-        elif isinstance(event, ArchitectureWeights):
+        elif isinstance(event, ArchitectureWeights) and event.trial == 0:
+            # a multi-seed search records its first seed's curves; every seed's are in the run's length_choice
             for length, alpha, weight in zip(event.candidates, event.alpha, event.weights):
                 self._pending.append(("search", event.step, f"weight/k={length}", weight, "step"))
                 self._pending.append(("search", event.step, f"alpha/k={length}", alpha, "step"))

@@ -104,7 +104,8 @@ def fit(model: torch.nn.Module, data: SequenceData, config: RunConfig, rng: np.r
     if group is not None:
         broadcast_parameters(model)
     resumed = f", resumed after epoch {resume.epoch}" if resume is not None else ""
-    observer.emit(PhaseStarted("retrain", total, (description or f"up to {config.retrain_epochs} epochs") + resumed))
+    observer.emit(PhaseStarted("retrain", total, (description or f"up to {config.retrain_epochs} epochs") + resumed,
+                               config.retrain_epochs))
     clock, throttle = StepClock(total, step, spent), Throttle(done_steps=step)  # a resumed run reports the same steps
     with subnormals_flushed(device):  # subnormals: 7.5x slower on x86
         for epoch in range(first_epoch, config.retrain_epochs + 1):

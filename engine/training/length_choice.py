@@ -204,7 +204,8 @@ def choose_by_search(data: SequenceData, config: RunConfig, observer: Observer, 
         total = per_seed * len(seeds)
         observer.emit(PhaseStarted("search", total, f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]}), "
                                                     f"{len(config.candidate_lengths)} candidates "
-                                                    f"{list(config.candidate_lengths)}"))
+                                                    f"{list(config.candidate_lengths)}",
+                                   config.search_epochs * len(seeds)))
         clock, searches = StepClock(total), []
         for trial, seed in enumerate(seeds):
             inner = _WithinPhase(observer, "search", trial * per_seed, total, clock, trial, seed,
@@ -256,7 +257,8 @@ def confirm(data: SequenceData, config: RunConfig, leaders: list[int], choice: L
     total = sum(alive * (epochs - previous) * per_epoch
                 for (alive, epochs), previous in zip(rounds, [0] + [e for _, e in rounds[:-1]]))
     observer.emit(PhaseStarted("confirm", total, f"successive halving among k = {leaders}, "
-                                                 f"{' -> '.join(str(e) for _, e in rounds)} epochs"))
+                                                 f"{' -> '.join(str(e) for _, e in rounds)} epochs",
+                                   total // per_epoch))
     clock, done = StepClock(total), 0
     label = protocol_label(config.protocol, config.eval_negatives)
     alive, last, results, trained = list(leaders), {}, {}, {}
@@ -304,7 +306,8 @@ def choose_exhaustively(data: SequenceData, config: RunConfig, observer: Observe
     total = per_run * len(seeds) * len(candidates)
     observer.emit(PhaseStarted("exhaustive", total, f"{len(candidates)} candidates {candidates} x "
                                                     f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}, "
-                                                    f"up to {config.retrain_epochs} epochs each"))
+                                                    f"up to {config.retrain_epochs} epochs each",
+                                   config.retrain_epochs * len(seeds) * len(candidates)))
     clock = StepClock(total)
     label = protocol_label(config.protocol, config.eval_negatives)
     scores: dict[int, list[float]] = {k: [] for k in candidates}

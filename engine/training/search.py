@@ -228,7 +228,8 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
     total = steps_per_epoch(data, config) * config.search_epochs
     order = "second order" if architect.xi else "first order"
     resumed = f", resumed after epoch {resume.epoch}" if resume is not None else ""
-    observer.emit(PhaseStarted("search", total, f"{len(candidates)} candidates {candidates}, {order}{resumed}"))
+    observer.emit(PhaseStarted("search", total, f"{len(candidates)} candidates {candidates}, {order}{resumed}",
+                               config.search_epochs))
     clock, throttle = StepClock(total, step, spent), Throttle(done_steps=step)  # a resumed run reports the same steps
     with subnormals_flushed(device):  # subnormals: 7.5x slower on x86
         for epoch in range(first_epoch, config.search_epochs + 1):
