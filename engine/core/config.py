@@ -177,13 +177,13 @@ class RunConfig:
         if self.search_warmup_epochs >= self.search_epochs:
             raise ConfigError(f"search_warmup_epochs: {self.search_warmup_epochs} leaves alpha no epoch of the "
                               f"{self.search_epochs} search epochs; make it smaller than search_epochs")
-        if self.seed + self.seeds - 1 > MAX_SEED:
-            raise ConfigError(f"seeds: seeds {self.seed}..{self.seed + self.seeds - 1} pass {MAX_SEED} (2**63 - 1)")
         for name in ("xi", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"seed: must be in 0..{MAX_SEED} (2**63 - 1), got {self.seed}")
+        if self.seed + self.seeds - 1 > MAX_SEED:
+            raise ConfigError(f"seeds: seeds {self.seed}..{self.seed + self.seeds - 1} pass {MAX_SEED} (2**63 - 1)")
         if self.min_user_interactions < 3:
             raise ConfigError("min_user_interactions: leave-one-out needs at least 3 interactions per user, "
                               f"got {self.min_user_interactions}")
