@@ -44,17 +44,35 @@ def metrics_by_length(model, data: SequenceData, split: str = "test", protocol: 
     return rows
 
 
+def add_candidates_by_length(rows: list[dict], models: dict, data: SequenceData, split: str = "test") -> None:
+    """Adds to each bucket row `per_candidate` {str(k): NDCG@10} of the models trained alone with each
+    candidate length (an exhaustive run's), ranked in one pass over the users."""
+    lengths = list(models)
+    for model in models.values():
+        model.eval()
+    ranks = np.atleast_2d(target_ranks(models[lengths[0]], data, split, scorers=list(models.values())))
+    bucket = np.searchsorted(np.asarray(BUCKET_ENDS), data.history_lengths(split), side="left")
+    labels = bucket_labels()
+    for row in rows:
+        users = bucket == labels.index(row["bucket"])
+        row["per_candidate"] = {str(k): _reported(ranks[i, users])["NDCG@10"] for i, k in enumerate(lengths)}
+
+
 def format_by_length(rows: list[dict]) -> str:
     """The rows as a text table (the CLI's, after a run)."""
     split_parts = bool(rows) and "long_term_only" in rows[0]
     header = f"{'history':>9}{'users':>8}{'NDCG@10':>9}{'HR@10':>8}"
     if split_parts:
         header += f"{'long-term only NDCG@10':>24}{'gain':>9}"
-    lines = ["test NDCG@10 by history length [full ranking]", header]
+    candidates = list(rows[0].get("per_candidate", {})) if rows else []
+    header += "".join(f"{'k=' + k:>9}" for k in candidates)
+    lines = ["test NDCG@10 by history length [full ranking]"
+             + ("; k=...: each candidate length trained alone" if candidates else ""), header]
     for row in rows:
         line = f"{row['bucket']:>9}{row['users']:>8}{row['model']['NDCG@10']:9.4f}{row['model']['HR@10']:8.4f}"
         if split_parts:
             line += f"{row['long_term_only']['NDCG@10']:24.4f}{row['short_term_gain']:+9.4f}"
+        line += "".join(f"{row['per_candidate'][k]:9.4f}" for k in candidates)
         lines.append(line)
     return "\n".join(lines)
 

@@ -20,7 +20,7 @@ from engine.core.events import (
     SearchDecided,
 )
 from engine.data.sequences import SequenceData
-from engine.evaluation.by_length import metrics_by_length
+from engine.evaluation.by_length import add_candidates_by_length, metrics_by_length
 from engine.evaluation.metrics import evaluate, protocol_label
 from engine.models.automlp import AutoMLP
 from engine.training.checkpoint import Checkpoint, CheckpointError, save_checkpoint
@@ -159,6 +159,8 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
                             on_epoch_end=on_epoch_end, group=group)
         seconds["retrain"] = retrained.seconds
     test, seconds["evaluate"], by_length = evaluate_test(retrained.model, data, config, observer, group)
+    if exhaustive is not None:  # where each window helps: every candidate's own model, bucket by bucket
+        add_candidates_by_length(by_length, {k: trained.model for k, trained in exhaustive.models.items()}, data)
     return RunResult(config, str(device), chosen, retrained.model, found, retrained, test, seconds, by_length,
                      choice)
 
