@@ -19,17 +19,25 @@ def bucket_labels(ends=BUCKET_ENDS) -> list[str]:
     return [f"{s}-{e}" for s, e in zip(starts, ends)] + [f"{starts[-1]}+"]
 
 
+def ranks_with_long_term(model, data: SequenceData, split: str = "test", protocol: str = "full",
+                         negatives: int = 100, seed: int = 0, observer=None) -> np.ndarray:
+    """The target ranks of the model, and for AutoMLP of its long-term module alone: (1 or 2, n_users),
+    from one pass of the model over every user (the model's own scores exactly as `model(inputs)`)."""
+    if not hasattr(model, "contributions"):
+        return np.atleast_2d(target_ranks(model, data, split, protocol, negatives, seed, observer=observer))
+    scores = _ModelAndLongTerm(model)
+    return target_ranks(model, data, split, protocol, negatives, seed, observer=observer,
+                        scorers=[scores.model, scores.long_term])
+
+
 def metrics_by_length(model, data: SequenceData, split: str = "test", protocol: str = "full",
-                      negatives: int = 100, seed: int = 0, observer=None) -> list[dict]:
+                      negatives: int = 100, seed: int = 0, observer=None, ranks: np.ndarray | None = None) -> list[dict]:
     """One row per non-empty bucket of history length: `bucket`, `users`, and `model` (HR@10, NDCG@10);
     for a model with long- and short-term parts (AutoMLP) also `long_term_only` and `short_term_gain`
-    (the model's NDCG@10 minus the long-term module's)."""
-    scorers = [model]
-    split_parts = hasattr(model, "contributions")
-    if split_parts:
-        scorers.append(lambda inputs: _long_term_scores(model, inputs))
-    ranks = np.atleast_2d(target_ranks(model, data, split, protocol, negatives, seed, observer=observer,
-                                       scorers=scorers))
+    (the model's NDCG@10 minus the long-term module's). `ranks`: `ranks_with_long_term`'s, when at hand."""
+    if ranks is None:
+        ranks = ranks_with_long_term(model, data, split, protocol, negatives, seed, observer)
+    split_parts = len(ranks) == 2
     bucket = np.searchsorted(np.asarray(BUCKET_ENDS), data.history_lengths(split), side="left")
     rows = []
     for index, label in enumerate(bucket_labels()):
@@ -77,11 +85,30 @@ def format_by_length(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _long_term_scores(model, inputs):
-    long, _short, bias = model.contributions(inputs)
-    scores = long + bias
-    scores[:, 0] = float("-inf")  # padding is never a candidate, as in the model's own scores
-    return scores
+class _ModelAndLongTerm:
+    """Two scorers of one batch that share the model's pass over it: the model's scores (as its forward
+    computes them) and the long-term module's part plus the bias (AutoMLP.contributions without the
+    short-term part)."""
+
+    def __init__(self, model) -> None:
+        self._model = model
+        self._inputs = None
+        self._joint = None
+
+    def _joint_of(self, inputs):
+        if inputs is not self._inputs:
+            self._inputs, self._joint = inputs, self._model.joint(inputs)
+        return self._joint
+
+    def model(self, inputs):
+        return self._model.score(self._model.output(self._joint_of(inputs)))
+
+    def long_term(self, inputs):
+        D = self._model.shape.embedding_dim
+        z = self._joint_of(inputs)
+        weight = self._model.output.weight  # (D, 2D): [W_s | W_l]
+        scores = self._model.items.scores(z[:, D:] @ weight[:, D:].T + self._model.output.bias)
+        return scores  # column 0 (padding) is -inf, as in the model's own scores
 
 
 def _reported(ranks: np.ndarray) -> dict[str, float]:
