@@ -82,6 +82,9 @@ class RunConfig:
     # Epochs of W alone before alpha moves (P-DARTS, DARTS+: the candidate that learns fastest early should
     # not win for that alone)
     search_warmup_epochs: int = 0
+    # Stop the search once its choice has been decisive at the end of this many epochs in a row
+    # (engine.training.search.decide); 0: always run every search epoch
+    settle_epochs: int = 0
     # The length choice (engine.training.length_choice)
     strategy: str = "search"
     seeds: int = 1  # the search once per seed (seed, seed + 1, ...); exhaustive: every candidate per seed
@@ -171,7 +174,7 @@ class RunConfig:
         for name in ("lr", "arch_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
-        for name in ("search_warmup_epochs", "confirm_epochs"):
+        for name in ("search_warmup_epochs", "confirm_epochs", "settle_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")
         if self.search_warmup_epochs >= self.search_epochs:

@@ -251,3 +251,20 @@ def test_an_exhaustive_run_reports_each_candidates_own_model_per_history_length(
         assert sorted(row["per_candidate"]) == ["1", "2", "4"]
         # the run's model is the chosen length's own model: its column is the model's
         assert row["per_candidate"][str(result.chosen_length)] == pytest.approx(row["model"]["NDCG@10"])
+
+
+def test_a_search_whose_choice_has_settled_stops_before_its_last_epoch(data):
+    events = RecordingObserver()
+    config = CONFIG.replace(search_epochs=6, settle_epochs=1, arch_lr=0.5)
+    found = search(data, config, events)
+    full = search(data, config.replace(settle_epochs=0))
+    assert found.decisive and len(found.alpha_history) < len(full.alpha_history)
+    assert np.array_equal(found.alpha_history, full.alpha_history[:len(found.alpha_history)])  # the same steps, fewer
+    assert any("search stopped after epoch" in getattr(e, "text", "") for e in events.events)
+
+
+def test_a_search_that_has_not_settled_runs_every_epoch(data):
+    config = CONFIG.replace(search_epochs=3, settle_epochs=1, arch_lr=1e-5)
+    found = search(data, config)
+    assert not found.decisive
+    assert len(found.alpha_history) == len(search(data, config.replace(settle_epochs=0)).alpha_history)
