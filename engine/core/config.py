@@ -24,6 +24,9 @@ SEARCH_ORDERS = ("first", "second")
 # How the short-term length is chosen: the differentiable "search" (AutoMLP), or "exhaustive" retraining of
 # every candidate and the best on validation (the paper's AutoMLP-s)
 STRATEGIES = ("search", "exhaustive")
+# Which window of a training sequence a causal epoch trains: one ending at a random point (the default), or
+# the last T items (SASRec's and SASRec+'s recipe: every position of the most recent window)
+TRAINING_WINDOWS = ("random", "last")
 DEVICES = ("auto", "cpu", "cuda")
 # torch.manual_seed takes a 64-bit integer and numpy's generators no negative one; a store keeps it as a
 # signed 64-bit column
@@ -93,6 +96,7 @@ class RunConfig:
     confirm_epochs: int = 0
     # Training mode (DESIGN, Training modes)
     mode: str = "causal"
+    training_windows: str = "random"  # causal mode: "random" end points, or the "last" T items of each sequence
     # Data and evaluation
     min_user_interactions: int = 3  # leave-one-out needs one training, one validation, one test item
     protocol: str = "full"  # "full" ranking, or 100 negatives by "popularity" (paper) or "uniform"
@@ -191,9 +195,14 @@ class RunConfig:
             raise ConfigError("min_user_interactions: leave-one-out needs at least 3 interactions per user, "
                               f"got {self.min_user_interactions}")
         for name, allowed in (("mode", MODES), ("loss", LOSSES), ("protocol", PROTOCOLS),
-                              ("search_order", SEARCH_ORDERS), ("device", DEVICES), ("strategy", STRATEGIES)):
+                              ("search_order", SEARCH_ORDERS), ("device", DEVICES), ("strategy", STRATEGIES),
+                              ("training_windows", TRAINING_WINDOWS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+
+        if self.training_windows == "last" and self.mode != "causal":
+            raise ConfigError(f"training_windows: 'last' trains every position of a window, which only the causal "
+                              f"mode does (mode is {self.mode!r})")
 
     @property
     def chosen_xi(self) -> float:
