@@ -46,7 +46,7 @@ def test_a_tiny_run_fills_every_curve_and_shows_the_chosen_length(qtbot, page, c
     assert page.summary is not None, page.log_pane.toPlainText()
     assert page.chosen_length in (1, 2, 4)
     assert f"k = {page.chosen_length}" in page.chosen_label.text()
-    assert page.summary["search"]["reason"] in page.chosen_label.text()
+    assert page.summary["length_choice"]["verdict"] in page.chosen_label.text()  # the verdict over every seed
     for key, curve in page.loss_curves.items():
         x, y = curve.getData()
         assert x is not None and len(x) > 0, key
@@ -292,7 +292,7 @@ def test_a_reopened_page_shows_the_latest_run_as_recorded(qtbot, context, tmp_pa
     qtbot.addWidget(page)
     assert page.phase_label.text() == "finished"
     assert f"k = {result.chosen_length} (" in page.chosen_label.text()
-    assert result.search.reason in page.chosen_label.text()
+    assert result.length_choice["verdict"] in page.chosen_label.text()
     assert page.final_bars is not None
     for key, curve in {**page.loss_curves, **page.weight_curves}.items():
         assert len(curve.getData()[0]) > 0, key
