@@ -61,6 +61,7 @@ class SeedWeightCurves:
         self.series: dict[tuple[int, int], GrowingSeries] = {}  # (trial, length) -> points
         self.curves: dict[tuple[int, int], pg.PlotDataItem] = {}
         self.seeds: dict[int, int] = {}  # trial -> seed
+        self.seed_keys: dict[int, pg.PlotDataItem] = {}  # trial -> its line style in the legend (no data)
 
     def reset(self, candidates: list[int]) -> None:
         """No curves of other seeds; the first seed's curves, one per candidate, kept when the candidates are
@@ -68,6 +69,8 @@ class SeedWeightCurves:
         for key in [key for key in self.curves if key[0] > 0 or candidates != self.candidates]:
             self.plot.removeItem(self.curves.pop(key))
             self.series.pop(key)
+        for trial in list(self.seed_keys):
+            self.plot.removeItem(self.seed_keys.pop(trial))
         if candidates != self.candidates:
             self.candidates = list(candidates)
             for length in self.candidates:
@@ -116,21 +119,27 @@ class SeedWeightCurves:
     def repaint(self) -> None:
         for key, series in self.series.items():
             self.curves[key].setData(series.x, series.y)
-        several = len(self.trials) > 1
         title = "Architecture weights softmax(α)"
-        if several:
-            seeds = [self.seeds.get(trial, trial) for trial in self.trials]
-            title += f", {len(seeds)} seeds (seed {seeds[0]} solid, the others dashed)"
+        if len(self.trials) > 1:
+            title += f", {len(self.trials)} seeds"
+            for trial in self.trials:  # the legend says which line style is which seed
+                if trial not in self.seed_keys:
+                    self.seed_keys[trial] = self.plot.plot(
+                        [], [], pen=self._pen(OTHER_COLOUR, trial), name=f"seed {self.seeds.get(trial, trial)}")
+                    fit_legend(self.plot.getPlotItem(), self.plot.width())
         if title != self.plot.getPlotItem().full_title:
             self.plot.getPlotItem().setTitle(title)
 
-    def _add(self, trial: int, length: int) -> None:
-        index = self.candidates.index(length)
-        color = pg.mkColor(colour(index))
+    @staticmethod
+    def _pen(name: str, trial: int):
+        color = pg.mkColor(name)
         if trial > 0:
             color.setAlpha(OTHER_SEED_ALPHA)
-        pen = pg.mkPen(color, width=2 if trial == 0 else 1.5, style=SEED_STYLES[trial % len(SEED_STYLES)])
+        return pg.mkPen(color, width=2 if trial == 0 else 1.5, style=SEED_STYLES[trial % len(SEED_STYLES)])
+
+    def _add(self, trial: int, length: int) -> None:
         self.series[(trial, length)] = GrowingSeries()
+        pen = self._pen(colour(self.candidates.index(length)), trial)
         self.curves[(trial, length)] = self.plot.plot([], [], pen=pen, name=f"k={length}" if trial == 0 else None)
         if trial == 0:
             fit_legend(self.plot.getPlotItem(), self.plot.width())
@@ -215,7 +224,8 @@ class ScoresPlot:
             self.spreads = {k: spread(scores[k]) for k in scored}
             y = np.array([self.means[k] for k in scored])
             sd = np.array([self.spreads[k] for k in scored])
-            self.error_bars = pg.ErrorBarItem(x=x, y=y, top=sd, bottom=sd, beam=0.2, pen=pg.mkPen(OTHER_COLOUR, width=1.5))
+            self.error_bars = pg.ErrorBarItem(x=x, y=y, top=sd, bottom=sd, beam=0.2,
+                                              pen=pg.mkPen(OTHER_COLOUR, width=1.5))
             self.plot.addItem(self.error_bars)
             self.items.append(self.error_bars)
             seeds = max(len(scores[k]) for k in scored)
@@ -235,8 +245,8 @@ class ScoresPlot:
             y = np.array([round_["scores"][k] for k in ks])
             brushes = [pg.mkBrush(colour(CHOSEN_COLOUR) if k == chosen and number == len(confirm) - 1
                                   else colour(4 + number)) for k in ks]
-            self.items.append(self.plot.plot(x, y, pen=None, symbol=CONFIRM_SYMBOLS[number % len(CONFIRM_SYMBOLS)],
-                                             symbolSize=9, symbolBrush=brushes, symbolPen=None,
+            symbol = CONFIRM_SYMBOLS[number % len(CONFIRM_SYMBOLS)]
+            self.items.append(self.plot.plot(x, y, pen=None, symbol=symbol, symbolSize=9, symbolBrush=brushes, symbolPen=None,
                                              name=f"confirm, {round_['epochs']} epochs"))
         self.plot.getPlotItem().getAxis("bottom").setTicks(
             [[(i, f"k={k}" + (" ✓" if k == chosen else "")) for i, k in enumerate(lengths)]])

@@ -97,7 +97,8 @@ class TrainingPage(QWidget):
         self.eta_label = QLabel("")
         self.run_eta_label = QLabel("")
         self.run_eta_label.setToolTip(
-            "Time left in the whole run: the search, the retraining and the test evaluation. The retraining is "
+            "Time left in the whole run: the length choice (search, exhaustive or confirm stage), the retraining and "
+            "the test evaluation. The retraining is "
             "estimated from the search's time per step until its own steps are timed; early stopping can end "
             "it sooner.")
         self.chosen_label = QLabel("chosen length: –")
@@ -145,10 +146,10 @@ class TrainingPage(QWidget):
 
         plots = QGridLayout()
         plots.addWidget(self.loss_plot, 0, 0)
-        plots.addWidget(self.metrics_plot, 0, 1, 1, 2)
+        plots.addWidget(self.metrics_plot, 0, 1)
+        plots.addWidget(self.scores_plot, 0, 2)  # shown for the runs that score candidates (_show_plots_of)
         plots.addWidget(self.weights_plot, 1, 0)
-        plots.addWidget(self.final_plot, 1, 1)
-        plots.addWidget(self.scores_plot, 1, 2)  # shown for the runs that score candidates (_show_plots_of)
+        plots.addWidget(self.final_plot, 1, 1, 1, 2)
         self.scores_plot.setVisible(False)
         plots_widget = QWidget()
         plots_widget.setLayout(plots)
@@ -376,12 +377,14 @@ class TrainingPage(QWidget):
         self.metrics_plot.getPlotItem().setTitle(f"Validation metrics per epoch [{label}]")
 
     def _show_plots_of(self, config) -> None:
-        """The plots a run of `config` fills: an exhaustive search has no softmax(alpha), only scores; a search
-        scores candidates only in a confirm stage."""
+        """The plots a run of `config` fills: an exhaustive search has no softmax(alpha) and no retraining
+        epochs (its chosen model is one of its candidates), only scores; a search scores candidates only in a
+        confirm stage."""
         search = config.strategy != "exhaustive"
-        self.weights_plot.setVisible(search)
-        self.final_plot.setVisible(search)
+        for plot in (self.metrics_plot, self.weights_plot, self.final_plot):
+            plot.setVisible(search)
         self.scores_plot.setVisible(not search or config.confirm_epochs > 0)
+        self.final_plot.getPlotItem().setTitle("Final weights")
 
     def _loss_series_of(self, key: tuple[str, str]) -> GrowingSeries | None:
         """The loss series of (phase, loss name); an exhaustive search's or a confirm stage's curve is made
@@ -557,6 +560,8 @@ class TrainingPage(QWidget):
             self.chosen_length = chosen
             if final:
                 self._show_final_weights(final)
+                if len(searches) > 1:
+                    self.final_plot.getPlotItem().setTitle(f"Final weights, mean of {len(searches)} seeds")
             show_verdict(self.chosen_label, choice["verdict"], choice["decided"])
             scores, confirm = evidence_of(choice)
             self.score_book.scores, self.score_book.confirm = scores, confirm

@@ -368,7 +368,7 @@ def test_several_seeds_searches_are_overlaid_per_seed_with_a_legend_by_length(qt
     styles = {trial: page.seed_weights.trial_curves(trial)[1].opts["pen"].style() for trial in range(3)}
     assert len(set(styles.values())) == 3  # each seed its own line style
     legend = [label.text for _sample, label in page.weights_plot.getPlotItem().legend.items]
-    assert legend == ["k=1", "k=2", "k=4"]
+    assert legend == ["k=1", "k=2", "k=4", "seed 7", "seed 8", "seed 9"]  # colour by length, line style by seed
     assert "3 seeds" in page.weights_plot.getPlotItem().full_title
     assert page.phase_label.text() == "search · seed 9 (3 of 3)"
 
