@@ -24,6 +24,9 @@ SEARCH_ORDERS = ("first", "second")
 # How the short-term length is chosen: the differentiable "search" (AutoMLP), or "exhaustive" retraining of
 # every candidate and the best on validation (the paper's AutoMLP-s)
 STRATEGIES = ("search", "exhaustive")
+# Which window of a training sequence a causal epoch trains: one ending at a random point (the default), or
+# the last T items (SASRec's and SASRec+'s recipe: every position of the most recent window)
+TRAINING_WINDOWS = ("random", "last")
 DEVICES = ("auto", "cpu", "cuda")
 # torch.manual_seed takes a 64-bit integer and numpy's generators no negative one; a store keeps it as a
 # signed 64-bit column
@@ -82,6 +85,9 @@ class RunConfig:
     # Epochs of W alone before alpha moves (P-DARTS, DARTS+: the candidate that learns fastest early should
     # not win for that alone)
     search_warmup_epochs: int = 0
+    # Stop the search once its choice has been decisive at the end of this many epochs in a row
+    # (engine.training.search.decide); 0: always run every search epoch
+    settle_epochs: int = 0
     # The length choice (engine.training.length_choice)
     strategy: str = "search"
     seeds: int = 1  # the search once per seed (seed, seed + 1, ...); exhaustive: every candidate per seed
@@ -90,6 +96,7 @@ class RunConfig:
     confirm_epochs: int = 0
     # Training mode (DESIGN, Training modes)
     mode: str = "causal"
+    training_windows: str = "random"  # causal mode: "random" end points, or the "last" T items of each sequence
     # Data and evaluation
     min_user_interactions: int = 3  # leave-one-out needs one training, one validation, one test item
     protocol: str = "full"  # "full" ranking, or 100 negatives by "popularity" (paper) or "uniform"
@@ -171,26 +178,31 @@ class RunConfig:
         for name in ("lr", "arch_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
-        for name in ("search_warmup_epochs", "confirm_epochs"):
+        for name in ("search_warmup_epochs", "confirm_epochs", "settle_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")
         if self.search_warmup_epochs >= self.search_epochs:
             raise ConfigError(f"search_warmup_epochs: {self.search_warmup_epochs} leaves alpha no epoch of the "
                               f"{self.search_epochs} search epochs; make it smaller than search_epochs")
-        if self.seed + self.seeds - 1 > MAX_SEED:
-            raise ConfigError(f"seeds: seeds {self.seed}..{self.seed + self.seeds - 1} pass {MAX_SEED} (2**63 - 1)")
         for name in ("xi", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"seed: must be in 0..{MAX_SEED} (2**63 - 1), got {self.seed}")
+        if self.seed + self.seeds - 1 > MAX_SEED:
+            raise ConfigError(f"seeds: seeds {self.seed}..{self.seed + self.seeds - 1} pass {MAX_SEED} (2**63 - 1)")
         if self.min_user_interactions < 3:
             raise ConfigError("min_user_interactions: leave-one-out needs at least 3 interactions per user, "
                               f"got {self.min_user_interactions}")
         for name, allowed in (("mode", MODES), ("loss", LOSSES), ("protocol", PROTOCOLS),
-                              ("search_order", SEARCH_ORDERS), ("device", DEVICES), ("strategy", STRATEGIES)):
+                              ("search_order", SEARCH_ORDERS), ("device", DEVICES), ("strategy", STRATEGIES),
+                              ("training_windows", TRAINING_WINDOWS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+
+        if self.training_windows == "last" and self.mode != "causal":
+            raise ConfigError(f"training_windows: 'last' trains every position of a window, which only the causal "
+                              f"mode does (mode is {self.mode!r})")
 
     @property
     def chosen_xi(self) -> float:

@@ -1,8 +1,9 @@
 """Training batches for each mode, validation batches for the search, and the loss of a batch.
 
 Training modes (DESIGN.md, Training modes):
-- `causal`: each epoch, one window per user ending at a random point of its training sequence; the
-  causal model predicts the next item at every position of the window in one pass.
+- `causal`: each epoch, one window per user ending at a random point of its training sequence (or, with
+  `training_windows = "last"`, its last T items); the causal model predicts the next item at every position
+  of the window in one pass.
 - `sampled`: each epoch, one random prefix per user, predicted at its last position (the paper's model).
 - `faithful`: every prefix of every training sequence is a sample, as the paper and RecBole train.
 """
@@ -118,6 +119,9 @@ def training_batches(data: SequenceData, config: RunConfig, rng: np.random.Gener
         repeat = train_lengths - 1
         sample_starts = np.repeat(starts, repeat)
         ends = np.concatenate([np.arange(1, n) for n in train_lengths]) + sample_starts
+    elif config.training_windows == "last":  # the whole training sequence; the cut below keeps its last T
+        sample_starts = starts
+        ends = starts + train_lengths - 1
     else:
         sample_starts = starts
         ends = starts + rng.integers(1, train_lengths)  # e uniform in [1, n_train - 1]

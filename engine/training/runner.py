@@ -20,8 +20,8 @@ from engine.core.events import (
     SearchDecided,
 )
 from engine.data.sequences import SequenceData
-from engine.evaluation.by_length import metrics_by_length
-from engine.evaluation.metrics import evaluate, protocol_label
+from engine.evaluation.by_length import add_candidates_by_length, metrics_by_length, ranks_with_long_term
+from engine.evaluation.metrics import evaluate, metrics_from_ranks, protocol_label
 from engine.models.automlp import AutoMLP
 from engine.training.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from engine.training.device import resolve_device
@@ -159,6 +159,8 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
                             on_epoch_end=on_epoch_end, group=group)
         seconds["retrain"] = retrained.seconds
     test, seconds["evaluate"], by_length = evaluate_test(retrained.model, data, config, observer, group)
+    if exhaustive is not None:  # where each window helps: every candidate's own model, bucket by bucket
+        add_candidates_by_length(by_length, {k: trained.model for k, trained in exhaustive.models.items()}, data)
     return RunResult(config, str(device), chosen, retrained.model, found, retrained, test, seconds, by_length,
                      choice)
 
@@ -188,14 +190,18 @@ def evaluate_test(model, data: SequenceData, config: RunConfig, observer: Observ
     started = time.monotonic()
     observer.emit(PhaseStarted("evaluate", len(REPORTED_PROTOCOLS)))
     if group is None:
+        # one pass gives the full-ranking metrics and, with the long-term module's ranks, the buckets
+        ranks = ranks_with_long_term(model, data, "test", observer=observer)
         test = {protocol_label(protocol, config.eval_negatives):
+                metrics_from_ranks(ranks[0]) if protocol == "full" else
                 evaluate(model, data, "test", protocol, config.eval_negatives, config.seed, observer=observer)
                 for protocol in REPORTED_PROTOCOLS}
+        by_length = metrics_by_length(model, data, "test", ranks=ranks)
     else:
         test = {protocol_label(protocol, config.eval_negatives):
                 evaluate_shared(model, data, "test", protocol, config.eval_negatives, config.seed, group, observer)
                 for protocol in REPORTED_PROTOCOLS}
-    by_length = metrics_by_length(model, data, "test", observer=observer)
+        by_length = metrics_by_length(model, data, "test", observer=observer)
     seconds = time.monotonic() - started
     observer.emit(PhaseFinished("evaluate", seconds))
     return test, seconds, by_length

@@ -213,7 +213,7 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
     weight_optimizer = torch.optim.Adam(model.network_parameters(), lr=config.lr, betas=(0.9, 0.999),
                                         weight_decay=config.weight_decay)
     architect = Architect(model, config, group)
-    alphas, train_losses, valid_losses, step, first_epoch, spent = [], [], [], 0, 1, 0.0
+    alphas, train_losses, valid_losses, step, first_epoch, spent, settled = [], [], [], 0, 1, 0.0, 0
     if resume is not None:
         model.load_state_dict(unpack_state(resume.tensors, "model"))
         unpack_optimizer(weight_optimizer, resume.tensors, resume.state["weight_optimizer"], "weight_optimizer")
@@ -223,6 +223,7 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
         train_losses = resume.tensors["history.train_loss"].tolist()
         valid_losses = resume.tensors["history.valid_loss"].tolist()
         step, first_epoch, spent = resume.step, resume.epoch + 1, resume.seconds
+        settled = resume.state.get("settled", 0)
     if group is not None:
         broadcast_parameters(model)
     total = steps_per_epoch(data, config) * config.search_epochs
@@ -260,6 +261,7 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
                                                       tuple(map(float, weights))))
             observer.emit(EpochFinished("search", epoch, {"train_loss": float(np.mean(epoch_train)),
                                                           "valid_loss": float(np.mean(epoch_valid))}, "loss"))
+            settled = settled + 1 if epoch > config.search_warmup_epochs and _decisive(candidates, alphas) else 0
             if on_epoch_end is not None:
                 weight_tensors, weight_state = pack_optimizer(weight_optimizer, "weight_optimizer")
                 arch_tensors, arch_state = pack_optimizer(architect.optimizer, "arch_optimizer")
@@ -270,7 +272,12 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
                              "history.alpha": torch.from_numpy(np.array(alphas)),
                              "history.train_loss": torch.tensor(train_losses, dtype=torch.float64),
                              "history.valid_loss": torch.tensor(valid_losses, dtype=torch.float64)},
-                    state={"weight_optimizer": weight_state, "arch_optimizer": arch_state, "rng": rng_state}))
+                    state={"weight_optimizer": weight_state, "arch_optimizer": arch_state, "rng": rng_state,
+                           "settled": settled}))
+            if config.settle_epochs and settled >= config.settle_epochs and epoch < config.search_epochs:
+                observer.emit(Message(f"search stopped after epoch {epoch} of {config.search_epochs}: its choice "
+                                      f"has been decisive for {settled} epochs (settle_epochs)"))
+                break
     alpha_history = np.array(alphas)
     result = search_outcome(candidates, alpha_history, train_losses, valid_losses, clock.elapsed)
     if not result.decisive:
@@ -279,6 +286,11 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
                               "warning"))
     observer.emit(PhaseFinished("search", result.seconds))
     return result
+
+
+def _decisive(candidates: list[int], alphas: list[np.ndarray]) -> bool:
+    """Whether the search so far has decided (`decide` on its softmax(alpha) history)."""
+    return search_outcome(candidates, np.array(alphas), [], [], 0.0).decisive
 
 
 def search_outcome(candidates: list[int], alpha_history: np.ndarray, train_losses: list[float],

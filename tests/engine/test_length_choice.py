@@ -243,3 +243,28 @@ def test_the_whole_run_eta_of_an_exhaustive_run_counts_its_candidates_then_the_e
     eta.observe(PhaseStarted("exhaustive", 60, epochs=6))  # 3 candidates x 2 epochs, 10 steps per epoch
     eta.observe(StepFinished("exhaustive", 10, 60, eta_seconds=50.0))  # 1 s per step
     assert eta.remaining() == pytest.approx(50.0 + 0.5 * 10 * 1.0)
+
+
+def test_an_exhaustive_run_reports_each_candidates_own_model_per_history_length(data):
+    result = run_automlp(data, CONFIG.replace(strategy="exhaustive"))
+    for row in result.by_length:
+        assert sorted(row["per_candidate"]) == ["1", "2", "4"]
+        # the run's model is the chosen length's own model: its column is the model's
+        assert row["per_candidate"][str(result.chosen_length)] == pytest.approx(row["model"]["NDCG@10"])
+
+
+def test_a_search_whose_choice_has_settled_stops_before_its_last_epoch(data):
+    events = RecordingObserver()
+    config = CONFIG.replace(search_epochs=6, settle_epochs=1, arch_lr=0.5)
+    found = search(data, config, events)
+    full = search(data, config.replace(settle_epochs=0))
+    assert found.decisive and len(found.alpha_history) < len(full.alpha_history)
+    assert np.array_equal(found.alpha_history, full.alpha_history[:len(found.alpha_history)])  # the same steps, fewer
+    assert any("search stopped after epoch" in getattr(e, "text", "") for e in events.events)
+
+
+def test_a_search_that_has_not_settled_runs_every_epoch(data):
+    config = CONFIG.replace(search_epochs=3, settle_epochs=1, arch_lr=1e-5)
+    found = search(data, config)
+    assert not found.decisive
+    assert len(found.alpha_history) == len(search(data, config.replace(settle_epochs=0)).alpha_history)

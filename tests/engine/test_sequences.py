@@ -105,3 +105,25 @@ def test_trimmed_histories_keep_every_item_of_the_padded_ones():
     padded, trimmed = data.histories("test", 50), data.histories("test", 50, trim=True)
     assert trimmed.shape == (2, 3)
     assert (padded[:, -3:] == trimmed).all() and (padded[:, :-3] == 0).all()
+
+
+def test_last_training_windows_train_every_users_most_recent_items_every_epoch():
+    import torch
+
+    from engine.core.config import ConfigError, RunConfig
+    from engine.data.synthetic import planted_log
+    from engine.training.batches import training_batches
+
+    data = build_sequences(planted_log(n_users=40, n_items=30, min_length=6, max_length=30, seed=1))
+    config = RunConfig(candidate_lengths=[2], max_length=8, batch_size=16, training_windows="last", loss="ce")
+    rng = np.random.default_rng(0)
+    epochs = [training_batches(data, config, rng, torch.device("cpu")) for _ in range(2)]
+    last_targets = data.items[data.offsets[1:] - 3]  # each user's last training item
+    for batches in epochs:
+        finals = sorted(int(t) for batch in batches for t in batch.targets[:, -1])
+        assert finals == sorted(last_targets.tolist())
+        assert all(batch.inputs.shape[1] <= 8 for batch in batches)
+    windows = [sorted(map(tuple, torch.cat([b.inputs[:, -8:] for b in batches]).tolist())) for batches in epochs]
+    assert windows[0] == windows[1]  # the same windows, in another order
+    with pytest.raises(ConfigError, match="training_windows: 'last'"):
+        RunConfig(mode="sampled", training_windows="last")

@@ -23,13 +23,18 @@ class LengthBucketsTable(QTableWidget):
 
     def show_run(self, metrics: dict | None) -> None:
         rows = (metrics or {}).get("by_length") or []
+        # an exhaustive run also has each candidate length's own model: one column per length
+        candidates = list(rows[0].get("per_candidate", {})) if rows else []
+        self.setColumnCount(len(COLUMNS) + len(candidates))
+        self.setHorizontalHeaderLabels([*COLUMNS, *(f"k = {k} alone\nNDCG@10" for k in candidates)])
         self.setRowCount(len(rows))
         for index, row in enumerate(rows):
             long_term = row.get("long_term_only")
             cells = [row["bucket"], str(row["users"]), f"{row['model']['NDCG@10']:.4f}",
                      f"{row['model']['HR@10']:.4f}",
                      f"{long_term['NDCG@10']:.4f}" if long_term else "-",
-                     f"{row['short_term_gain']:+.4f}" if long_term else "-"]
+                     f"{row['short_term_gain']:+.4f}" if long_term else "-",
+                     *(f"{row['per_candidate'][k]:.4f}" for k in candidates)]
             for column, text in enumerate(cells):
                 self.setItem(index, column, QTableWidgetItem(text))
         self.setVisible(bool(rows))
