@@ -246,8 +246,8 @@ class ScoresPlot:
             brushes = [pg.mkBrush(colour(CHOSEN_COLOUR) if k == chosen and number == len(confirm) - 1
                                   else colour(4 + number)) for k in ks]
             symbol = CONFIRM_SYMBOLS[number % len(CONFIRM_SYMBOLS)]
-            self.items.append(self.plot.plot(x, y, pen=None, symbol=symbol, symbolSize=9, symbolBrush=brushes, symbolPen=None,
-                                             name=f"confirm, {round_['epochs']} epochs"))
+            self.items.append(self.plot.plot(x, y, pen=None, symbol=symbol, symbolSize=9, symbolBrush=brushes,
+                                             symbolPen=None, name=f"confirm, {round_['epochs']} epochs"))
         self.plot.getPlotItem().getAxis("bottom").setTicks(
             [[(i, f"k={k}" + (" ✓" if k == chosen else "")) for i, k in enumerate(lengths)]])
         self.plot.getPlotItem().setXRange(-0.5, len(lengths) - 0.5 + 0.15 * len(confirm), padding=0)
