@@ -48,7 +48,7 @@ class SignalObserver(Observer):
     def emit(self, event) -> None:
         worker = self._worker
         if isinstance(event, PhaseStarted):
-            worker.phase_started.emit(event.phase, event.total_steps, event.description)
+            worker.phase_started.emit(event.phase, event.total_steps, event.description, event.epochs)
         elif isinstance(event, StepFinished):
             worker.step_finished.emit(event)
         elif isinstance(event, ArchitectureWeights):
@@ -71,7 +71,7 @@ class RunWorker(QObject):
     """Runs one stored run when `run()` is invoked (connect it to its QThread's `started`), or resumes
     the interrupted run `resume_run_id` from its checkpoint."""
 
-    phase_started = Signal(str, int, str)  # phase, total steps, description
+    phase_started = Signal(str, int, str, int)  # phase, total steps, description, epochs
     step_finished = Signal(object)  # engine.core.events.StepFinished
     weights_updated = Signal(object)  # engine.core.events.ArchitectureWeights
     epoch_finished = Signal(object)  # engine.core.events.EpochFinished

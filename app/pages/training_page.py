@@ -428,8 +428,8 @@ class TrainingPage(QWidget):
 
     # ------------------------------------------------------------------ event slots
 
-    @Slot(str, int, str)
-    def _on_phase_started(self, phase: str, total_steps: int, description: str) -> None:
+    @Slot(str, int, str, int)
+    def _on_phase_started(self, phase: str, total_steps: int, description: str, epochs: int = 0) -> None:
         if not self._run_listed:  # the engine records the run before its first phase: list it as running
             self._run_listed = True
             self.context.runs_changed.emit()
@@ -439,7 +439,7 @@ class TrainingPage(QWidget):
         self.progress.setRange(0, max(total_steps, 1))
         self.progress.setValue(0)
         self.eta_label.setText("")
-        self._observe_for_eta(PhaseStarted(phase, total_steps, description))
+        self._observe_for_eta(PhaseStarted(phase, total_steps, description, epochs))
         self._log(f"— {phase} — {description}" if description else f"— {phase} —")
 
     @Slot(object)
