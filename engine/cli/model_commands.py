@@ -3,6 +3,7 @@
     automlp recommend --bundle ./ml1m-bundle --user 42 -n 10     top-10 table with long/short/bias parts
     automlp recommend --run 7 --user 42 --include-history        from the bundle that run 7 saved
     automlp recommend --run 7 --all --out recs.csv               every user's top-n to CSV
+    automlp recommend --bundle ./ml1m-bundle --user 42 --what-if  top-n under each candidate length
     automlp export 7 --out ./ml1m-bundle [--onnx] [--zip]        copy run 7's bundle (re-checked)
 
 A run's bundle is the store artifact of kind "bundle" (`record_bundle` adds it); `--db URL` picks the
@@ -75,6 +76,8 @@ def add_model_commands(commands) -> None:
     command.add_argument("-n", type=int, default=10, help="how many items (default 10)")
     command.add_argument("--include-history", action="store_true",
                          help="also rank items the user already interacted with")
+    command.add_argument("--what-if", action="store_true",
+                         help="the user's top-n under each candidate length and without one (+ brought in, - pushed out)")
     command.add_argument("--out", type=Path, help="CSV file for --all (user, rank, item, score, long, short, bias)")
     command.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     command.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -128,12 +131,19 @@ def command_recommend(args) -> int:
 
     if args.all and args.out is None:
         raise RecommendError("--all needs --out FILE.csv")
+    if args.all and args.what_if:
+        raise RecommendError("--what-if shows one user: give --user, not --all")
     bundle = _open(args)
     exclude = not args.include_history
     if args.all:
         rows = recommend_all_to_csv(bundle.model, bundle.data, args.out, n=args.n, exclude_history=exclude,
                                     observer=ProgressBarObserver(quiet=args.quiet))
         print(f"{rows} recommendations for {bundle.data.n_users} users written to {args.out}")
+        return 0
+    if args.what_if:
+        from engine.serving.what_if import format_what_if, what_if
+
+        print(format_what_if(what_if(bundle, bundle.data, args.user, n=args.n)))
         return 0
     print(format_recommendations(recommend(bundle.model, bundle.data, args.user, n=args.n, exclude_history=exclude)))
     return 0

@@ -7,6 +7,9 @@ Layout (SCHEMA_VERSION 1):
     model.safetensors  the model's state_dict (float tensors)
     data.safetensors   the sequences (CSR offsets and items) and the item feature value tables
     model.onnx         optional: scores (B, T) int64 sequences -> (B, N + 1) float32, dynamic batch
+    what_if.*.safetensors  optional: the models of the what-if view (engine/serving/what_if.py), listed
+                       in config.json's "what_if": the search's supernet, or each candidate's own model of
+                       an exhaustive run. A bundle without them loads with `what_if` None.
 
 Loading reads JSON and safetensors only. Every refusal is a BundleError whose message starts with what is
 wrong: "corrupt", "truncated", "tampered", "newer schema" or "mismatched".
@@ -43,6 +46,7 @@ from engine.data.run_records import process_alive
 from engine.data.sequences import ItemFeatureTable, SequenceData
 from engine.models.automlp import AutoMLP, ModelShape, build_model
 from engine.serving.onnx_export import OnnxMismatch, export_onnx
+from engine.serving.what_if import WhatIfModels
 
 SCHEMA_VERSION = 1
 CONFIG = "config.json"
@@ -69,6 +73,7 @@ class Bundle:
     metrics: dict = field(default_factory=dict)  # {"test": {protocol: {...}}, "valid": {...}}
     info: dict = field(default_factory=dict)  # the whole config.json
     path: Path | None = None
+    what_if: WhatIfModels | None = None  # None: the bundle kept no what-if models
 
     @property
     def test_metrics(self) -> dict:
@@ -112,6 +117,11 @@ def save_bundle(result_or_parts, data: SequenceData, path: str | Path, onnx: boo
         folder = work / "bundle"
         folder.mkdir()
         files = {WEIGHTS: _weights_bytes(model), DATA: _data_bytes(data)}
+        what_if = what_if_models_of(result_or_parts)
+        what_if_info = None
+        if what_if is not None:
+            what_if_info, what_if_files = _what_if_parts(what_if)
+            files.update(what_if_files)
         for name, blob in files.items():
             (folder / name).write_bytes(blob)
         observer.emit(StepFinished("export", 1, 3 if onnx else 2))
@@ -125,6 +135,8 @@ def save_bundle(result_or_parts, data: SequenceData, path: str | Path, onnx: boo
             observer.emit(StepFinished("export", 2, 3))
             observer.check()
         info = _describe(result_or_parts, model, config, data, files)
+        if what_if_info is not None:
+            info["what_if"] = what_if_info
         (folder / CONFIG).write_text(json.dumps(info, indent=1, ensure_ascii=False), encoding="utf-8")
         if zip:
             built = work / "bundle.zip"
@@ -178,6 +190,37 @@ def _write_error(path: Path, error: OSError) -> BundleError:
 def _weights_bytes(model: AutoMLP) -> bytes:
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     return safetensors.torch.save(state, metadata={"format": "pt", "schema": str(SCHEMA_VERSION)})
+
+
+def what_if_models_of(source) -> WhatIfModels | None:
+    """The what-if models a RunResult kept (its search's supernet, or an exhaustive run's candidate
+    models), or a Bundle's; None when there are none."""
+    if hasattr(source, "what_if"):
+        return source.what_if
+    search = getattr(source, "search", None)
+    candidates = getattr(source, "candidate_models", None) or {}
+    weights = search.final_weights if search is not None else {}
+    lengths = tuple(int(k) for k in source.config.candidate_lengths)
+    if search is not None and getattr(search, "supernet", None) is not None:
+        return WhatIfModels(lengths, weights, int(source.chosen_length), supernet=search.supernet)
+    if candidates:
+        return WhatIfModels(tuple(candidates), weights, int(source.chosen_length), per_length=dict(candidates),
+                            baseline=source.model)
+    return None
+
+
+def _what_if_parts(what_if: WhatIfModels) -> tuple[dict, dict[str, bytes]]:
+    """config.json's "what_if" entry and the weight files it lists."""
+    if what_if.supernet is not None:
+        models = {"supernet": what_if.supernet}
+    else:
+        models = {f"k{k}": what_if.per_length[k] for k in what_if.candidate_lengths}
+    entries = {label: {"file": f"what_if.{label}.safetensors", "shape": _json_ready(dataclasses.asdict(m.shape))}
+               for label, m in models.items()}
+    info = {"kind": what_if.kind, "candidate_lengths": list(what_if.candidate_lengths),
+            "chosen_length": int(what_if.chosen_length),
+            "weights": {str(k): float(w) for k, w in what_if.weights.items()}, "models": entries}
+    return info, {entries[label]["file"]: _weights_bytes(m) for label, m in models.items()}
 
 
 def _data_bytes(data: SequenceData) -> bytes:
@@ -277,7 +320,51 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> Bundle:
         raise BundleError(f"mismatched: the weights in {path.name}/{WEIGHTS} do not fit the recorded shape: "
                           f"{_first_line(exc)}") from exc
     model.eval()
-    return Bundle(model, data, config, chosen, info.get("metrics", {}), info, path)
+    what_if = _load_what_if(path, info, files, data, model, device) if "what_if" in info else None
+    return Bundle(model, data, config, chosen, info.get("metrics", {}), info, path, what_if)
+
+
+def _shape_of(values: dict) -> ModelShape:
+    values = dict(values)
+    for key in ("candidate_lengths", "feature_sizes", "feature_widths"):
+        values[key] = tuple(values[key])
+    return ModelShape(**values)
+
+
+def _load_what_if(path: Path, info: dict, files: dict[str, bytes], data: SequenceData, model: AutoMLP,
+                  device) -> WhatIfModels:
+    """The what-if models config.json lists; each file was size- and sha256-checked with the others."""
+    try:
+        entry = info["what_if"]
+        lengths = tuple(int(k) for k in entry["candidate_lengths"])
+        weights = {int(k): float(w) for k, w in entry["weights"].items()}
+        chosen = int(entry["chosen_length"])
+        listed = {label: (str(value["file"]), _shape_of(value["shape"])) for label, value in entry["models"].items()}
+        kind = entry["kind"]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BundleError(f"corrupt: {path.name}/{CONFIG} does not describe its what-if models: {exc}") from exc
+    models = {}
+    for label, (name, shape) in listed.items():
+        if name not in files:
+            raise BundleError(f"corrupt: {path.name}/{CONFIG} names the what-if file {name!r} without listing "
+                              "its size and sha256")
+        if shape.n_items != data.n_items:
+            raise BundleError(f"mismatched: the what-if model {name} scores {shape.n_items} items but the "
+                              f"vocabulary has {data.n_items}")
+        built = build_model(shape, data.features, device)
+        try:
+            built.load_state_dict(_load_tensors(path, name, files[name]), strict=True)
+        except RuntimeError as exc:
+            raise BundleError(f"mismatched: the weights in {path.name}/{name} do not fit their recorded shape: "
+                              f"{_first_line(exc)}") from exc
+        models[label] = built.eval()
+    if kind == "supernet" and "supernet" in models:
+        return WhatIfModels(lengths, weights, chosen, supernet=models["supernet"])
+    if kind == "exhaustive" and all(f"k{k}" in models for k in lengths):
+        return WhatIfModels(lengths, weights, chosen, per_length={k: models[f"k{k}"] for k in lengths},
+                            baseline=model)
+    raise BundleError(f"corrupt: {path.name}/{CONFIG} lists what-if models of kind {kind!r} that do not cover "
+                      f"every candidate length")
 
 
 class _Entries:

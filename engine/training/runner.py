@@ -22,8 +22,8 @@ from engine.core.events import (
 from engine.data.sequences import SequenceData
 from engine.evaluation.by_length import add_candidates_by_length, metrics_by_length, ranks_with_long_term
 from engine.evaluation.metrics import evaluate, metrics_from_ranks, protocol_label
-from engine.models.automlp import AutoMLP
-from engine.training.checkpoint import Checkpoint, CheckpointError, save_checkpoint
+from engine.models.automlp import AutoMLP, ModelShape, build_model
+from engine.training.checkpoint import Checkpoint, CheckpointError, pack_module, save_checkpoint, unpack_state
 from engine.training.device import resolve_device
 from engine.training.distributed import Group, evaluate_shared, join_group
 from engine.training.fit import RetrainResult, retrain
@@ -46,6 +46,7 @@ class RunResult:
     seconds: dict[str, float] = field(default_factory=dict)  # phase -> wall seconds
     by_length: list[dict] = field(default_factory=list)  # test metrics per history-length bucket (full ranking)
     length_choice: dict = field(default_factory=dict)  # LengthChoice.summary(): the verdict and its evidence
+    candidate_models: dict[int, AutoMLP] = field(default_factory=dict)  # exhaustive: every k's own model (what-if)
 
     def summary(self) -> dict:
         """Everything but the model, as plain JSON-ready values."""
@@ -115,6 +116,8 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
             if found is not None:
                 checkpoint.tensors.update(_search_tensors(found))
                 checkpoint.state["search_seconds"] = found.seconds
+                if found.supernet is not None:  # for the what-if view
+                    checkpoint.tensors.update(pack_module(found.supernet, "supernet"))
         save_checkpoint(checkpoint, checkpoint_path)
 
     writes = checkpoint_path is not None and (group is None or group.is_main)
@@ -128,6 +131,8 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
             found = search_outcome(list(config.candidate_lengths), resume.tensors["search.alpha"].numpy(),
                                    resume.tensors["search.train_loss"].tolist(),
                                    resume.tensors["search.valid_loss"].tolist(), resume.state["search_seconds"])
+            if any(name.startswith("supernet.") for name in resume.tensors):
+                found.supernet = _rebuilt_supernet(data, config, device, resume)
         seconds.update(resume.state.get("choice_seconds", {"search": found.seconds} if found else {}))
     elif len(config.candidate_lengths) > 1:
         if config.strategy == "exhaustive":  # keeps no checkpoint: a stopped exhaustive run starts over
@@ -161,8 +166,17 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
     test, seconds["evaluate"], by_length = evaluate_test(retrained.model, data, config, observer, group)
     if exhaustive is not None:  # where each window helps: every candidate's own model, bucket by bucket
         add_candidates_by_length(by_length, {k: trained.model for k, trained in exhaustive.models.items()}, data)
+    candidate_models = {k: trained.model for k, trained in exhaustive.models.items()} if exhaustive else {}
     return RunResult(config, str(device), chosen, retrained.model, found, retrained, test, seconds, by_length,
-                     choice)
+                     choice, candidate_models)
+
+
+def _rebuilt_supernet(data: SequenceData, config: RunConfig, device, resume: Checkpoint) -> AutoMLP:
+    """The search's supernet from a retraining checkpoint's "supernet." tensors."""
+    shape = ModelShape.from_config(config, data.n_items, list(config.candidate_lengths), data.features)
+    supernet = build_model(shape, data.features, device)
+    supernet.load_state_dict(unpack_state(resume.tensors, "supernet"))
+    return supernet.eval()
 
 
 def _choice_phase(config: RunConfig) -> str:

@@ -78,6 +78,9 @@ class SearchResult:
     decisive: bool = False
     reason: str = ""  # why decisive or not: DECISIVE, WITHIN_NOISE and/or WINNER_CHANGED, joined by "; "
     seconds: float = 0.0
+    # the searched network itself, for the what-if view (engine/serving/what_if.py); None once only
+    # alpha's history is left (a resumed retraining rebuilds it from the checkpoint)
+    supernet: object = field(default=None, repr=False, compare=False)
 
     @property
     def final_weights(self) -> dict[int, float]:
@@ -280,6 +283,7 @@ def search(data: SequenceData, config: RunConfig, observer: Observer | None = No
                 break
     alpha_history = np.array(alphas)
     result = search_outcome(candidates, alpha_history, train_losses, valid_losses, clock.elapsed)
+    result.supernet = model.eval()
     if not result.decisive:
         observer.emit(Message(f"the search did not decide ({result.reason}): k = {result.chosen_length} leads by "
                               f"{result.margin:.3f}, noise {result.noise:.3f}; run more search epochs or raise arch_lr",

@@ -297,3 +297,52 @@ def test_at_1280_px_the_top_n_fits_without_a_sideways_scrollbar_and_explains_its
     header = table.horizontalHeaderItem(BAR_COLUMN).text()
     assert f"{scale:.3g}" in header and f"{scale:.3g}" in page.top_n.scale_label.text()
     assert "long-term part alone" in table.horizontalHeaderItem(MOVED_COLUMN).toolTip()
+
+
+def test_the_what_if_view_has_a_column_per_k_headed_by_its_weight_with_the_chosen_k_marked(qtbot, page,
+                                                                                           bundle_path):
+    from engine.serving.what_if import what_if
+
+    open_and_wait(qtbot, page, bundle_path)
+    view, bundle = page.what_if_view, page.bundle
+    shown = what_if(bundle, bundle.data, page.current_user_id(), page.n_spin.value())
+    table = view.table
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    assert headers[0].startswith("no short-term")
+    assert len(headers) == 1 + len(bundle.what_if.candidate_lengths)
+    for header, window in zip(headers[1:], shown.windows):
+        assert header.startswith(f"k = {window.length}")
+        assert f"softmax(α) {bundle.what_if.weights[window.length]:.3f}" in header
+        assert ("(chosen)" in header) == (window.length == bundle.chosen_length)
+
+
+def test_the_what_if_view_marks_brought_in_items_and_lists_pushed_out_ones(qtbot, page, bundle_path):
+    from engine.serving.what_if import what_if
+
+    open_and_wait(qtbot, page, bundle_path)
+    bundle, table = page.bundle, page.what_if_view.table
+    shown = what_if(bundle, bundle.data, page.current_user_id(), page.n_spin.value())
+    for index, window in enumerate(shown.windows, start=1):
+        cells = [table.item(r, index) for r in range(table.rowCount()) if table.item(r, index) is not None]
+        marked = [c.text()[1:] for c in cells if c.data(MARK_ROLE)]
+        pushed = [c.text()[1:] for c in cells if c.text().startswith("−")]
+        assert marked == [str(i) for i in window.brought_in]
+        assert pushed == [str(i) for i in window.pushed_out]
+
+
+def test_a_bundle_without_what_if_models_says_so_instead_of_a_table(qtbot, page, bundle_path, tmp_path):
+    import json
+    import shutil
+
+    copy = shutil.copytree(bundle_path, tmp_path / "old")
+    info = json.loads((copy / "config.json").read_text())
+    for name in list(info["files"]):
+        if name.startswith("what_if."):
+            del info["files"][name]
+            (copy / name).unlink()
+    del info["what_if"]
+    (copy / "config.json").write_text(json.dumps(info))
+    open_and_wait(qtbot, page, copy)
+    assert page.bundle.what_if is None
+    assert "no what-if models" in page.what_if_view.note.text()
+    assert page.what_if_view.table.isHidden()

@@ -52,6 +52,8 @@ def assert_same_run(resumed, uninterrupted):
     if uninterrupted.search is not None:
         np.testing.assert_array_equal(resumed.search.alpha_history, uninterrupted.search.alpha_history)
         assert resumed.search.train_losses == uninterrupted.search.train_losses
+        for name, tensor in uninterrupted.search.supernet.state_dict().items():  # what the what-if view reads
+            assert torch.equal(resumed.search.supernet.state_dict()[name], tensor), name
     for name, tensor in uninterrupted.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], tensor), name
 

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -25,6 +26,7 @@ from app.engine_job import EngineJob
 from app.pages.users.history_view import HistoryView
 from app.pages.users.recommendation_table import RecommendationTable
 from app.pages.users.user_list import UserList
+from app.pages.users.what_if_view import WhatIfView
 from app.theme import repolish
 from app.widgets import open_error
 
@@ -143,7 +145,11 @@ class UsersPage(QWidget):
 
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.history_view)
-        right.addWidget(recommendations)
+        self.what_if_view = WhatIfView()
+        self.tabs = QTabWidget()  # the model's top-N, and what each candidate window alone would give
+        self.tabs.addTab(recommendations, "Top N")
+        self.tabs.addTab(self.what_if_view, "What if")
+        right.addWidget(self.tabs)
         right.setStretchFactor(1, 3)
         right.setCollapsible(1, False)
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -284,6 +290,7 @@ class UsersPage(QWidget):
         """Draws what the page painted itself again in the current theme's colours (the theme was switched)."""
         self.history_view.restyle()
         self.top_n.restyle()
+        self.what_if_view.restyle()
 
     def shutdown(self) -> None:
         """Cancels a running load or export and waits for its thread; does nothing when idle."""
@@ -354,6 +361,19 @@ class UsersPage(QWidget):
             self._show_recommendations(None)
             return
         self._show_recommendations(rec)
+        self._show_what_if(user)
+
+    def _show_what_if(self, user) -> None:
+        from engine.serving.recommend import RecommendError
+        from engine.serving.what_if import what_if
+
+        if self.bundle.what_if is None:
+            self.what_if_view.show_unavailable()
+            return
+        try:  # a forward pass per candidate for one user: a few ms
+            self.what_if_view.show_what_if(what_if(self.bundle, self.bundle.data, user, self.n_spin.value()))
+        except RecommendError as error:
+            self.what_if_view.show_unavailable(str(error))
 
     # ------------------------------------------------------------------ one user's recommendations
 
@@ -363,6 +383,7 @@ class UsersPage(QWidget):
         if rec is None:
             self.history_view.clear()
             self.top_n.clear()
+            self.what_if_view.clear()
             return
         self.history_view.show_history(rec)
         self.top_n.show_recommendations(rec)
