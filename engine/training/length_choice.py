@@ -217,6 +217,8 @@ def choose_by_search(data: SequenceData, config: RunConfig, observer: Observer, 
             inner = _WithinPhase(observer, "search", trial * per_seed, total, clock, trial, seed,
                                  trial * config.search_epochs)
             found = search(data, config.replace(seed=seed), inner, device, group=group)
+            if trial > 0:
+                found.supernet = None  # the what-if view uses the run's own seed's; the others' weights are in the summary
             searches.append(found)
             observer.emit(Message(f"seed {seed}: k = {found.chosen_length} (softmax(alpha) "
                                   f"{found.final_weights[found.chosen_length]:.3f})"))
