@@ -16,8 +16,10 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from engine.core.config import ConfigError, RunConfig
 from engine.core.events import (
     ArchitectureWeights,
+    CandidateScored,
     Cancelled,
     EpochFinished,
+    LengthChosen,
     Message,
     Observer,
     PhaseFinished,
@@ -46,7 +48,7 @@ class SignalObserver(Observer):
     def emit(self, event) -> None:
         worker = self._worker
         if isinstance(event, PhaseStarted):
-            worker.phase_started.emit(event.phase, event.total_steps, event.description)
+            worker.phase_started.emit(event.phase, event.total_steps, event.description, event.epochs)
         elif isinstance(event, StepFinished):
             worker.step_finished.emit(event)
         elif isinstance(event, ArchitectureWeights):
@@ -57,6 +59,10 @@ class SignalObserver(Observer):
             worker.phase_finished.emit(event.phase, event.seconds)
         elif isinstance(event, SearchDecided):
             worker.search_decided.emit(event)
+        elif isinstance(event, CandidateScored):
+            worker.candidate_scored.emit(event)
+        elif isinstance(event, LengthChosen):
+            worker.length_chosen.emit(event)
         elif isinstance(event, Message):
             worker.message_logged.emit(event.text, event.level)
 
@@ -65,12 +71,14 @@ class RunWorker(QObject):
     """Runs one stored run when `run()` is invoked (connect it to its QThread's `started`), or resumes
     the interrupted run `resume_run_id` from its checkpoint."""
 
-    phase_started = Signal(str, int, str)  # phase, total steps, description
+    phase_started = Signal(str, int, str, int)  # phase, total steps, description, epochs
     step_finished = Signal(object)  # engine.core.events.StepFinished
     weights_updated = Signal(object)  # engine.core.events.ArchitectureWeights
     epoch_finished = Signal(object)  # engine.core.events.EpochFinished
     phase_finished = Signal(str, float)  # phase, seconds
     search_decided = Signal(object)  # engine.core.events.SearchDecided
+    candidate_scored = Signal(object)  # engine.core.events.CandidateScored (exhaustive and confirm stages)
+    length_chosen = Signal(object)  # engine.core.events.LengthChosen: the run's length and its verdict
     message_logged = Signal(str, str)  # text, level
     run_finished = Signal(object)  # RunResult.summary() plus "run_id"
     run_failed = Signal(str, str)  # message, full traceback

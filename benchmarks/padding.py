@@ -1,6 +1,7 @@
 """How many of the positions a run computes are padding: before (every batch padded to T = 200, the old
 default) and after (T fitted to the data, evaluation batches grouped by length, every batch cut to its
-longest window; in training, the channel maps computed on the real positions of a packed batch).
+longest window; in training, the channel maps computed on the real positions of a packed batch, and each
+batch's rows computed in groups of similar length).
 
 Counts the real batches the engine builds for one training epoch (causal mode) and for the validation
 and test evaluations; no training, so it runs in seconds.
@@ -23,7 +24,7 @@ from benchmarks.common import append_result, load_dataset  # noqa: E402
 from engine.core.config import RunConfig  # noqa: E402
 from engine.data.sequences import build_sequences  # noqa: E402
 from engine.models.automlp import PACK_BELOW  # noqa: E402
-from engine.training.batches import training_batches  # noqa: E402
+from engine.training.batches import row_groups, training_batches  # noqa: E402
 from engine.training.runner import fit_to_data  # noqa: E402
 
 
@@ -44,6 +45,18 @@ def padding_of_channel_maps(data, config: RunConfig) -> tuple[int, int]:
         computed += real if packed else total
         padding += 0 if packed else total - real
     return computed, padding
+
+
+def padding_of_row_groups(data, config: RunConfig) -> tuple[int, int]:
+    """As training computes one epoch with each batch's rows in groups of similar length
+    (engine.training.batches.row_groups): every map of a group sees the group's cut window."""
+    batches = training_batches(data, config, np.random.default_rng(0), torch.device("cpu"))
+    computed = real = 0
+    for batch in batches:
+        lengths = (batch.inputs > 0).sum(1).numpy()
+        computed += sum(len(rows) * width for rows, width in row_groups(lengths, batch.inputs.shape[1]))
+        real += int(lengths.sum())
+    return computed, computed - real
 
 
 def padding_of_evaluation(data, config: RunConfig, split: str, batch_size: int = 256) -> tuple[int, int]:
@@ -82,6 +95,13 @@ def main() -> None:
                                         "K_after": fitted.candidate_lengths})
         computed, padding = padding_of_channel_maps(data, fitted)
         append_result("padding.jsonl", {"dataset": name, "part": "training epoch (causal), channel maps",
+                                        "T_before": 200, "T_after": fitted.max_length,
+                                        "padding_before": round(float(before), 4),
+                                        "padding_after": round(padding / computed, 4),
+                                        "computed_positions_against_cut_windows": round(
+                                            computed / padding_of_training(data, fitted)[0], 4)})
+        computed, padding = padding_of_row_groups(data, fitted)
+        append_result("padding.jsonl", {"dataset": name, "part": "training epoch (causal), rows in length groups",
                                         "T_before": 200, "T_after": fitted.max_length,
                                         "padding_before": round(float(before), 4),
                                         "padding_after": round(padding / computed, 4),

@@ -1,5 +1,6 @@
-"""What computing only real positions saves a training step: channel maps on packed real positions and
-narrow banded token maps as one dense band on short windows, against the padded computation.
+"""What computing only real positions saves a training step: channel maps on packed real positions,
+narrow banded token maps as one dense band on short windows, and each batch's rows in groups of similar
+length, against the padded computation.
 
     python benchmarks/real_positions.py --dataset sports --dataset ml-1m
 
@@ -27,19 +28,25 @@ from benchmarks.common import append_result, load_dataset  # noqa: E402
 from engine.core.config import RunConfig  # noqa: E402
 from engine.data.sequences import build_sequences  # noqa: E402
 from engine.models import automlp  # noqa: E402
+from engine.training import batches as batch_module  # noqa: E402
 from engine.models.automlp import ModelShape, build_model  # noqa: E402
 from engine.training.batches import batch_loss, training_batches  # noqa: E402
 from engine.training.device import subnormals_flushed  # noqa: E402
 
-COMPUTATIONS = {  # module constants of engine.models.automlp
-    "padded": {"PACK_BELOW": 0.0, "DIAGONALS_PER_POSITION": 0},
-    "real positions": {"PACK_BELOW": automlp.PACK_BELOW, "DIAGONALS_PER_POSITION": automlp.DIAGONALS_PER_POSITION},
+COMPUTATIONS = {  # module constants of engine.models.automlp and engine.training.batches
+    "padded": {(automlp, "PACK_BELOW"): 0.0, (automlp, "DIAGONALS_PER_POSITION"): 0, (batch_module, "MAX_ROW_GROUPS"): 1},
+    "real positions": {(automlp, "PACK_BELOW"): automlp.PACK_BELOW,
+                       (automlp, "DIAGONALS_PER_POSITION"): automlp.DIAGONALS_PER_POSITION,
+                       (batch_module, "MAX_ROW_GROUPS"): 1},
+    "rows in length groups": {(automlp, "PACK_BELOW"): automlp.PACK_BELOW,
+                              (automlp, "DIAGONALS_PER_POSITION"): automlp.DIAGONALS_PER_POSITION,
+                              (batch_module, "MAX_ROW_GROUPS"): batch_module.MAX_ROW_GROUPS},
 }
 
 
 def steps_seconds(model, optimizer, batches, config, computation: str) -> float:
-    for name, value in COMPUTATIONS[computation].items():
-        setattr(automlp, name, value)
+    for (module, name), value in COMPUTATIONS[computation].items():
+        setattr(module, name, value)
     model.train()
     started = time.perf_counter()
     for batch in batches:
@@ -81,9 +88,10 @@ def main() -> None:
                 "threads": torch.get_num_threads(), "real_share_of_batch_positions": round(real, 3),
                 "steps": args.steps, "rounds": args.rounds,
                 "step_ms_median": {c: round(1000 * m, 1) for c, m in medians.items()},
-                "ratio": round(medians["real positions"] / medians["padded"], 3)})
-    for name, value in COMPUTATIONS["real positions"].items():
-        setattr(automlp, name, value)
+                "ratio": round(medians["real positions"] / medians["padded"], 3),
+                "ratio_rows_in_length_groups": round(medians["rows in length groups"] / medians["padded"], 3)})
+    for (module, name), value in COMPUTATIONS["rows in length groups"].items():
+        setattr(module, name, value)
 
 
 if __name__ == "__main__":

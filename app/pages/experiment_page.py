@@ -36,6 +36,7 @@ from engine.core.config import (
     MODES,
     PROTOCOLS,
     SEARCH_ORDERS,
+    STRATEGIES,
     ConfigError,
     RunConfig,
 )
@@ -74,8 +75,21 @@ GROUPS = (
         ("search_order", "Search order", "second: one-step unrolled gradient (DARTS); first: xi = 0"),
         ("xi", "Unrolling step ξ", ""),
         ("arch_lr", "Architecture lr", "Adam on alpha; too small and the search never decides"),
+        ("search_warmup_epochs", "Warm-up epochs W", "search epochs that train the network weights alone before "
+                                                     "alpha moves: the length that learns fastest early does not "
+                                                     "win for that alone; smaller than the search epochs"),
         ("mode", "Training mode", "causal: every position at once; sampled: a random prefix per user; "
                                   "faithful: every prefix, as in the paper"),
+    )),
+    ("Length choice", (
+        ("strategy", "Strategy", "search: the differentiable search (AutoMLP); exhaustive: every candidate "
+                                 "retrained alone and the best on validation NDCG@10 kept (the paper's AutoMLP-s, "
+                                 "one retraining per candidate and seed)"),
+        ("seeds", "Seeds", "the search, or each candidate's training, once per seed (seed, seed + 1, ...); "
+                           "several seeds tell a real choice from noise: the verdict counts them"),
+        ("confirm_epochs", "Confirm epochs", "search only: when the seeds disagree, successive halving retrains "
+                                             "the leading lengths this many epochs, the better half twice as many, "
+                                             "...; 0: no confirm stage"),
     )),
     ("Data, evaluation and device", (
         ("min_user_interactions", "Min. interactions per user", ""),
@@ -86,7 +100,8 @@ GROUPS = (
     )),
 )
 
-CHOICES = {"loss": LOSSES, "search_order": SEARCH_ORDERS, "mode": MODES, "protocol": PROTOCOLS}
+CHOICES = {"loss": LOSSES, "search_order": SEARCH_ORDERS, "mode": MODES, "protocol": PROTOCOLS,
+           "strategy": STRATEGIES}
 FLOAT_DECIMALS = {"dropout": 3, "lr": 6, "weight_decay": 6, "xi": 6, "arch_lr": 5}
 
 

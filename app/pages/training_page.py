@@ -1,7 +1,8 @@
 """Training page: start and cancel a run of the selected dataset with the current configuration, and watch
 it live: phase and progress with the phase's ETA and the whole run's (engine.core.run_eta), loss curves (EMA-smoothed as in TensorBoard), validation metrics
-labelled with their protocol, softmax(alpha) per candidate over the search steps, the final weights as
-bars with the chosen length highlighted, and a log.
+labelled with their protocol, softmax(alpha) per candidate over the search steps (every seed's, overlaid), the
+final weights as bars with the chosen length highlighted, validation NDCG@10 per candidate length of an
+exhaustive search or a confirm stage (app.length_choice_view), the length choice's verdict, and a log.
 
 Events arrive as queued signals from the worker thread; slots only append to numpy buffers and mark curves
 dirty, and a 10 Hz timer calls setData on the dirty curves, so that bursts never pile up repaints.
@@ -26,6 +27,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.length_choice_view import (
+    ScoreBook,
+    ScoresPlot,
+    SeedWeightCurves,
+    clear_verdict,
+    evidence_of,
+    make_scores_plot,
+    make_weights_plot,
+    show_verdict,
+)
 from app.plots import EmaSmoother, GrowingSeries, add_curve, colour, make_plot
 from app.worker import RunThread, RunWorker
 from engine.core.config import RunConfig
@@ -39,6 +50,10 @@ from engine.evaluation.metrics import protocol_label
 REPAINT_MS = 100  # ~10 Hz: smooth enough to watch, cheap enough to never block the event loop
 SHOWN_METRICS = ("NDCG@10", "HR@10", "MRR@10")
 LOSS_CURVES = (("search", "train_loss"), ("search", "valid_loss"), ("retrain", "train_loss"))
+# Phases whose loss curves appear only in the runs that have them (exhaustive search, confirm stage)
+CHOICE_LOSS_CURVES = (("exhaustive", "train_loss"), ("confirm", "train_loss"))
+# The training phases in the order they run, on one step axis: each starts where the ones before it ended
+PHASE_ORDER = ("search", "exhaustive", "confirm", "retrain")
 
 
 class TrainingPage(QWidget):
@@ -82,10 +97,12 @@ class TrainingPage(QWidget):
         self.eta_label = QLabel("")
         self.run_eta_label = QLabel("")
         self.run_eta_label.setToolTip(
-            "Time left in the whole run: the search, the retraining and the test evaluation. The retraining is "
+            "Time left in the whole run: the length choice (search, exhaustive or confirm stage), the retraining and "
+            "the test evaluation. The retraining is "
             "estimated from the search's time per step until its own steps are timed; early stopping can end "
             "it sooner.")
         self.chosen_label = QLabel("chosen length: –")
+        self.chosen_label.setWordWrap(True)  # a verdict with its evidence is long
         self.chosen_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bar = QHBoxLayout()
         for widget in (self.start_button, self.cancel_button, self.dataset_label, self.phase_label):
@@ -103,12 +120,12 @@ class TrainingPage(QWidget):
         smoothing.addWidget(QLabel("Loss smoothing"))
         smoothing.addWidget(self.smoothing_slider, 1)
         smoothing.addWidget(self.smoothing_label)
-        smoothing.addStretch(1)
-        smoothing.addWidget(self.chosen_label)
+        smoothing.addWidget(self.chosen_label, 3)
 
-        self.loss_plot = make_plot("Loss per step", "step (search, then retrain)", "loss")
+        self.loss_plot = make_plot("Loss per step", "step (length choice, then retrain)", "loss")
         self.metrics_plot = make_plot("Validation metrics per epoch", "retrain epoch", "metric")
-        self.weights_plot = make_plot("Architecture weights softmax(α)", "search step", "weight")
+        self.weights_plot = make_weights_plot()
+        self.scores_plot = make_scores_plot()
         self.final_plot = make_plot("Final weights", "candidate length k", "softmax(α)")
         self.final_plot.getPlotItem().legend.setVisible(False)  # the bars are labelled on their axis
         # Curves are created once; each run only resets their buffers (weights: one curve per candidate).
@@ -120,15 +137,20 @@ class TrainingPage(QWidget):
             self.loss_curves[key] = add_curve(self.loss_plot, f"{key[0]} {key[1].replace('_', ' ')}", index)
         self.metric_series: dict[str, GrowingSeries] = {}
         self.metric_curves: dict[str, pg.PlotDataItem] = {}
-        self.weight_series: dict[int, GrowingSeries] = {}
-        self.weight_curves: dict[int, pg.PlotDataItem] = {}
+        self.seed_weights = SeedWeightCurves(self.weights_plot)  # every seed's softmax(alpha)
+        self.scores = ScoresPlot(self.scores_plot)
+        self.score_book = ScoreBook()  # the CandidateScored events of the run in progress
+        self.candidates: list[int] = []
+        self.seeds = 1
         self.final_bars: pg.BarGraphItem | None = None
 
         plots = QGridLayout()
         plots.addWidget(self.loss_plot, 0, 0)
         plots.addWidget(self.metrics_plot, 0, 1)
+        plots.addWidget(self.scores_plot, 0, 2)  # shown for the runs that score candidates (_show_plots_of)
         plots.addWidget(self.weights_plot, 1, 0)
-        plots.addWidget(self.final_plot, 1, 1)
+        plots.addWidget(self.final_plot, 1, 1, 1, 2)
+        self.scores_plot.setVisible(False)
         plots_widget = QWidget()
         plots_widget.setLayout(plots)
         self.log_pane = QPlainTextEdit()
@@ -151,6 +173,15 @@ class TrainingPage(QWidget):
     @property
     def running(self) -> bool:
         return self.runner.running
+
+    @property
+    def weight_series(self) -> dict[int, GrowingSeries]:
+        """The run's own seed's softmax(alpha) per candidate (the others: seed_weights)."""
+        return self.seed_weights.trial_series(0)
+
+    @property
+    def weight_curves(self) -> dict[int, pg.PlotDataItem]:
+        return self.seed_weights.trial_curves(0)
 
     def start_blocker(self) -> str | None:
         """Why Start is disabled, or None when a run can start."""
@@ -237,12 +268,8 @@ class TrainingPage(QWidget):
             return
         self._reset(config)
         self._show_stored_series(frame)
-        search = metrics.get("search")
-        if chosen is not None and search:
-            self._show_choice(chosen, search["final_weights"], verdict_text(
-                search["margin"], search["noise"], search["decisive"], search.get("reason")))
-        elif chosen is not None:
-            self._show_choice(chosen, None, "the only candidate")
+        if chosen is not None:
+            self._show_outcome(chosen, metrics.get("search"), metrics.get("length_choice"))
         self.phase_label.setText(status)
         self._log(f"run {run_id} ({status}), as recorded")
         self._repaint()
@@ -250,13 +277,17 @@ class TrainingPage(QWidget):
     def _show_no_run(self) -> None:
         # A store without runs: what another store's run left on show goes.
         self.summary, self.chosen_length = None, None
-        self.chosen_label.setText("chosen length: –")
+        clear_verdict(self.chosen_label)
         self.phase_label.setText("idle")
+        self._drop_choice_loss_curves()
         for key, series in self.loss_series.items():
             series.clear()
             self.loss_smoothers[key].reset()
-        for series in (*self.metric_series.values(), *self.weight_series.values()):
+        for series in self.metric_series.values():
             series.clear()
+        self.seed_weights.reset(self.candidates)
+        self.score_book.clear()
+        self.scores.clear()
         if self.final_bars is not None:
             self.final_plot.removeItem(self.final_bars)
             self.final_bars = None
@@ -267,13 +298,16 @@ class TrainingPage(QWidget):
         """Fills the curves with a run's stored series (engine.data.run_records.run_series), retraining
         steps placed after the search's as live ones are."""
         steps = frame[frame["per"] == "step"]
-        search_steps = steps[steps["phase"] == "search"]["step"]
-        if len(search_steps):  # the search's last step is always recorded: it is the search's length
-            self._phase_totals["search"] = int(search_steps.max())
-        offset = self._phase_totals.get("search", 0)
+        for phase in PHASE_ORDER[:-1]:  # a phase's last step is always recorded: it is the phase's length
+            phase_steps = steps[steps["phase"] == phase]["step"]
+            if len(phase_steps):
+                self._phase_totals[phase] = int(phase_steps.max())
+        for key in CHOICE_LOSS_CURVES:
+            if ((steps["phase"] == key[0]) & (steps["name"] == key[1])).any():
+                self._loss_series_of(key)
         for (phase, name), series in self.loss_series.items():
             points = steps[(steps["phase"] == phase) & (steps["name"] == name)]
-            series.replace(points["step"].to_numpy(float) + (offset if phase == "retrain" else 0),
+            series.replace(points["step"].to_numpy(float) + self._offset_of(phase),
                            points["value"].to_numpy(float))
             self.loss_smoothers[(phase, name)].reset()
         for length, series in self.weight_series.items():
@@ -288,6 +322,8 @@ class TrainingPage(QWidget):
     def _connect_worker(self, worker: RunWorker) -> None:
         worker.phase_started.connect(self._on_phase_started)
         worker.search_decided.connect(self._on_search_decided)
+        worker.candidate_scored.connect(self._on_candidate_scored)
+        worker.length_chosen.connect(self._on_length_chosen)
         worker.step_finished.connect(self._on_step_finished)
         worker.weights_updated.connect(self._on_weights_updated)
         worker.epoch_finished.connect(self._on_epoch_finished)
@@ -315,26 +351,63 @@ class TrainingPage(QWidget):
     def _reset(self, config) -> None:
         self.summary, self.chosen_length = None, None
         self._phase_offset, self._phase_totals = 0, {}
-        self.chosen_label.setText("chosen length: –")
+        clear_verdict(self.chosen_label)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.eta_label.setText("")
         self.run_eta = RunEta(config)
         self.run_eta_label.setText("")
+        self._drop_choice_loss_curves()
         for key, series in self.loss_series.items():
             series.clear()
             self.loss_smoothers[key].reset()
         self._dirty.add("loss")
+        self._show_plots_of(config)
         label = protocol_label(config.protocol, config.eval_negatives)
         self._rebuild_curves(self.metrics_plot, self.metric_curves, self.metric_series,
                              [f"{name} [{label}]" for name in SHOWN_METRICS], lambda key: key, "o")
-        self._rebuild_curves(self.weights_plot, self.weight_curves, self.weight_series,
-                             [] if config.candidate_lengths == "auto" else list(config.candidate_lengths),
-                             lambda k: f"k={k}", None)
+        self.candidates = [] if config.candidate_lengths == "auto" else list(config.candidate_lengths)
+        self.seeds = config.seeds
+        self.seed_weights.reset(self.candidates)
+        self.score_book.clear()
+        self.scores.clear()
         if self.final_bars is not None:
             self.final_plot.removeItem(self.final_bars)
             self.final_bars = None
         self.metrics_plot.getPlotItem().setTitle(f"Validation metrics per epoch [{label}]")
+
+    def _show_plots_of(self, config) -> None:
+        """The plots a run of `config` fills: an exhaustive search has no softmax(alpha) and no retraining
+        epochs (its chosen model is one of its candidates), only scores; a search scores candidates only in a
+        confirm stage."""
+        search = config.strategy != "exhaustive"
+        for plot in (self.metrics_plot, self.weights_plot, self.final_plot):
+            plot.setVisible(search)
+        self.scores_plot.setVisible(not search or config.confirm_epochs > 0)
+        self.final_plot.getPlotItem().setTitle("Final weights")
+
+    def _loss_series_of(self, key: tuple[str, str]) -> GrowingSeries | None:
+        """The loss series of (phase, loss name); an exhaustive search's or a confirm stage's curve is made
+        on its first point. None: a loss the page does not draw."""
+        if key not in self.loss_series and key in CHOICE_LOSS_CURVES:
+            index = len(LOSS_CURVES) + CHOICE_LOSS_CURVES.index(key)
+            self.loss_series[key], self.loss_smoothers[key] = GrowingSeries(), EmaSmoother()
+            self.loss_raw_curves[key] = add_curve(self.loss_plot, None, index, width=1, alpha=70)
+            self.loss_curves[key] = add_curve(self.loss_plot, f"{key[0]} {key[1].replace('_', ' ')}", index)
+        return self.loss_series.get(key)
+
+    def _drop_choice_loss_curves(self) -> None:
+        for key in CHOICE_LOSS_CURVES:
+            if key in self.loss_series:
+                for curves in (self.loss_raw_curves, self.loss_curves):
+                    self.loss_plot.removeItem(curves.pop(key))
+                del self.loss_series[key], self.loss_smoothers[key]
+
+    def _offset_of(self, phase: str) -> int:
+        """Where `phase`'s step 0 lies on the loss plot's step axis: after every earlier phase's steps."""
+        if phase not in PHASE_ORDER:
+            return 0
+        return sum(self._phase_totals.get(p, 0) for p in PHASE_ORDER[:PHASE_ORDER.index(phase)])
 
     @staticmethod
     def _rebuild_curves(plot, curves: dict, series: dict, keys: list, name_of, symbol) -> None:
@@ -355,19 +428,18 @@ class TrainingPage(QWidget):
 
     # ------------------------------------------------------------------ event slots
 
-    @Slot(str, int, str)
-    def _on_phase_started(self, phase: str, total_steps: int, description: str) -> None:
+    @Slot(str, int, str, int)
+    def _on_phase_started(self, phase: str, total_steps: int, description: str, epochs: int = 0) -> None:
         if not self._run_listed:  # the engine records the run before its first phase: list it as running
             self._run_listed = True
             self.context.runs_changed.emit()
-        if phase == "retrain":
-            self._phase_offset = self._phase_totals.get("search", 0)
+        self._phase_offset = self._offset_of(phase)
         self._phase_totals[phase] = total_steps
         self.phase_label.setText(phase)
         self.progress.setRange(0, max(total_steps, 1))
         self.progress.setValue(0)
         self.eta_label.setText("")
-        self._observe_for_eta(PhaseStarted(phase, total_steps, description))
+        self._observe_for_eta(PhaseStarted(phase, total_steps, description, epochs))
         self._log(f"— {phase} — {description}" if description else f"— {phase} —")
 
     @Slot(object)
@@ -378,7 +450,7 @@ class TrainingPage(QWidget):
         self._observe_for_eta(event)
         x = self._phase_offset + event.step
         for name, value in event.losses.items():
-            series = self.loss_series.get((event.phase, name))
+            series = self._loss_series_of((event.phase, name))
             if series is not None:
                 if series.drop_from(x):  # a resumed phase redoes the steps after its checkpoint
                     self.loss_smoothers[(event.phase, name)].reset()
@@ -387,11 +459,30 @@ class TrainingPage(QWidget):
 
     @Slot(object)
     def _on_weights_updated(self, event) -> None:
-        for length, weight in zip(event.candidates, event.weights):
-            if length in self.weight_series:
-                self.weight_series[length].drop_from(event.step)
-                self.weight_series[length].append(event.step, weight)
+        self.seed_weights.add(event)
+        if self.seeds > 1:
+            self.phase_label.setText(f"search · seed {event.seed} ({event.trial + 1} of {self.seeds})")
         self._dirty.add("weights")
+
+    @Slot(object)
+    def _on_candidate_scored(self, event) -> None:
+        self.score_book.add(event)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items() if k != "epoch")
+        self._log(f"{event.stage}: k = {event.length}, seed {event.seed}, {event.epochs} epochs: {shown} "
+                  f"[{event.protocol}]")
+        if event.stage == "exhaustive":
+            total = len(self.candidates) * self.seeds
+            self.phase_label.setText(f"exhaustive · {len(self.score_book)} of {total} trained")
+        else:
+            self.phase_label.setText(f"confirm · round {len(self.score_book.confirm)}")
+        self._dirty.add("scores")
+
+    @Slot(object)
+    def _on_length_chosen(self, event) -> None:
+        # after SearchDecided (one seed's figures): the verdict over every seed and stage replaces them
+        self.chosen_length = event.chosen_length
+        show_verdict(self.chosen_label, event.verdict, event.decided)
+        self._dirty.add("scores")
 
     @Slot(object)
     def _on_epoch_finished(self, event) -> None:
@@ -417,7 +508,7 @@ class TrainingPage(QWidget):
     def _on_search_decided(self, event) -> None:
         # The retraining that follows takes long: the choice is shown now, not when the whole run ends.
         self._show_choice(event.chosen_length, event.final_weights,
-                          verdict_text(event.margin, event.noise, event.decisive, event.reason))
+                          verdict_text(event.margin, event.noise, event.decisive, event.reason), event.decisive)
 
     @Slot(str, str)
     def _on_message_logged(self, text: str, level: str) -> None:
@@ -428,6 +519,7 @@ class TrainingPage(QWidget):
         self.summary = summary
         self.chosen_length = summary["chosen_length"]
         search = summary.get("search")
+        self._show_outcome(self.chosen_length, search, summary.get("length_choice"))
         if search:
             # The live curves hold the rate-limited events; the exact per-step history replaces them.
             history = np.asarray(search["weight_history"])
@@ -435,13 +527,11 @@ class TrainingPage(QWidget):
             for column, length in enumerate(search["candidates"]):
                 if length in self.weight_series:
                     self.weight_series[length].replace(steps, history[:, column])
-            for name in ("train_loss", "valid_loss"):
-                self.loss_series[("search", name)].replace(steps, search[name.replace("_loss", "_losses")])
-                self.loss_smoothers[("search", name)].reset()
-            self._show_choice(self.chosen_length, search["final_weights"], verdict_text(
-                search["margin"], search["noise"], search["decisive"], search.get("reason")))
-        else:
-            self._show_choice(self.chosen_length, None, "the only candidate")
+            if len((summary.get("length_choice") or {}).get("searches") or []) <= 1:
+                # one seed: its search is the whole search phase (several count their steps on from seed to seed)
+                for name in ("train_loss", "valid_loss"):
+                    self.loss_series[("search", name)].replace(steps, search[name.replace("_loss", "_losses")])
+                    self.loss_smoothers[("search", name)].reset()
         self._dirty.update({"loss", "weights", "metrics"})
         self.phase_label.setText("finished")
         self._end_run_eta()
@@ -451,11 +541,36 @@ class TrainingPage(QWidget):
         self._log(f"run {summary.get('run_id')} finished: k = {self.chosen_length}; model bundle saved")
         self.context.runs_changed.emit()
 
-    def _show_choice(self, chosen: int, final_weights: dict | None, verdict: str) -> None:
+    def _show_choice(self, chosen: int, final_weights: dict | None, verdict: str, decided: bool = True) -> None:
         self.chosen_length = chosen
-        self.chosen_label.setText(f"chosen length: k = {chosen} ({verdict})")
+        show_verdict(self.chosen_label, f"k = {chosen} ({verdict})", decided)
         if final_weights:
             self._show_final_weights(final_weights)
+
+    def _show_outcome(self, chosen: int, search: dict | None, choice: dict | None) -> None:
+        """A finished run's choice (its summary's or stored metrics' "search" and "length_choice"): the
+        verdict, the final weights (the mean over the seeds of several), every seed's softmax(alpha) and the
+        candidates' scores. Runs recorded before the length choice have only "search"."""
+        if choice:
+            searches = choice.get("searches") or []
+            self.candidates = self.candidates or [int(k) for k in choice["candidates"]]
+            if len(searches) > 1:  # the first seed's curves are the stored series (or the exact history)
+                self.seed_weights.show_searches(searches[1:], self.candidates, first_trial=1)
+            final = mean_final_weights(searches) if searches else None
+            self.chosen_length = chosen
+            if final:
+                self._show_final_weights(final)
+                if len(searches) > 1:
+                    self.final_plot.getPlotItem().setTitle(f"Final weights, mean of {len(searches)} seeds")
+            show_verdict(self.chosen_label, choice["verdict"], choice["decided"])
+            scores, confirm = evidence_of(choice)
+            self.score_book.scores, self.score_book.confirm = scores, confirm
+            self._dirty.update({"weights", "scores"})
+        elif search:
+            self._show_choice(chosen, search["final_weights"], verdict_text(
+                search["margin"], search["noise"], search["decisive"], search.get("reason")), search["decisive"])
+        else:
+            self._show_choice(chosen, None, "the only candidate")
 
     def _show_final_weights(self, final_weights: dict) -> None:
         """Bars of softmax(alpha) per candidate ({length: weight}, lengths as ints or strings)."""
@@ -522,8 +637,11 @@ class TrainingPage(QWidget):
             for key, series in self.metric_series.items():
                 self.metric_curves[key].setData(series.x, series.y)
         if "weights" in self._dirty:
-            for key, series in self.weight_series.items():
-                self.weight_curves[key].setData(series.x, series.y)
+            self.seed_weights.repaint()
+        if "scores" in self._dirty:
+            if len(self.score_book):
+                self.scores_plot.setVisible(True)
+            self.scores.show(self.candidates, self.score_book.scores, self.score_book.confirm, self.chosen_length)
         self._dirty.clear()
 
     def _log(self, text: str) -> None:
@@ -537,6 +655,12 @@ def verdict_text(margin: float, noise: float, decisive: bool, reason: str | None
     if decisive:
         return f"decisive: {figures}"
     return f"NOT DECISIVE, {reason}: {figures}" if reason else f"NOT DECISIVE: {figures}"
+
+
+def mean_final_weights(searches: list[dict]) -> dict[str, float]:
+    """softmax(alpha) at the end of the search, per candidate, averaged over the seeds' searches."""
+    lengths = list(searches[0]["final_weights"])
+    return {k: float(np.mean([found["final_weights"][k] for found in searches])) for k in lengths}
 
 
 def _duration(seconds: float) -> str:

@@ -133,11 +133,19 @@ class SequenceData:
 # below 16, then 2, 4, 8, 16 from 16, 32, 64, 128): under 1/8 of a row is padding from the rounding, and
 # widths still repeat from batch to batch (about 50 shapes from 1 to 200), so allocator and kernel caches
 # reuse them. Rounding to a fixed 8 cost short-history data most: a 3-item window is 62% padding in 8.
+def window_widths(real_lengths: np.ndarray, max_length: int) -> np.ndarray:
+    """The columns each window alone needs: its length (at most max_length), exact below 16 and rounded
+    up by an eighth of its octave above (steps of 2, 4, 8, 16 from 16, 32, 64, 128)."""
+    lengths = np.maximum(np.minimum(np.asarray(real_lengths, dtype=np.int64), max_length), 1)
+    bits = np.floor(np.log2(lengths)).astype(np.int64) + 1  # int.bit_length
+    step = np.left_shift(1, np.maximum(bits - 4, 0))
+    return np.minimum(max_length, -(-lengths // step) * step)
+
+
 def cut_width(real_lengths: np.ndarray, max_length: int) -> int:
     """The columns a batch needs: its longest window (at most max_length), rounded up to its step."""
-    longest = max(int(np.minimum(real_lengths, max_length).max(initial=1)), 1)
-    step = 1 << max(longest.bit_length() - 4, 0)
-    return min(max_length, -(-longest // step) * step)
+    longest = int(np.max(real_lengths, initial=1))
+    return int(window_widths(np.array([longest]), max_length)[0])
 
 
 def window_batch(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:

@@ -23,6 +23,7 @@ from engine.data.sequences import (
     SequenceData,
     cut_width,
     window_batch,
+    window_widths,
 )
 from engine.models.automlp import AutoMLP
 
@@ -157,9 +158,72 @@ def validation_batches(data: SequenceData, config: RunConfig, rng: np.random.Gen
                         _sampled_items(targets[users], frequency, config, rng, device))
 
 
+# A shuffled batch mixes short and long windows: cut to its longest, most of a short row is padding. Its
+# rows are therefore computed in up to MAX_ROW_GROUPS groups of similar length, each cut to its own longest
+# window. The batch (and so the gradient) is the same as in one pass: rows are independent in both models,
+# so only float sums change order. A group costs GROUP_POSITIONS positions more than its rows alone (the
+# fixed cost of one more pass through the model's layers).
+MAX_ROW_GROUPS = 4
+GROUP_POSITIONS = 512
+
+
+def row_groups(real_lengths: np.ndarray, max_length: int, max_groups: int = MAX_ROW_GROUPS,
+               group_positions: int = GROUP_POSITIONS) -> list[tuple[np.ndarray, int]]:
+    """(rows, width) groups of a batch's rows by real length: the rows sorted by the width `cut_width` gives
+    them, split into at most `max_groups` runs of whole width classes, each run as wide as its widest,
+    minimising sum(rows x width) + group_positions per group."""
+    row_widths = window_widths(real_lengths, max_length)
+    widths, counts = np.unique(row_widths, return_counts=True)
+    rows_upto = np.concatenate([[0], np.cumsum(counts)])  # rows in the classes before class j
+    m = len(widths)
+    # cost[i, j]: the classes i..j-1 as one group; best[j]: the least cost of classes 0..j-1 so far
+    i, j = np.meshgrid(np.arange(m + 1), np.arange(m + 1), indexing="ij")
+    cost = np.where(i < j, (rows_upto[j] - rows_upto[i]) * widths[np.maximum(j - 1, 0)] + group_positions, np.inf)
+    best = np.full(m + 1, np.inf)  # in no group yet: only the empty prefix costs nothing
+    best[0] = 0.0
+    cuts, whole = [], []  # per number of groups: each prefix's best last cut; the whole batch's cost
+    for _ in range(max_groups):
+        total = best[:, None] + cost
+        cuts.append(total.argmin(axis=0))
+        best = total.min(axis=0)
+        whole.append(best[m])
+    groups_used = int(np.argmin(whole)) + 1
+    order = np.argsort(row_widths, kind="stable")
+    groups, end = [], m
+    for g in range(groups_used - 1, -1, -1):  # back from the last group
+        start = int(cuts[g][end])
+        groups.append((order[rows_upto[start]:rows_upto[end]], int(widths[end - 1])))
+        end = start
+    return groups[::-1]
+
+
+def _rows(batch: Batch, rows: torch.Tensor, width: int) -> Batch:
+    """The batch's `rows`, cut to their last `width` columns."""
+    targets = batch.targets[rows][:, -width:] if batch.targets.dim() == 2 else batch.targets[rows]
+    sample = batch.sample
+    if sample is not None:
+        columns = sample.target_columns[rows]
+        sample = SampledItems(sample.items, sample.log_inclusion, columns[:, -width:] if columns.dim() == 2 else columns)
+    return Batch(batch.inputs[rows][:, -width:], targets, sample)
+
+
 def batch_loss(model: AutoMLP, batch: Batch, config: RunConfig) -> torch.Tensor:
     """Mean next-item loss of a batch: softmax cross-entropy over all items (`ce`), over the batch's
-    sampled items (`sampled_softmax`), or paper Eq. 5 (`bce`)."""
+    sampled items (`sampled_softmax`), or paper Eq. 5 (`bce`); its rows computed in groups of similar
+    length (`row_groups`)."""
+    if MAX_ROW_GROUPS > 1 and len(batch.inputs) > 1:
+        lengths = (batch.inputs > 0).sum(dim=1).cpu().numpy()
+        groups = row_groups(lengths, batch.inputs.shape[1])
+        if len(groups) > 1:
+            terms = int((batch.targets > 0).sum()) if batch.targets.dim() == 2 else len(batch.targets)
+            total = sum(_batch_loss(model, _rows(batch, torch.from_numpy(rows).to(batch.inputs.device), width),
+                                    config, "sum") for rows, width in groups)
+            return total / max(terms, 1)
+    return _batch_loss(model, batch, config, "mean")
+
+
+def _batch_loss(model: AutoMLP, batch: Batch, config: RunConfig, reduction: str) -> torch.Tensor:
+    """The loss of one pass over the batch, its terms' mean or sum (`reduction`)."""
     columns = batch.sample.target_columns if batch.sample is not None else None
     if batch.targets.dim() == 2:  # every position (causal)
         hidden = model.hidden(batch.inputs, all_positions=True)  # (B, T, D)
@@ -169,15 +233,16 @@ def batch_loss(model: AutoMLP, batch: Batch, config: RunConfig) -> torch.Tensor:
     else:
         hidden, targets = model.hidden(batch.inputs), batch.targets  # (B, D), (B,)
     if config.loss == "ce":
-        return F.cross_entropy(model.score(hidden), targets)
+        return F.cross_entropy(model.score(hidden), targets, reduction=reduction)
     if config.loss == "sampled_softmax":
         sample = batch.sample
         logits = hidden @ model.items.all_items()[sample.items].T - sample.log_inclusion  # (n, C)
-        return F.cross_entropy(logits, columns)
+        return F.cross_entropy(logits, columns, reduction=reduction)
     if config.loss != "bce":
         raise ValueError(f"loss {config.loss!r}: fit the configuration to the data first (RunConfig.fitted_to)")
     items = model.items.all_items()  # (N + 1, D)
     negatives = torch.randint(1, items.shape[0], (len(targets), config.negatives), device=targets.device)
     positive = (hidden * items[targets]).sum(-1)  # (n,)
     negative = (hidden[:, None, :] * items[negatives]).sum(-1)  # (n, negatives)
-    return -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1)).mean()
+    losses = -(F.logsigmoid(positive) + F.logsigmoid(-negative).sum(-1))
+    return losses.sum() if reduction == "sum" else losses.mean()

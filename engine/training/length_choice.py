@@ -79,8 +79,8 @@ class LengthChoice:
                 {"seed": seed, "chosen_length": found.chosen_length,
                  "final_weights": {str(k): w for k, w in found.final_weights.items()},
                  "margin": found.margin, "noise": found.noise, "decisive": found.decisive, "reason": found.reason,
-                 "weight_steps": list(range(1, len(found.weight_history) + 1, WEIGHT_EVERY)),
-                 "weight_history": found.weight_history[::WEIGHT_EVERY].tolist()}
+                 "weight_steps": [step + 1 for step in _kept_steps(len(found.weight_history))],
+                 "weight_history": found.weight_history[_kept_steps(len(found.weight_history))].tolist()}
                 for seed, found in zip(self.seeds, self.searches)]
         if self.scores:
             out["scores"] = {str(k): {"values": values, "mean": float(np.mean(values)), "spread": spread(values)}
@@ -91,6 +91,12 @@ class LengthChoice:
             out["confirm"] = [{"epochs": r["epochs"], "scores": {str(k): v for k, v in r["scores"].items()}}
                               for r in self.confirm_rounds]
         return out
+
+
+def _kept_steps(steps: int) -> list[int]:
+    """The 0-based steps a summary keeps of a search's history: every WEIGHT_EVERY-th, and the last."""
+    kept = list(range(0, steps, WEIGHT_EVERY))
+    return kept + [steps - 1] if steps and kept[-1] != steps - 1 else kept
 
 
 def spread(values: list[float]) -> float:

@@ -94,6 +94,40 @@ def test_a_saved_configuration_reloads_into_the_form(page, context, tmp_path):
     assert context.config == RunConfig.load_toml(path)
 
 
+def test_the_length_choice_settings_are_fields_that_reach_the_context(page, context):
+    assert [page.fields["strategy"].itemText(i) for i in range(page.fields["strategy"].count())] == [
+        "search", "exhaustive"]
+    page.fields["strategy"].setCurrentText("exhaustive")
+    page.fields["seeds"].setValue(3)
+    page.fields["confirm_epochs"].setValue(2)
+    page.fields["search_warmup_epochs"].setValue(1)
+    assert (context.config.strategy, context.config.seeds, context.config.confirm_epochs,
+            context.config.search_warmup_epochs) == ("exhaustive", 3, 2, 1)
+    assert "AutoMLP-s" in page.fields["strategy"].toolTip()
+
+
+def test_the_length_choice_settings_round_trip_through_a_saved_file(page, context, tmp_path):
+    page.fields["strategy"].setCurrentText("exhaustive")
+    page.fields["seeds"].setValue(4)
+    page.fields["confirm_epochs"].setValue(3)
+    page.fields["search_warmup_epochs"].setValue(1)
+    path = tmp_path / "choice.toml"
+    page.save_config(str(path))
+    page.apply_preset("paper-ml1m")
+    assert page.load_config(str(path))
+    assert (page.fields["strategy"].currentText(), page.fields["seeds"].value(),
+            page.fields["confirm_epochs"].value(), page.fields["search_warmup_epochs"].value()) == (
+        "exhaustive", 4, 3, 1)
+    assert context.config == RunConfig.load_toml(path)
+
+
+def test_a_warm_up_as_long_as_the_search_is_named_and_highlighted(page, context):
+    page.fields["search_warmup_epochs"].setValue(context.config.search_epochs)
+    assert page.error_label.text().startswith("search_warmup_epochs:")
+    assert page.fields["search_warmup_epochs"].styleSheet() == INVALID_STYLE
+    assert context.config_error
+
+
 def test_a_bad_configuration_file_is_reported_inline(page, context, tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('max_length = "long"\n')

@@ -290,3 +290,52 @@ def test_refresh_and_a_click_on_the_selected_run_select_it_again_in_the_context(
     with qtbot.waitSignal(app_context.run_selected) as selected:
         qtbot.mouseClick(empty_page.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert selected.args == [run_id]
+
+
+# ---------------------------------------------------------------- a run's length choice
+
+
+def test_one_selected_exhaustive_run_shows_its_verdict_and_each_lengths_score_with_error_bars(
+        empty_page, app_context, tmp_path):
+    name = store_planted_dataset(app_context.sessions, tmp_path)
+    run_id, result = run_on_dataset(app_context.store, name,
+                                    quick_demo().replace(strategy="exhaustive", seeds=2, **TINY), Observer())
+    empty_page.refresh()
+    empty_page.select_runs([run_id])
+    panel = empty_page.length_choice
+    choice = result.length_choice
+    assert not panel.isHidden() and choice["verdict"] in panel.verdict_label.text()
+    assert panel.verdict_label.property("undecided") is (not choice["decided"])
+    bars = panel.scores.error_bars
+    assert list(bars.opts["y"]) == pytest.approx([choice["scores"][str(k)]["mean"] for k in (1, 2, 4)])
+    assert list(bars.opts["top"]) == pytest.approx([choice["scores"][str(k)]["spread"] for k in (1, 2, 4)])
+    assert panel.weights_plot.isHidden()  # no search: no softmax(alpha)
+    empty_page.select_runs([])
+    assert panel.isHidden()
+
+
+def _stored_choice(app_context, choice: dict) -> int:
+    with app_context.sessions() as session:
+        run_id = create_run(session, "planted", quick_demo().replace(**TINY).to_dict(), "cpu")
+        finish_run(session, run_id, choice["chosen_length"], {"length_choice": choice}, 1.0)
+    return run_id
+
+
+def test_one_selected_run_searched_under_several_seeds_overlays_their_curves_and_says_it_is_undecided(
+        empty_page, app_context):
+    searches = [{"seed": seed, "chosen_length": k, "final_weights": {"1": 0.2, "2": 0.3, "4": 0.5},
+                 "weight_steps": [1, 11, 21], "weight_history": [[0.3, 0.3, 0.4]] * 3}
+                for seed, k in ((0, 4), (1, 2))]
+    verdict = "k = 4, undecided: the seeds disagree (k = 4: 1, k = 2: 1 of 2 seeds)"
+    run_id = _stored_choice(app_context, {
+        "strategy": "search", "chosen_length": 4, "decided": False, "verdict": verdict, "candidates": [1, 2, 4],
+        "seeds": [0, 1], "searches": searches})
+    empty_page.refresh()
+    empty_page.select_runs([run_id])
+    panel = empty_page.length_choice
+    assert panel.verdict_label.text() == f"chosen length, UNDECIDED: {verdict}"
+    assert panel.verdict_label.property("undecided") is True
+    assert panel.weights.trials == [0, 1]
+    assert all(len(curve.getData()[0]) == 3 for curve in panel.weights.curves.values())
+    assert len(panel.weights.curves) == 6  # three lengths, two seeds
+    assert panel.scores_plot.isHidden()  # nothing retrained alone: no scores

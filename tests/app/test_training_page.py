@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 import pytest
 from PySide6.QtCore import QTimer
 
@@ -46,7 +48,7 @@ def test_a_tiny_run_fills_every_curve_and_shows_the_chosen_length(qtbot, page, c
     assert page.summary is not None, page.log_pane.toPlainText()
     assert page.chosen_length in (1, 2, 4)
     assert f"k = {page.chosen_length}" in page.chosen_label.text()
-    assert page.summary["search"]["reason"] in page.chosen_label.text()
+    assert page.summary["length_choice"]["verdict"] in page.chosen_label.text()  # the verdict over every seed
     for key, curve in page.loss_curves.items():
         x, y = curve.getData()
         assert x is not None and len(x) > 0, key
@@ -292,7 +294,7 @@ def test_a_reopened_page_shows_the_latest_run_as_recorded(qtbot, context, tmp_pa
     qtbot.addWidget(page)
     assert page.phase_label.text() == "finished"
     assert f"k = {result.chosen_length} (" in page.chosen_label.text()
-    assert result.search.reason in page.chosen_label.text()
+    assert result.length_choice["verdict"] in page.chosen_label.text()
     assert page.final_bars is not None
     for key, curve in {**page.loss_curves, **page.weight_curves}.items():
         assert len(curve.getData()[0]) > 0, key
@@ -325,3 +327,129 @@ def test_steps_redone_after_a_checkpoint_replace_the_stored_ones_instead_of_doub
     page._on_step_finished(StepFinished("search", 4, 10, {"train_loss": 2.0}))  # the resumed phase
     series = page.loss_series[("search", "train_loss")]
     assert list(series.x) == [1, 2, 3, 4] and list(series.y) == [1.0, 1.0, 1.0, 2.0]
+
+
+# ------------------------------------------------------------------ the length choice
+
+
+def _weights(step, trial, seed, weights=(0.2, 0.3, 0.5)):
+    from engine.core.events import ArchitectureWeights
+
+    return ArchitectureWeights(step, (1, 2, 4), (0.0, 0.0, 0.0), weights, trial=trial, seed=seed)
+
+
+def _scored(stage, length, seed, ndcg, epochs=2):
+    from engine.core.events import CandidateScored
+
+    return CandidateScored(stage, length, seed, epochs, {"NDCG@10": ndcg, "HR@10": 2 * ndcg}, "full")
+
+
+def _fed_page(page, config, events):
+    """The page as a run of `config` leaves it after `events`, sent through a worker's signals."""
+    from app.worker import RunWorker
+
+    worker = RunWorker(None, "planted", config)
+    page._connect_worker(worker)
+    page._reset(config)
+    for event in events:
+        worker.observer.emit(event)
+    page._repaint()
+    return worker
+
+
+def test_several_seeds_searches_are_overlaid_per_seed_with_a_legend_by_length(qtbot, page, context):
+    config = context.config.replace(seeds=3)
+    _fed_page(page, config, [_weights(step, trial, 7 + trial) for trial in range(3) for step in (1, 11, 21)])
+    assert page.seed_weights.trials == [0, 1, 2]
+    for trial in range(3):
+        curves = page.seed_weights.trial_curves(trial)
+        assert sorted(curves) == [1, 2, 4]  # one curve per candidate length and seed
+        assert all(list(curve.getData()[0]) == [1, 11, 21] for curve in curves.values())  # one step axis
+    styles = {trial: page.seed_weights.trial_curves(trial)[1].opts["pen"].style() for trial in range(3)}
+    assert len(set(styles.values())) == 3  # each seed its own line style
+    legend = [label.text for _sample, label in page.weights_plot.getPlotItem().legend.items]
+    assert legend == ["k=1", "k=2", "k=4", "seed 7", "seed 8", "seed 9"]  # colour by length, line style by seed
+    assert "3 seeds" in page.weights_plot.getPlotItem().full_title
+    assert page.phase_label.text() == "search · seed 9 (3 of 3)"
+
+
+def test_exhaustive_scores_are_drawn_as_the_mean_with_the_sample_std_over_seeds_and_the_chosen_length_marked(
+        qtbot, page, context):
+    from engine.core.events import LengthChosen
+
+    config = context.config.replace(strategy="exhaustive", seeds=2)
+    values = {1: (0.10, 0.14), 2: (0.20, 0.22), 4: (0.05, 0.07)}
+    events = [_scored("exhaustive", k, seed, values[k][seed]) for seed in (0, 1) for k in (1, 2, 4)]
+    _fed_page(page, config, events + [LengthChosen(2, True, "k = 2 (validation NDCG@10, 2 seeds)", "exhaustive")])
+    bars = page.scores.error_bars
+    assert list(bars.opts["x"]) == [0, 1, 2]
+    assert list(bars.opts["y"]) == pytest.approx([0.12, 0.21, 0.06])
+    assert list(bars.opts["top"]) == pytest.approx([np.std(values[k], ddof=1) for k in (1, 2, 4)])
+    assert list(bars.opts["bottom"]) == list(bars.opts["top"])
+    ticks = page.scores_plot.getPlotItem().getAxis("bottom")._tickLevels[0]
+    assert [label for _x, label in ticks] == ["k=1", "k=2 ✓", "k=4"]
+    assert not page.scores_plot.isHidden() and page.weights_plot.isHidden()  # exhaustive: no softmax(alpha)
+    assert page.phase_label.text() == "exhaustive · 6 of 6 trained"
+
+
+def test_a_confirm_stage_draws_each_rounds_scores_beside_the_lengths(qtbot, page, context):
+    config = context.config.replace(seeds=2, confirm_epochs=1)
+    _fed_page(page, config, [_scored("confirm", 1, 0, 0.1, 1), _scored("confirm", 4, 0, 0.2, 1),
+                             _scored("confirm", 4, 0, 0.3, 2)])
+    assert page.scores.rounds == [{1: 0.1, 4: 0.2}, {4: 0.3}]
+    assert page.scores.error_bars is None  # one seed per round: nothing to spread
+    names = [label.text for _sample, label in page.scores_plot.getPlotItem().legend.items]
+    assert names == ["confirm, 1 epochs", "confirm, 2 epochs"]
+    assert page.phase_label.text() == "confirm · round 2"
+
+
+def test_a_verdict_that_is_no_decision_is_shown_as_undecided(qtbot, page, context):
+    from engine.core.events import LengthChosen
+
+    verdict = "k = 4, undecided: the seeds disagree (k = 4: 1, k = 2: 1 of 2 seeds)"
+    _fed_page(page, context.config, [LengthChosen(4, False, verdict, "search")])
+    assert page.chosen_label.text() == f"chosen length, UNDECIDED: {verdict}"
+    assert page.chosen_label.property("undecided") is True
+    assert "color" in page.chosen_label.styleSheet()
+    _fed_page(page, context.config, [LengthChosen(2, True, "k = 2 (2 of 2 seeds)", "search")])
+    assert page.chosen_label.text() == "chosen length: k = 2 (2 of 2 seeds)"
+    assert page.chosen_label.property("undecided") is False
+    assert "color" not in page.chosen_label.styleSheet()
+
+
+def test_a_tiny_exhaustive_run_scores_every_length_live_and_as_reopened(qtbot, page, context):
+    context.set_config(context.config.replace(strategy="exhaustive", seeds=2))
+    run_to_idle(qtbot, page)
+    assert page.summary is not None, page.log_pane.toPlainText()
+    choice = page.summary["length_choice"]
+    drawn = page.scores.means, page.scores.spreads
+    assert drawn == ({int(k): pytest.approx(s["mean"]) for k, s in choice["scores"].items()},
+                     {int(k): pytest.approx(s["spread"]) for k, s in choice["scores"].items()})
+    assert choice["verdict"] in page.chosen_label.text()
+    assert page.chosen_label.property("undecided") is (not choice["decided"])
+    assert len(page.loss_curves[("exhaustive", "train_loss")].getData()[0]) > 0
+    reopened = TrainingPage(context)
+    qtbot.addWidget(reopened)
+    assert (reopened.scores.means, reopened.scores.spreads) == drawn
+    assert choice["verdict"] in reopened.chosen_label.text()
+    assert len(reopened.loss_curves[("exhaustive", "train_loss")].getData()[0]) > 0
+    reopened.shutdown()
+
+
+def test_a_tiny_search_over_two_seeds_draws_both_seeds_curves_live_and_as_reopened(qtbot, page, context):
+    context.set_config(context.config.replace(seeds=2))
+    run_to_idle(qtbot, page)
+    assert page.summary is not None, page.log_pane.toPlainText()
+    searches = page.summary["length_choice"]["searches"]
+    assert page.seed_weights.trials == [0, 1]
+    second = page.seed_weights.trial_curves(1)
+    assert len(second[1].getData()[0]) == len(searches[1]["weight_steps"])
+    search_x = page.loss_curves[("search", "train_loss")].getData()[0]
+    retrain_x = page.loss_curves[("retrain", "train_loss")].getData()[0]
+    assert retrain_x.min() > search_x.max()  # both seeds' search steps, then the retraining
+    reopened = TrainingPage(context)
+    qtbot.addWidget(reopened)
+    assert reopened.seed_weights.trials == [0, 1]
+    assert list(reopened.seed_weights.trial_curves(1)[2].getData()[1]) == pytest.approx(
+        [row[1] for row in searches[1]["weight_history"]])
+    reopened.shutdown()

@@ -268,3 +268,12 @@ def test_a_search_that_has_not_settled_runs_every_epoch(data):
     found = search(data, config)
     assert not found.decisive
     assert len(found.alpha_history) == len(search(data, config.replace(settle_epochs=0)).alpha_history)
+
+
+def test_the_summary_keeps_every_tenth_step_of_each_seeds_weights_and_the_last(data):
+    config = CONFIG.replace(seeds=2, search_epochs=3)  # 15 steps per seed
+    searches = run_automlp(data, config).summary()["length_choice"]["searches"]
+    total = len(search(data, config.replace(seeds=1)).weight_history)
+    for kept in searches:
+        assert kept["weight_steps"] == [*range(1, total + 1, 10), total]
+        assert len(kept["weight_history"]) == len(kept["weight_steps"])

@@ -1,5 +1,7 @@
 """Runs page: the store's run history as a comparison table (settings and final metrics, sortable), and a
-dashboard of the runs selected in it (one plot per recorded series, each run one colour, smoothed);
+dashboard of the runs selected in it (one plot per recorded series, each run one colour, smoothed), and a
+single selected run's test metrics by history length and its length choice (verdict, every seed's
+softmax(alpha), validation NDCG@10 per k);
 export of the plots to PNG and of their data to CSV. Selecting a single run makes it the context's run
 (the Users page browses its model). While a selected run is running and the page is shown, its curves
 are re-read every POLL_MS.
@@ -10,6 +12,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QSplitter, QVBoxLayout, QWidget
 
+from app.length_choice_view import LengthChoicePanel
 from app.pages.runs.by_length import LengthBucketsTable
 from app.pages.runs.comparison import ComparisonTable
 from app.pages.runs.dashboard import DashboardRun, RunDashboard
@@ -61,11 +64,16 @@ class RunsPage(QWidget):
         self.table.itemClicked.connect(self._announce_selected_run)
         self.dashboard = RunDashboard()
         self.by_length = LengthBucketsTable()
+        self.length_choice = LengthChoicePanel()
+        single = QSplitter(Qt.Orientation.Horizontal)  # the one selected run's details, side by side
+        single.addWidget(self.by_length)
+        single.addWidget(self.length_choice)
+        single.setSizes([400, 600])
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
-        splitter.addWidget(self.by_length)
+        splitter.addWidget(single)
         splitter.addWidget(self.dashboard)
-        splitter.setSizes([170, 120, 510])  # in proportion: the table's rows above, most of the height for plots
+        splitter.setSizes([170, 200, 430])  # in proportion: the table's rows above, most of the height for plots
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(splitter, 1)
@@ -133,7 +141,9 @@ class RunsPage(QWidget):
         self.table.highlight(self.colours)
         self._show_curves(sorted(ids))
         runs = {run.id: run for run in self.runs}
-        self.by_length.show_run(runs[ids[0]].metrics if len(ids) == 1 and ids[0] in runs else None)
+        single = runs[ids[0]].metrics if len(ids) == 1 and ids[0] in runs else None
+        self.by_length.show_run(single)
+        self.length_choice.show_run(single)
         self._update_poll()
         if len(ids) == 1 and ids[0] != self.context.run_id:
             self.context.select_run(ids[0])
