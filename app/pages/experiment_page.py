@@ -37,6 +37,7 @@ from engine.core.config import (
     PROTOCOLS,
     SEARCH_ORDERS,
     STRATEGIES,
+    TRAINING_WINDOWS,
     ConfigError,
     RunConfig,
 )
@@ -78,8 +79,12 @@ GROUPS = (
         ("search_warmup_epochs", "Warm-up epochs W", "search epochs that train the network weights alone before "
                                                      "alpha moves: the length that learns fastest early does not "
                                                      "win for that alone; smaller than the search epochs"),
+        ("settle_epochs", "Settle epochs", "stop the search once its choice has been decisive at the end of this "
+                                           "many epochs in a row; 0: run every search epoch"),
         ("mode", "Training mode", "causal: every position at once; sampled: a random prefix per user; "
                                   "faithful: every prefix, as in the paper"),
+        ("training_windows", "Training windows", "causal: each epoch a window ending at a random point of "
+                                                 "every history, or the last T items of each (SASRec+)"),
     )),
     ("Length choice", (
         ("strategy", "Strategy", "search: the differentiable search (AutoMLP); exhaustive: every candidate "
@@ -101,7 +106,7 @@ GROUPS = (
 )
 
 CHOICES = {"loss": LOSSES, "search_order": SEARCH_ORDERS, "mode": MODES, "protocol": PROTOCOLS,
-           "strategy": STRATEGIES}
+           "strategy": STRATEGIES, "training_windows": TRAINING_WINDOWS}
 FLOAT_DECIMALS = {"dropout": 3, "lr": 6, "weight_decay": 6, "xi": 6, "arch_lr": 5}
 
 

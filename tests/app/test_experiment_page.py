@@ -230,3 +230,9 @@ def test_the_fields_do_not_stretch_across_a_wide_window(qtbot, page):
     qtbot.waitExposed(page)
     assert max(widget.width() for widget in page.fields.values()) <= 480
     assert page.fields["seed"].width() <= 320
+
+
+def test_settle_epochs_and_training_windows_are_fields_that_reach_the_context(page, context):
+    page.fields["settle_epochs"].setValue(2)
+    page.fields["training_windows"].setCurrentText("last")
+    assert (context.config.settle_epochs, context.config.training_windows) == (2, "last")
