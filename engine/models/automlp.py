@@ -328,8 +328,10 @@ class AutoMLP(nn.Module):
             return torch.ones(1, device=self.output.weight.device)
         return torch.softmax(self.alpha, dim=0)
 
-    def joint(self, sequences: torch.Tensor, all_positions: bool = False) -> torch.Tensor:
+    def joint(self, sequences: torch.Tensor, all_positions: bool = False,
+              weights: torch.Tensor | None = None) -> torch.Tensor:
         """LayerNorm([x_s ; x_l]) for each sequence: (B, 2D), or (B, T', 2D) with all_positions (causal).
+        x_s mixes the candidates by `weights` (M,): softmax(alpha) unless given (a what-if's one-hot).
 
         `sequences` (B, T') are left-padded item ids, T' <= T: a batch cut to its longest real history
         scores exactly as the same batch padded to T (padding contributes nothing).
@@ -350,7 +352,8 @@ class AutoMLP(nn.Module):
 
         x_long = run(self.long_term, x, real)
         x_short = 0
-        for weight, module, k in zip(self.candidate_weights(), self.short_term, self.shape.candidate_lengths):
+        weights = self.candidate_weights() if weights is None else weights
+        for weight, module, k in zip(weights, self.short_term, self.shape.candidate_lengths):
             if self.shape.causal:
                 x_short = x_short + weight * run(module, x, real)
             else:  # the paper's short-term module reads the last k positions (or all, if fewer)

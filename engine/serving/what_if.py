@@ -60,22 +60,14 @@ class WhatIf:
 
 def one_hot_joint(model: AutoMLP, sequences: torch.Tensor, length: int | None) -> torch.Tensor:
     """(B, 2D) LayerNorm([x_s ; x_l]) with x_s the short-term output of the candidate `length` alone
-    (softmax weight 1 on it, 0 on the others), or x_s = 0 when `length` is None. Mirrors AutoMLP.joint
-    in eval mode without touching the model's alpha."""
-    positions = sequences.T
-    real = (positions > 0).unsqueeze(-1).to(model.output.weight.dtype)
-    x = model.items.all_items()[positions]
-    x_long = model.long_term.last(x, real)
-    if length is None:
-        x_short = torch.zeros_like(x_long)
-    else:
-        if length not in model.shape.candidate_lengths:
-            raise RecommendError(f"k = {length} is not a candidate of this model "
-                                 f"({', '.join(map(str, model.shape.candidate_lengths))})")
-        index = model.shape.candidate_lengths.index(length)
-        module = model.short_term[index]
-        x_short = module.last(x, real) if model.shape.causal else module.last(x[-length:], real[-length:])
-    return model.output_norm(torch.cat([x_short, x_long], dim=-1))
+    (weight 1 on it, 0 on the others), or x_s = 0 when `length` is None; the model's alpha is untouched."""
+    lengths = list(model.shape.candidate_lengths)
+    weights = torch.zeros(len(lengths), device=model.output.weight.device, dtype=model.output.weight.dtype)
+    if length is not None:
+        if length not in lengths:
+            raise RecommendError(f"k = {length} is not a candidate of this model ({', '.join(map(str, lengths))})")
+        weights[lengths.index(length)] = 1.0
+    return model.joint(sequences, weights=weights)
 
 
 def one_hot_scores(model: AutoMLP, sequences: torch.Tensor, length: int | None) -> torch.Tensor:
