@@ -33,6 +33,9 @@ class Batch:
     inputs: torch.Tensor  # (B, T) left-padded item ids
     targets: torch.Tensor  # (B,) next item after the last position, or (B, T) at every position (0 = none)
     sample: "SampledItems | None" = None  # the items a sampled softmax scores (loss "sampled_softmax")
+    # row_groups of the rows, computed where the batch is built from numpy lengths, so that a training step
+    # on a GPU never waits to read the lengths back; None: batch_loss computes them
+    groups: "list[tuple[np.ndarray, int]] | None" = None
 
 
 @dataclass
@@ -135,12 +138,13 @@ def training_batches(data: SequenceData, config: RunConfig, rng: np.random.Gener
         s, e = sample_starts[pick], ends[pick]
         width = cut_width(e - s, T)  # only the real positions, and under 1/8 of a row of padding
         inputs = window_batch(data.items, s, e, width)
+        groups = row_groups(np.minimum(e - s, width), width)
         if config.mode == "causal":
             targets = window_batch(data.items, s + 1, e + 1, width)
         else:
             targets = data.items[e]
         batches.append(Batch(torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device),
-                             _sampled_items(targets, frequency, config, rng, device)))
+                             _sampled_items(targets, frequency, config, rng, device), groups))
     return batches
 
 
@@ -155,7 +159,8 @@ def validation_batches(data: SequenceData, config: RunConfig, rng: np.random.Gen
         for users in shuffled_batches(data.n_users, config.batch_size, rng):  # as the training batches
             inputs = data.histories("valid", config.max_length, users, trim=True)
             yield Batch(torch.from_numpy(inputs).to(device), torch.from_numpy(targets[users]).to(device),
-                        _sampled_items(targets[users], frequency, config, rng, device))
+                        _sampled_items(targets[users], frequency, config, rng, device),
+                        row_groups((inputs > 0).sum(axis=1), inputs.shape[1]))
 
 
 # A shuffled batch mixes short and long windows: cut to its longest, most of a short row is padding. Its
@@ -212,8 +217,9 @@ def batch_loss(model: AutoMLP, batch: Batch, config: RunConfig) -> torch.Tensor:
     sampled items (`sampled_softmax`), or paper Eq. 5 (`bce`); its rows computed in groups of similar
     length (`row_groups`)."""
     if MAX_ROW_GROUPS > 1 and len(batch.inputs) > 1:
-        lengths = (batch.inputs > 0).sum(dim=1).cpu().numpy()
-        groups = row_groups(lengths, batch.inputs.shape[1])
+        groups = batch.groups
+        if groups is None:
+            groups = row_groups((batch.inputs > 0).sum(dim=1).cpu().numpy(), batch.inputs.shape[1])
         if len(groups) > 1:
             terms = int((batch.targets > 0).sum()) if batch.targets.dim() == 2 else len(batch.targets)
             total = sum(_batch_loss(model, _rows(batch, torch.from_numpy(rows).to(batch.inputs.device), width),
