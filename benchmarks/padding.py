@@ -93,21 +93,14 @@ def main() -> None:
                                         "T_after": fitted.max_length, "padding_before": round(float(before), 4),
                                         "padding_after": round(padding / computed, 4),
                                         "K_after": fitted.candidate_lengths})
-        computed, padding = padding_of_channel_maps(data, fitted)
-        append_result("padding.jsonl", {"dataset": name, "part": "training epoch (causal), channel maps",
-                                        "T_before": 200, "T_after": fitted.max_length,
-                                        "padding_before": round(float(before), 4),
-                                        "padding_after": round(padding / computed, 4),
-                                        "computed_positions_against_cut_windows": round(
-                                            computed / padding_of_training(data, fitted)[0], 4)})
-        computed, padding = padding_of_row_groups(data, fitted)
-        append_result("padding.jsonl", {"dataset": name, "part": "training epoch (causal), rows in length groups",
-                                        "T_before": 200, "T_after": fitted.max_length,
-                                        "padding_before": round(float(before), 4),
-                                        "padding_after": round(padding / computed, 4),
-                                        "computed_positions_against_cut_windows": round(
-                                            computed / padding_of_training(data, fitted)[0], 4)})
-
+        cut_windows = padding_of_training(data, fitted)[0]
+        for part, count in (("channel maps", padding_of_channel_maps), ("rows in length groups", padding_of_row_groups)):
+            computed, padding = count(data, fitted)
+            append_result("padding.jsonl", {"dataset": name, "part": f"training epoch (causal), {part}",
+                                            "T_before": 200, "T_after": fitted.max_length,
+                                            "padding_before": round(float(before), 4),
+                                            "padding_after": round(padding / computed, 4),
+                                            "computed_positions_against_cut_windows": round(computed / cut_windows, 4)})
 
 if __name__ == "__main__":
     main()
