@@ -125,6 +125,25 @@ class Observer:
             raise Cancelled("cancelled by the user")
 
 
+class ForwardingObserver(Observer):
+    """An observer in front of another (`inner`): a cancel request and the cancel check are the inner one's,
+    so that whoever holds the inner observer can still stop the run."""
+
+    def __init__(self, inner: Observer) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def cancel(self) -> None:
+        self.inner.cancel()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.inner.cancel_requested
+
+    def check(self) -> None:
+        self.inner.check()
+
+
 class RecordingObserver(Observer):
     """Keeps every event in a list: for tests, scripts and notebooks."""
 

@@ -19,6 +19,7 @@ from engine.core.events import (
     ArchitectureWeights,
     EpochFinished,
     Event,
+    ForwardingObserver,
     Observer,
     PhaseFinished,
     StepFinished,
@@ -270,7 +271,7 @@ def run_series(session: Session, run_id: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["phase", "step", "name", "value", "per"])
 
 
-class RunRecorder(Observer):
+class RunRecorder(ForwardingObserver):
     """Forwards every event to an inner observer and records the run's curves into run_series.
 
     Recorded: StepFinished losses (name = loss name, per step), EpochFinished metrics and mean losses
@@ -282,8 +283,7 @@ class RunRecorder(Observer):
 
     def __init__(self, sessions: sessionmaker[Session], run_id: int, inner: Observer | None = None,
                  batch_size: int = 200, interval: float = 1.0) -> None:
-        super().__init__()
-        self.inner = inner or Observer()
+        super().__init__(inner or Observer())
         self.run_id = run_id
         self._sessions = sessions
         self._pending: list[tuple[str, int, str, float, str]] = []
@@ -334,15 +334,6 @@ class RunRecorder(Observer):
                 append_series(session, self.run_id, self._pending)
             self._pending = []
 
-    def cancel(self) -> None:
-        self.inner.cancel()
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self.inner.cancel_requested
-
-    def check(self) -> None:
-        self.inner.check()
 
 
 def to_json(value) -> str:

@@ -26,6 +26,7 @@ from engine.core.events import (
     ArchitectureWeights,
     CandidateScored,
     EpochFinished,
+    ForwardingObserver,
     Message,
     Observer,
     PhaseFinished,
@@ -162,7 +163,7 @@ def _mean_text(values: list[float]) -> str:
 # ---------------------------------------------------------------- the stages
 
 
-class _WithinPhase(Observer):
+class _WithinPhase(ForwardingObserver):
     """Reports a sub-run (one seed's search, one candidate's training) as part of one enclosing phase: its
     steps shifted by `offset` into the phase's count, with the phase's overall ETA. The enclosing phase
     starts and finishes itself; a search's epochs go on counting across seeds; a candidate's epochs are
@@ -170,30 +171,21 @@ class _WithinPhase(Observer):
 
     def __init__(self, outer: Observer, phase: str, offset: int, total: int, clock: StepClock,
                  trial: int = 0, seed: int = 0, epoch_offset: int = 0) -> None:
-        super().__init__()
-        self.outer, self.phase, self.offset, self.total, self.clock = outer, phase, offset, total, clock
+        super().__init__(outer)
+        self.phase, self.offset, self.total, self.clock = phase, offset, total, clock
         self.trial, self.seed, self.epoch_offset = trial, seed, epoch_offset
 
     def emit(self, event) -> None:
         if isinstance(event, StepFinished):
             step = self.offset + event.step
-            self.outer.emit(StepFinished(self.phase, step, self.total, event.losses, self.clock.eta(step)))
+            self.inner.emit(StepFinished(self.phase, step, self.total, event.losses, self.clock.eta(step)))
         elif isinstance(event, ArchitectureWeights):
-            self.outer.emit(dataclasses.replace(event, trial=self.trial, seed=self.seed))
+            self.inner.emit(dataclasses.replace(event, trial=self.trial, seed=self.seed))
         elif isinstance(event, EpochFinished) and event.phase == self.phase == "search":
-            self.outer.emit(dataclasses.replace(event, epoch=self.epoch_offset + event.epoch))
+            self.inner.emit(dataclasses.replace(event, epoch=self.epoch_offset + event.epoch))
         elif isinstance(event, Message):
-            self.outer.emit(event)
+            self.inner.emit(event)
 
-    def cancel(self) -> None:
-        self.outer.cancel()
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self.outer.cancel_requested
-
-    def check(self) -> None:
-        self.outer.check()
 
 
 def choose_by_search(data: SequenceData, config: RunConfig, observer: Observer, device: torch.device,

@@ -277,3 +277,10 @@ def test_the_summary_keeps_every_tenth_step_of_each_seeds_weights_and_the_last(d
     for kept in searches:
         assert kept["weight_steps"] == [*range(1, total + 1, 10), total]
         assert len(kept["weight_history"]) == len(kept["weight_steps"])
+
+
+def test_a_cancel_during_a_later_seeds_search_stops_the_multi_seed_job(data):
+    events = RecordingObserver(cancel_when=lambda e: isinstance(e, ArchitectureWeights) and e.trial == 1)
+    with pytest.raises(Cancelled):
+        run_automlp(data, CONFIG.replace(seeds=3), events)
+    assert not any(isinstance(e, ArchitectureWeights) and e.trial == 2 for e in events.events)
