@@ -33,6 +33,7 @@ from app.settings import load_run_config, save_run_config
 from engine.core.config import (
     AUTO,
     LOSSES,
+    LR_DECAYS,
     MODES,
     PROTOCOLS,
     SEARCH_ORDERS,
@@ -71,6 +72,10 @@ GROUPS = (
         ("search_epochs", "Search epochs", ""),
         ("retrain_epochs", "Retrain epochs", "at most; early stopping on validation NDCG@10"),
         ("patience", "Patience", "epochs without improvement before stopping"),
+        ("lr_warmup_epochs", "Warm-up epochs (lr)", "retraining: the learning rate rises linearly from 0 over these "
+                                                    "epochs; smaller than the retrain epochs"),
+        ("lr_decay", "Learning-rate decay", "retraining, after the warm-up: none holds the rate; cosine lowers it "
+                                            "to 0 at the last retrain epoch"),
     )),
     ("Search", (
         ("search_order", "Search order", "second: one-step unrolled gradient (DARTS); first: xi = 0"),
@@ -106,7 +111,7 @@ GROUPS = (
 )
 
 CHOICES = {"loss": LOSSES, "search_order": SEARCH_ORDERS, "mode": MODES, "protocol": PROTOCOLS,
-           "strategy": STRATEGIES, "training_windows": TRAINING_WINDOWS}
+           "strategy": STRATEGIES, "training_windows": TRAINING_WINDOWS, "lr_decay": LR_DECAYS}
 FLOAT_DECIMALS = {"dropout": 3, "lr": 6, "weight_decay": 6, "xi": 6, "arch_lr": 5}
 
 

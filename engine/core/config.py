@@ -27,6 +27,8 @@ STRATEGIES = ("search", "exhaustive")
 # Which window of a training sequence a causal epoch trains: one ending at a random point (the default), or
 # the last T items (SASRec's and SASRec+'s recipe: every position of the most recent window)
 TRAINING_WINDOWS = ("random", "last")
+# The retraining's learning rate after its warm-up: held, or a cosine from lr down to 0 at retrain_epochs
+LR_DECAYS = ("none", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 # torch.manual_seed takes a 64-bit integer and numpy's generators no negative one; a store keeps it as a
 # signed 64-bit column
@@ -76,6 +78,8 @@ class RunConfig:
     search_epochs: int = 5
     retrain_epochs: int = 30
     patience: int = 10
+    lr_warmup_epochs: int = 0  # retraining: the learning rate rises linearly from 0 to lr over these epochs
+    lr_decay: str = "none"  # then "none" (held at lr) or "cosine" (to 0 at the last of retrain_epochs)
     # Search (paper Algorithm 1, DARTS)
     # "second": one-step unrolled W' = W - xi * grad (Eq. 7); "first": xi = 0. On MovieLens-1M both chose
     # the same length with the same weights, and first order costs 2.5x less on a CPU (BENCHMARKS.md).
@@ -178,12 +182,15 @@ class RunConfig:
         for name in ("lr", "arch_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
-        for name in ("search_warmup_epochs", "confirm_epochs", "settle_epochs"):
+        for name in ("search_warmup_epochs", "confirm_epochs", "settle_epochs", "lr_warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")
         if self.search_warmup_epochs >= self.search_epochs:
             raise ConfigError(f"search_warmup_epochs: {self.search_warmup_epochs} leaves alpha no epoch of the "
                               f"{self.search_epochs} search epochs; make it smaller than search_epochs")
+        if self.lr_warmup_epochs >= self.retrain_epochs:
+            raise ConfigError(f"lr_warmup_epochs: {self.lr_warmup_epochs} leaves no epoch at the full learning rate "
+                              f"of the {self.retrain_epochs} retraining epochs; make it smaller than retrain_epochs")
         for name in ("xi", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")
@@ -196,7 +203,7 @@ class RunConfig:
                               f"got {self.min_user_interactions}")
         for name, allowed in (("mode", MODES), ("loss", LOSSES), ("protocol", PROTOCOLS),
                               ("search_order", SEARCH_ORDERS), ("device", DEVICES), ("strategy", STRATEGIES),
-                              ("training_windows", TRAINING_WINDOWS)):
+                              ("training_windows", TRAINING_WINDOWS), ("lr_decay", LR_DECAYS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
 

@@ -4,6 +4,7 @@ SASRec baseline, and `retrain`, AutoMLP's retraining phase with the chosen lengt
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -69,13 +70,27 @@ def retrain(data: SequenceData, config: RunConfig, chosen_length: int, observer:
                resume, on_epoch_end, group)
 
 
+def scheduled_lr(config: RunConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning rate of retraining step `step` (from 0): a linear rise to config.lr over the first
+    config.lr_warmup_epochs, then config.lr held, or with lr_decay = "cosine" a half cosine from config.lr
+    down to 0 at the last step of config.retrain_epochs. A function of the step alone, so a resumed run
+    continues the same schedule."""
+    warmup = config.lr_warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    if config.lr_decay == "cosine":
+        progress = (step - warmup) / max(1, config.retrain_epochs * steps_per_epoch - warmup)
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return config.lr
+
+
 def fit(model: torch.nn.Module, data: SequenceData, config: RunConfig, rng: np.random.Generator,
         observer: Observer | None = None, device: torch.device | None = None, description: str = "",
         resume: Checkpoint | None = None, on_epoch_end: Callable[[Checkpoint], None] | None = None,
         group: Group | None = None) -> RetrainResult:
     """Trains `model` (AutoMLP, or any model with its `hidden`/`score` interface, such as the SASRec
-    baseline) on `training_batches` drawn from `rng`: Adam (config.lr), validation under config.protocol
-    after every epoch, early stopping on validation NDCG@10 with config.patience; the best epoch's weights
+    baseline) on `training_batches` drawn from `rng`: Adam (config.lr, by `scheduled_lr`), validation under
+    config.protocol after every epoch, early stopping on validation NDCG@10 with config.patience; the best epoch's weights
     are restored. Events: phase "retrain".
 
     `on_epoch_end` receives a checkpoint after every epoch that the training goes on from (or ends with);
@@ -89,7 +104,8 @@ def fit(model: torch.nn.Module, data: SequenceData, config: RunConfig, rng: np.r
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999),
                                  weight_decay=config.weight_decay)
     label = protocol_label(config.protocol, config.eval_negatives)
-    total = steps_per_epoch(data, config) * config.retrain_epochs
+    per_epoch = steps_per_epoch(data, config)
+    total = per_epoch * config.retrain_epochs
     result = RetrainResult(model=model)
     best_state, best_score, waited, step, first_epoch, spent = None, -1.0, 0, 0, 1, 0.0
     if resume is not None:
@@ -115,6 +131,8 @@ def fit(model: torch.nn.Module, data: SequenceData, config: RunConfig, rng: np.r
                 seed_rank_stream(config.seed, "retrain", epoch, group)
             for batch in training_batches(data, config, rng, device):
                 observer.check()
+                for parameters in optimizer.param_groups:
+                    parameters["lr"] = scheduled_lr(config, step, per_epoch)
                 if group is None:
                     loss = batch_loss(model, batch, config)
                     optimizer.zero_grad(set_to_none=True)

@@ -232,6 +232,12 @@ def test_the_fields_do_not_stretch_across_a_wide_window(qtbot, page):
     assert page.fields["seed"].width() <= 320
 
 
+def test_the_learning_rate_schedule_is_fields_that_reach_the_context(page, context):
+    page.fields["lr_warmup_epochs"].setValue(3)
+    page.fields["lr_decay"].setCurrentText("cosine")
+    assert (context.config.lr_warmup_epochs, context.config.lr_decay) == (3, "cosine")
+
+
 def test_settle_epochs_and_training_windows_are_fields_that_reach_the_context(page, context):
     page.fields["settle_epochs"].setValue(2)
     page.fields["training_windows"].setCurrentText("last")
