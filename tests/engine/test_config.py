@@ -142,3 +142,11 @@ def test_a_word_other_than_auto_for_t_is_refused():
 def test_the_default_preset_file_holds_exactly_the_defaults():
     from engine.core.presets import load_preset
     assert load_preset("default") == RunConfig()
+
+
+def test_the_converged_preset_trains_the_last_windows_until_validation_stops_improving():
+    from engine.core.presets import PRESETS, load_preset
+    config = load_preset("converged")
+    assert "converged" in PRESETS
+    assert (config.training_windows, config.retrain_epochs, config.patience) == ("last", 200, 10)
+    assert config.replace(training_windows="random", retrain_epochs=30) == RunConfig()  # nothing else differs
