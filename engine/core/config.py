@@ -191,6 +191,10 @@ class RunConfig:
         if self.lr_warmup_epochs >= self.retrain_epochs:
             raise ConfigError(f"lr_warmup_epochs: {self.lr_warmup_epochs} leaves no epoch at the full learning rate "
                               f"of the {self.retrain_epochs} retraining epochs; make it smaller than retrain_epochs")
+        if self.confirm_epochs and self.lr_warmup_epochs >= self.confirm_epochs:
+            # the confirm stage's first round retrains for confirm_epochs only
+            raise ConfigError(f"lr_warmup_epochs: {self.lr_warmup_epochs} outlasts the confirm stage's first round of "
+                              f"{self.confirm_epochs} epochs; make it smaller than confirm_epochs")
         for name in ("xi", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must not be negative, got {getattr(self, name)}")

@@ -90,8 +90,8 @@ def fit(model: torch.nn.Module, data: SequenceData, config: RunConfig, rng: np.r
         group: Group | None = None) -> RetrainResult:
     """Trains `model` (AutoMLP, or any model with its `hidden`/`score` interface, such as the SASRec
     baseline) on `training_batches` drawn from `rng`: Adam (config.lr, by `scheduled_lr`), validation under
-    config.protocol after every epoch, early stopping on validation NDCG@10 with config.patience; the best epoch's weights
-    are restored. Events: phase "retrain".
+    config.protocol after every epoch, early stopping on validation NDCG@10 with config.patience; the best
+    epoch's weights are restored. Events: phase "retrain".
 
     `on_epoch_end` receives a checkpoint after every epoch that the training goes on from (or ends with);
     `resume` continues from such a checkpoint as if never stopped.

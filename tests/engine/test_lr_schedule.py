@@ -59,3 +59,8 @@ def test_a_warm_up_as_long_as_the_retraining_is_refused():
         RunConfig(lr_warmup_epochs=30, retrain_epochs=30)
     with pytest.raises(ConfigError, match="lr_decay: 'linear' is not one of none, cosine"):
         RunConfig(lr_decay="linear")
+
+
+def test_a_warm_up_longer_than_the_confirm_stages_first_round_is_refused():
+    with pytest.raises(ConfigError, match="lr_warmup_epochs: 3 outlasts the confirm stage's first round of 2"):
+        RunConfig(lr_warmup_epochs=3, confirm_epochs=2)
