@@ -5,8 +5,9 @@ with `--baseline sasrec`, the SASRec baseline trained with the same configuratio
     python benchmarks/accuracy.py --dataset beauty --preset paper-beauty --set lr=0.002 --label lr2e-3
     python benchmarks/accuracy.py --dataset ml-1m --preset paper-ml1m --set retrain_epochs=40 --baseline sasrec
 
-The baseline (engine/sasrec.py) has the configuration's T, L, D, dropout and R_c as its feed-forward
-width, and is trained by AutoMLP's retraining loop: the same batches, loss, optimiser, validation protocol,
+The baseline (engine/models/sasrec.py) has the configuration's T, L, D, dropout and R_c as its
+feed-forward width (`--sasrec-variant sasrec_plus`: SASRec.pytorch's block, FFN width D, as SASRec+ trains
+it), and is trained by AutoMLP's retraining loop: the same batches, loss, optimiser, validation protocol,
 early stopping and test evaluation. Prints one JSON line per model and appends them to
 benchmarks/results/accuracy.jsonl (benchmarks/report.py turns the results into BENCHMARKS.md tables).
 """
@@ -28,6 +29,7 @@ from engine.core.config import RunConfig, parse_override  # noqa: E402
 from engine.core.presets import PRESETS, load_preset  # noqa: E402
 from engine.data.sequences import build_sequences  # noqa: E402
 from engine.models.automlp import count_parameters  # noqa: E402
+from engine.models.sasrec import VARIANTS  # noqa: E402
 from engine.training.baseline import run_baseline  # noqa: E402
 from engine.training.runner import run_automlp  # noqa: E402
 
@@ -42,6 +44,8 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--baseline", choices=["sasrec"], help="also train this baseline in the same run")
     parser.add_argument("--heads", type=int, default=1, help="the baseline's attention heads")
+    parser.add_argument("--sasrec-variant", choices=VARIANTS, default="pre_norm",
+                        help="the baseline's block: ours, or SASRec.pytorch's as SASRec+ trains it")
     parser.add_argument("--skip-automlp", action="store_true", help="train the baseline only")
     args = parser.parse_args()
     config = load_preset(args.preset) if args.preset else RunConfig()
@@ -61,8 +65,9 @@ def main() -> None:
     if args.baseline == "sasrec":
         reset_peak_memory()
         started = time.monotonic()
-        result = run_baseline(data, config, ProgressBarObserver(quiet=args.quiet), num_heads=args.heads)
-        append_result(args.results, {"model": "sasrec", "heads": args.heads, **common,
+        result = run_baseline(data, config, ProgressBarObserver(quiet=args.quiet), num_heads=args.heads,
+                              variant=args.sasrec_variant)
+        append_result(args.results, {"model": "sasrec", "heads": args.heads, "variant": args.sasrec_variant, **common,
                                      **run_record(result, started, load_seconds)})
 
 

@@ -1,8 +1,10 @@
 """SASRec (Kang & McAuley, ICDM 2018): the self-attention baseline AutoMLP is compared with (issue 6).
 
 Item embedding (the same `ItemEmbedding` as AutoMLP, scaled by sqrt(D)) plus a learned positional
-embedding, L causal self-attention blocks with pre-LayerNorm and a pointwise feed-forward network, dropout,
-a final LayerNorm, and scores against the shared item embedding. It offers the interface that the engine's
+embedding, L causal self-attention blocks with a pointwise feed-forward network, dropout, a final
+LayerNorm, and scores against the shared item embedding. Two variants (`VARIANTS`): "pre_norm", the
+textbook pre-LayerNorm transformer block with the FFN as wide as AutoMLP's R_c, and "sasrec_plus", pmixer's
+SASRec.pytorch as SASRec+ (Klenitskiy & Vasilev, RecSys 2023) trains it, to reproduce its figures. It offers the interface that the engine's
 training and evaluation code uses for AutoMLP (`hidden`, `score`, `items.all_items()`, `shape.max_length`,
 `arch_parameters()`, `network_parameters()`, `forward` at the last position), so that `batch_loss`,
 `training_batches` and `evaluate` train and measure both models with the same code.
@@ -23,6 +25,14 @@ from torch import nn
 from engine.core.config import RunConfig
 from engine.models.embedding import ItemEmbedding
 
+# "pre_norm": x + Attention(LN(x)), then x + FFN(LN(x)), FFN width R_c, torch's default Linear init, and
+#   positions counted back from the most recent item.
+# "sasrec_plus": q = LN(x) with keys and values from x itself, h = q + Attention; then LN(h) + FFN(LN(h)),
+#   FFN width D, weights N(0, 0.02) but for the Xavier q/k/v projection, zero biases, LayerNorm eps 1e-8,
+#   and positions counted from the window's first item, so that a position means the same at every query of
+#   a training window as at inference (SASRec.pytorch, as SASRec+ trains it).
+VARIANTS = ("pre_norm", "sasrec_plus")
+
 
 @dataclass(frozen=True)
 class SASRecShape:
@@ -32,22 +42,29 @@ class SASRecShape:
     max_length: int  # T
     num_layers: int  # L blocks
     embedding_dim: int  # D
-    ffn_hidden: int  # the feed-forward network's width: AutoMLP's channel-mixer width R_c
+    ffn_hidden: int  # the feed-forward network's width: R_c for "pre_norm", D for "sasrec_plus"
     num_heads: int
     dropout: float
     feature_sizes: tuple[int, ...] = ()  # item features, fused into the item vectors as AutoMLP does
     feature_widths: tuple[int, ...] = ()
+    variant: str = "pre_norm"  # one of VARIANTS
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown SASRec variant {self.variant!r}: choose one of {', '.join(VARIANTS)}")
 
     @classmethod
-    def from_config(cls, config: RunConfig, n_items: int, features=(), num_heads: int = 1) -> "SASRecShape":
+    def from_config(cls, config: RunConfig, n_items: int, features=(), num_heads: int = 1,
+                    variant: str = "pre_norm") -> "SASRecShape":
         if config.max_length == "auto":
             raise ValueError('max_length is "auto": fit it to the data first (engine.training.runner.fit_to_data)')
         if config.embedding_dim % num_heads:
             raise ValueError(f"embedding_dim {config.embedding_dim} is not divisible by {num_heads} heads")
+        ffn_hidden = config.embedding_dim if variant == "sasrec_plus" else config.channel_hidden
         return cls(n_items=n_items, max_length=config.max_length, num_layers=config.num_layers,
-                   embedding_dim=config.embedding_dim, ffn_hidden=config.channel_hidden, num_heads=num_heads,
+                   embedding_dim=config.embedding_dim, ffn_hidden=ffn_hidden, num_heads=num_heads,
                    dropout=config.dropout, feature_sizes=tuple(len(f.vocabulary) for f in features),
-                   feature_widths=tuple(f.values.shape[1] for f in features))
+                   feature_widths=tuple(f.values.shape[1] for f in features), variant=variant)
 
 
 def attention_mask(real: torch.Tensor) -> torch.Tensor:
@@ -71,10 +88,18 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
-        """x (B, T, D), mask (B, 1, T, T) -> (B, T, D); with last_only the last query only: (B, 1, D)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False,
+                keys: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, D), mask (B, 1, T, T) -> (B, T, D); with last_only the last query only: (B, 1, D).
+
+        Queries, keys and values are read from x, or the keys and values from `keys` (B, T, D) when given.
+        """
         B, T, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=-1)  # each (B, T, D)
+        if keys is None:
+            q, k, v = self.qkv(x).split(D, dim=-1)  # each (B, T, D)
+        else:
+            q = F.linear(x, self.qkv.weight[:D], self.qkv.bias[:D])
+            k, v = F.linear(keys, self.qkv.weight[D:], self.qkv.bias[D:]).split(D, dim=-1)
         if last_only:
             q, mask = q[:, -1:], mask[:, :, -1:]
 
@@ -87,20 +112,28 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """x + Attention(LayerNorm(x)), then x + FFN(LayerNorm(x)) with ReLU, as SASRec's pointwise network."""
+    """Self-attention, then SASRec's pointwise feed-forward network with ReLU, in a VARIANTS form."""
 
     def __init__(self, shape: SASRecShape) -> None:
         super().__init__()
         D = shape.embedding_dim
-        self.attention_norm = nn.LayerNorm(D)
+        self.sasrec_plus = shape.variant == "sasrec_plus"
+        eps = 1e-8 if self.sasrec_plus else 1e-5
+        self.attention_norm = nn.LayerNorm(D, eps=eps)
         self.attention = SelfAttention(D, shape.num_heads, shape.dropout)
-        self.ffn_norm = nn.LayerNorm(D)
+        self.ffn_norm = nn.LayerNorm(D, eps=eps)
         self.ffn = nn.Sequential(nn.Linear(D, shape.ffn_hidden), nn.ReLU(), nn.Dropout(shape.dropout),
                                  nn.Linear(shape.ffn_hidden, D))
         self.dropout = nn.Dropout(shape.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """(B, T, D) -> (B, T, D), or (B, 1, D) with last_only."""
+        if self.sasrec_plus:
+            queries = self.attention_norm(x)
+            # SASRec.pytorch adds no dropout to the attention's output, only to its weights.
+            x = (queries[:, -1:] if last_only else queries) + self.attention(queries, mask, last_only, keys=x)
+            x = self.ffn_norm(x)
+            return x + self.dropout(self.ffn(x))
         attended = self.attention(self.attention_norm(x), mask, last_only)
         x = (x[:, -1:] if last_only else x) + self.dropout(attended)
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
@@ -119,7 +152,16 @@ class SASRec(nn.Module):
         nn.init.normal_(self.positions.weight, std=0.02)
         self.input_dropout = nn.Dropout(shape.dropout)
         self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.num_layers))
-        self.final_norm = nn.LayerNorm(shape.embedding_dim)
+        self.final_norm = nn.LayerNorm(shape.embedding_dim, eps=1e-8 if shape.variant == "sasrec_plus" else 1e-5)
+        if shape.variant == "sasrec_plus":
+            for block in self.blocks:
+                # torch's MultiheadAttention, which SASRec.pytorch uses, keeps its input projection
+                # Xavier-uniform; SASRec+ draws every other Linear (and Conv1d) from N(0, 0.02).
+                nn.init.xavier_uniform_(block.attention.qkv.weight)
+                for linear in (block.attention.out, block.ffn[0], block.ffn[3]):
+                    nn.init.normal_(linear.weight, std=0.02)
+                for linear in (block.attention.qkv, block.attention.out, block.ffn[0], block.ffn[3]):
+                    nn.init.zeros_(linear.bias)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return []
@@ -130,11 +172,18 @@ class SASRec(nn.Module):
     def hidden(self, sequences: torch.Tensor, all_positions: bool = False) -> torch.Tensor:
         """(B, T) left-padded item ids -> (B, D) at the last position, or (B, T, D) with all_positions.
 
-        T may be shorter than max_length: positions are counted back from the most recent item.
+        T may be shorter than max_length. Positions count back from the most recent item ("pre_norm") or
+        from the first item ("sasrec_plus"); either way they ignore the leading padding.
         """
         T = sequences.shape[1]
         x = self.items.all_items()[sequences] * math.sqrt(self.shape.embedding_dim)  # (B, T, D)
-        x = self.input_dropout(x + self.positions.weight[self.shape.max_length - T:])
+        if self.shape.variant == "sasrec_plus":
+            padding = T - (sequences > 0).sum(dim=1, keepdim=True)  # (B, 1)
+            from_first = (torch.arange(T, device=sequences.device) - padding).clamp(min=0)  # (B, T)
+            x = x + self.positions(from_first)
+        else:
+            x = x + self.positions.weight[self.shape.max_length - T:]
+        x = self.input_dropout(x)
         mask = attention_mask(sequences > 0)  # (B, 1, T, T)
         for index, block in enumerate(self.blocks):
             # The last position needs every position of the earlier blocks, but only itself of the last one.

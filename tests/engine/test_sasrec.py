@@ -163,3 +163,72 @@ def test_sasrec_scores_do_not_depend_on_leading_padding():
         full = model(torch.tensor([[0] * (8 - len(h)) + h for h in histories]))
         for row, history in enumerate(histories):
             assert torch.allclose(model(torch.tensor([history])), full[row:row + 1], atol=1e-5)
+
+
+def sasrec_plus_model(T=8, layers=2, dropout=0.0) -> SASRec:
+    torch.manual_seed(0)
+    config = RunConfig(candidate_lengths=[2], max_length=T, num_layers=layers, embedding_dim=8, channel_hidden=12,
+                       dropout=dropout)
+    return SASRec(SASRecShape.from_config(config, n_items=20, variant="sasrec_plus")).eval()
+
+
+def sasrec_pytorch_reference(model: SASRec, history: list[int]) -> torch.Tensor:
+    """SASRec.pytorch's forward (as SASRec+ runs it), written with torch's MultiheadAttention over the
+    model's weights: the history unpadded, positions 0.. from its first item -> (len, D)."""
+    D = model.shape.embedding_dim
+    ids = torch.tensor(history)
+    seqs = model.items.ids.weight[ids] * D ** 0.5 + model.positions.weight[torch.arange(len(ids))]
+    causal = ~torch.ones(len(ids), len(ids), dtype=torch.bool).tril()
+    seqs = seqs[:, None]  # (len, 1, D): MultiheadAttention's (sequence, batch, D)
+    for block in model.blocks:
+        attention = nn.MultiheadAttention(D, 1)
+        with torch.no_grad():
+            attention.in_proj_weight.copy_(block.attention.qkv.weight)
+            attention.in_proj_bias.copy_(block.attention.qkv.bias)
+            attention.out_proj.weight.copy_(block.attention.out.weight)
+            attention.out_proj.bias.copy_(block.attention.out.bias)
+        queries = block.attention_norm(seqs)
+        seqs = queries + attention(queries, seqs, seqs, attn_mask=causal)[0]
+        seqs = block.ffn_norm(seqs)
+        seqs = block.ffn(seqs) + seqs
+    return model.final_norm(seqs[:, 0])
+
+
+def test_the_sasrec_plus_variant_computes_what_sasrec_pytorch_computes():
+    model = sasrec_plus_model()
+    history = [3, 9, 4, 17, 2]
+    with torch.no_grad():
+        ours = model.hidden(torch.tensor([[0, 0, 0, *history]]), all_positions=True)[0, 3:]
+        assert torch.allclose(ours, sasrec_pytorch_reference(model, history), atol=1e-5)
+        assert torch.allclose(model.hidden(torch.tensor([[0, 0, 0, *history]]))[0], ours[-1], atol=1e-5)
+
+
+def test_the_sasrec_plus_variant_has_sasrec_pytorchs_sizes_and_initialisation():
+    model = sasrec_plus_model()
+    block = model.blocks[0]
+    assert block.ffn[0].out_features == model.shape.embedding_dim == 8  # D, not R_c = 12
+    assert block.attention_norm.eps == model.final_norm.eps == 1e-8
+    assert abs(block.ffn[0].weight.std().item() - 0.02) < 0.01 and block.ffn[0].bias.abs().max() == 0
+    assert block.attention.qkv.bias.abs().max() == 0
+
+
+def test_sasrec_plus_scores_do_not_depend_on_leading_padding():
+    model = sasrec_plus_model()
+    histories = [[3], [5, 7], [9, 8, 7, 6, 5, 4, 3]]
+    with torch.no_grad():
+        full = model(torch.tensor([[0] * (8 - len(h)) + h for h in histories]))
+        for row, history in enumerate(histories):
+            assert torch.allclose(model(torch.tensor([history])), full[row:row + 1], atol=1e-5)
+
+
+def test_an_unknown_sasrec_variant_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown SASRec variant 'post_norm'.*pre_norm, sasrec_plus"):
+        SASRecShape(n_items=5, max_length=4, num_layers=1, embedding_dim=4, ffn_hidden=4, num_heads=1,
+                    dropout=0.0, variant="post_norm")
+
+
+def test_the_sasrec_plus_baseline_trains_on_planted_data(data):
+    result = train_baseline(data, tiny(), variant="sasrec_plus")
+    trained = evaluate(result.model, data, "test", "full")
+    popular = evaluate(Popularity(data, 12), data, "test", "full")
+    assert result.model.shape.variant == "sasrec_plus" and trained["NDCG@10"] > 2 * popular["NDCG@10"]
