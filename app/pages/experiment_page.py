@@ -38,6 +38,7 @@ from engine.core.config import (
     PROTOCOLS,
     SEARCH_ORDERS,
     STRATEGIES,
+    TOKEN_MAPS,
     TRAINING_WINDOWS,
     ConfigError,
     RunConfig,
@@ -62,6 +63,8 @@ GROUPS = (
         ("sequence_hidden", "Sequence hidden R_s", "hidden size of the sequence mixer"),
         ("channel_hidden", "Channel hidden R_c", "hidden size of the channel mixer"),
         ("dropout", "Dropout", ""),
+        ("token_maps", "Token maps", "causal mode: positional, a weight for every pair of positions (the paper); "
+                                     "relative, one weight per look-back shared by every position"),
     )),
     ("Objective and optimisation", (
         ("loss", "Loss", "ce: softmax over all items; bce: paper Eq. 5 with sampled negatives"),
@@ -111,7 +114,8 @@ GROUPS = (
 )
 
 CHOICES = {"loss": LOSSES, "search_order": SEARCH_ORDERS, "mode": MODES, "protocol": PROTOCOLS,
-           "strategy": STRATEGIES, "training_windows": TRAINING_WINDOWS, "lr_decay": LR_DECAYS}
+           "strategy": STRATEGIES, "training_windows": TRAINING_WINDOWS, "lr_decay": LR_DECAYS,
+           "token_maps": TOKEN_MAPS}
 FLOAT_DECIMALS = {"dropout": 3, "lr": 6, "weight_decay": 6, "xi": 6, "arch_lr": 5}
 
 

@@ -27,6 +27,7 @@ STRATEGIES = ("search", "exhaustive")
 # Which window of a training sequence a causal epoch trains: one ending at a random point (the default), or
 # the last T items (SASRec's and SASRec+'s recipe: every position of the most recent window)
 TRAINING_WINDOWS = ("random", "last")
+TOKEN_MAPS = ("positional", "relative")
 # The retraining's learning rate after its warm-up: held, or a cosine from lr down to 0 at retrain_epochs
 LR_DECAYS = ("none", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
@@ -101,6 +102,7 @@ class RunConfig:
     # Training mode (DESIGN, Training modes)
     mode: str = "causal"
     training_windows: str = "random"  # causal mode: "random" end points, or the "last" T items of each sequence
+    token_maps: str = "positional"  # causal mode: a weight per pair of positions, or "relative": per look-back
     # Data and evaluation
     min_user_interactions: int = 3  # leave-one-out needs one training, one validation, one test item
     protocol: str = "full"  # "full" ranking, or 100 negatives by "popularity" (paper) or "uniform"
@@ -207,13 +209,17 @@ class RunConfig:
                               f"got {self.min_user_interactions}")
         for name, allowed in (("mode", MODES), ("loss", LOSSES), ("protocol", PROTOCOLS),
                               ("search_order", SEARCH_ORDERS), ("device", DEVICES), ("strategy", STRATEGIES),
-                              ("training_windows", TRAINING_WINDOWS), ("lr_decay", LR_DECAYS)):
+                              ("training_windows", TRAINING_WINDOWS), ("lr_decay", LR_DECAYS),
+                              ("token_maps", TOKEN_MAPS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
 
         if self.training_windows == "last" and self.mode != "causal":
             raise ConfigError(f"training_windows: 'last' trains every position of a window, which only the causal "
                               f"mode does (mode is {self.mode!r})")
+        if self.token_maps == "relative" and self.mode != "causal":
+            raise ConfigError(f"token_maps: 'relative' shares one weight per look-back across positions, which only "
+                              f"the causal mode's maps have (mode is {self.mode!r})")
 
     @property
     def chosen_xi(self) -> float:

@@ -11,6 +11,12 @@ Two forms of the sequence mixer, chosen by the training mode:
   short-term module for length k runs over all T positions with banded masks whose look-backs add up to
   k - 1 across its 2L maps, so that the module as a whole sees exactly positions t-k+1..t (a band of k on
   every map would stack to 2L(k-1)+1 positions; see DESIGN.md, Known pitfalls).
+
+The causal maps are "positional" (a weight for every pair of output and input position, the paper's
+per-position mixing) or "relative" (`token_maps = "relative"`: one weight per look-back t - s, shared by
+every position, a causal convolution along positions). A positional map's last row, which alone makes
+the prediction at inference, learns only from each training window's last position; a relative map learns
+from all of them.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.core.config import RunConfig
+from engine.core.config import TOKEN_MAPS, RunConfig
 from engine.models.embedding import ItemEmbedding
 
 
@@ -40,6 +46,11 @@ class ModelShape:
     causal: bool
     feature_sizes: tuple[int, ...] = ()  # vocabulary size of each item feature (without padding)
     feature_widths: tuple[int, ...] = ()  # most values one item has, per feature
+    token_maps: str = "positional"  # causal form: "positional" or "relative" (TOKEN_MAPS)
+
+    def __post_init__(self) -> None:
+        if self.token_maps not in TOKEN_MAPS:
+            raise ValueError(f"token_maps: {self.token_maps!r} is not one of {', '.join(TOKEN_MAPS)}")
 
     @classmethod
     def from_config(cls, config: RunConfig, n_items: int, candidate_lengths=None, features=()) -> "ModelShape":
@@ -58,6 +69,7 @@ class ModelShape:
             causal=config.mode == "causal",
             feature_sizes=tuple(len(f.vocabulary) for f in features),
             feature_widths=tuple(f.values.shape[1] for f in features),
+            token_maps=config.token_maps,
         )
 
 
@@ -117,15 +129,20 @@ class BandedTokenLinear(nn.Module):
         self.weight = nn.Parameter((torch.rand(n, look_back + 1) * 2 - 1) * bound)
         self.bias = nn.Parameter(torch.zeros(n))
 
+    def rows(self, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trailing n_out outputs' diagonals (n_out, look_back + 1) and biases (n_out,)."""
+        return self.weight[-n_out:], self.bias[-n_out:]
+
     def forward(self, x: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
         """x: (m_in, ...) the trailing m_in positions -> (n_out, ...) the trailing n_out outputs."""
         m_in, n_out = x.shape[0], n_out or x.shape[0]
-        if self.look_back > 0 and (self.look_back + 1) * DIAGONALS_PER_POSITION > m_in:
-            out = torch.addmm(self.bias[-n_out:, None], self.dense_band(n_out, m_in), x.reshape(m_in, -1))
+        weight, bias = self.rows(n_out)
+        if self.look_back > 0 and (self.look_back + 1 > MAX_DIAGONALS
+                                   or (self.look_back + 1) * DIAGONALS_PER_POSITION > m_in):
+            out = torch.addmm(bias[:, None], self.dense_band(n_out, m_in), x.reshape(m_in, -1))
             return out.view(n_out, *x.shape[1:])
         column = (n_out,) + (1,) * (x.dim() - 1)
-        weight = self.weight[-n_out:]
-        out = x[m_in - n_out:] * weight[:, 0].view(column) + self.bias[-n_out:].view(column)
+        out = x[m_in - n_out:] * weight[:, 0].view(column) + bias.view(column)
         for j in range(1, self.look_back + 1):
             start, end = m_in - n_out - j, m_in - j  # output r reads input r - j; before position 0 it reads 0
             if end <= 0:
@@ -142,8 +159,26 @@ class BandedTokenLinear(nn.Module):
         offsets = (torch.arange(m_in - n_out, m_in, device=device)[:, None]
                    - torch.arange(m_in, device=device)[None, :])  # j = t - s
         inside = (offsets >= 0) & (offsets <= self.look_back)
-        band = self.weight[-n_out:].gather(1, offsets.clamp(0, self.look_back))
+        band = self.rows(n_out)[0].gather(1, offsets.clamp(0, self.look_back))
         return band * inside
+
+
+class RelativeTokenLinear(BandedTokenLinear):
+    """A causal token map with one weight per look-back j, shared by every position: y_t = sum_j w_j x_{t-j} + b.
+
+    The same arithmetic as BandedTokenLinear (summed diagonals for a narrow band, else one dense product
+    of the band), with every row reading the same diagonals and bias.
+    """
+
+    def __init__(self, look_back: int) -> None:
+        nn.Module.__init__(self)
+        self.look_back = look_back
+        bound = 1.0 / (look_back + 1) ** 0.5
+        self.weight = nn.Parameter((torch.rand(look_back + 1) * 2 - 1) * bound)
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def rows(self, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.weight.expand(n_out, -1), self.bias.expand(n_out)
 
 
 # Above this many diagonals a dense masked product is faster than summing shifted copies.
@@ -153,7 +188,9 @@ MAX_DIAGONALS = 16
 DIAGONALS_PER_POSITION = 8
 
 
-def causal_token_linear(n: int, look_back: int) -> nn.Module:
+def causal_token_linear(n: int, look_back: int, relative: bool = False) -> nn.Module:
+    if relative:
+        return RelativeTokenLinear(look_back)
     return BandedTokenLinear(n, look_back) if look_back + 1 <= MAX_DIAGONALS else MaskedTokenLinear(n, look_back)
 
 
@@ -170,7 +207,7 @@ class SequenceMixer(nn.Module):
     """Eq. 1: x + W2 g(W1 LayerNorm(x)), mixing along positions, shared by all D channels."""
 
     def __init__(self, n_positions: int, dim: int, hidden: int, dropout: float,
-                 look_backs: tuple[int, int] | None) -> None:
+                 look_backs: tuple[int, int] | None, relative: bool = False) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.look_backs = look_backs
@@ -178,8 +215,8 @@ class SequenceMixer(nn.Module):
             self.fc1 = nn.Linear(n_positions, hidden)
             self.fc2 = nn.Linear(hidden, n_positions)
         else:  # causal form: hidden unit t belongs to position t
-            self.fc1 = causal_token_linear(n_positions, look_backs[0])
-            self.fc2 = causal_token_linear(n_positions, look_backs[1])
+            self.fc1 = causal_token_linear(n_positions, look_backs[0], relative)
+            self.fc2 = causal_token_linear(n_positions, look_backs[1], relative)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, real: torch.Tensor | None = None, n_out: int | None = None) -> torch.Tensor:
@@ -261,7 +298,7 @@ class SRSMLP(nn.Module):
         for layer in range(shape.num_layers):
             pair = None if look_backs is None else (look_backs[2 * layer], look_backs[2 * layer + 1])
             self.sequence_mixers.append(SequenceMixer(n_positions, shape.embedding_dim, shape.sequence_hidden,
-                                                      shape.dropout, pair))
+                                                      shape.dropout, pair, shape.token_maps == "relative"))
             self.channel_mixers.append(ChannelMixer(shape.embedding_dim, shape.channel_hidden, shape.dropout))
         # In the causal form, how many trailing positions each layer must produce so that the last
         # position's output is exact: what `last()` computes instead of all n.

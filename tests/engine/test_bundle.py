@@ -116,6 +116,34 @@ def test_item_features_travel_with_the_bundle(tmp_path):
     assert torch.equal(scores(loaded.model, loaded.data), scores(model, data))
 
 
+def test_a_model_with_relative_token_maps_round_trips_and_exports_to_onnx(tmp_path):
+    import onnxruntime
+
+    from engine.core.config import RunConfig
+    from engine.data.sequences import build_sequences
+    from engine.data.synthetic import planted_log
+    from engine.models.automlp import ModelShape, build_model
+    from engine.serving.bundle import Bundle
+
+    data = build_sequences(planted_log(n_users=30, n_items=20, min_length=5, max_length=8))
+    config = RunConfig(candidate_lengths=[2], max_length=6, embedding_dim=8, sequence_hidden=8, channel_hidden=8,
+                       token_maps="relative")
+    model = build_model(ModelShape.from_config(config, data.n_items, [2]), data.features).eval()
+    path = save_bundle(Bundle(model, data, config, 2), data, tmp_path / "relative", onnx=True)
+    loaded = load_bundle(path)
+    assert loaded.model.shape.token_maps == "relative"
+    assert torch.equal(scores(loaded.model, loaded.data), scores(model, data))
+    session = onnxruntime.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"sequences": data.histories("test", 6)})[0]
+    assert np.abs(got[:, 1:] - scores(model, data).numpy()[:, 1:]).max() < 1e-5
+
+
+def test_a_shape_with_unknown_token_maps_is_refused_as_corrupt(copy):
+    rewrite_config(copy, lambda info: info["shape"].update(token_maps="sideways"))
+    with pytest.raises(BundleError, match="corrupt.*token_maps: 'sideways'"):
+        load_bundle(copy)
+
+
 def test_zip_bundle_round_trips(trained, tmp_path):
     result, data = trained
     path = save_bundle(result, data, tmp_path / "tiny.zip", zip=True)

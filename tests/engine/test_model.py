@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.core.config import RunConfig
+from engine.core.config import ConfigError, RunConfig
+from engine.models import automlp
 from engine.data.sequences import ItemFeatureTable
 from engine.models.automlp import (
     AutoMLP,
@@ -12,6 +13,7 @@ from engine.models.automlp import (
     ChannelMixer,
     MaskedTokenLinear,
     ModelShape,
+    RelativeTokenLinear,
     SequenceMixer,
     band_mask,
     build_model,
@@ -103,12 +105,41 @@ def receptive_field(module, inputs, position) -> list[int]:
     return torch.nonzero(gradient[:, 0].abs().sum(dim=1) > 0).flatten().tolist()
 
 
-@pytest.fixture(params=["banded", "masked"])
+@pytest.fixture(params=["banded", "masked", "relative"])
 def token_form(request, monkeypatch):
-    """Runs a test with both storage forms of the causal token maps."""
+    """Runs a test with both storage forms of the positional causal token maps, and with relative maps."""
     if request.param == "masked":
         monkeypatch.setattr("engine.models.automlp.MAX_DIAGONALS", 0)
+    if request.param == "relative":
+        positional = automlp.causal_token_linear
+        monkeypatch.setattr(automlp, "causal_token_linear",
+                            lambda n, look_back, relative=False: positional(n, look_back, relative=True))
     return request.param
+
+
+def test_a_relative_map_reads_what_came_before_not_where():
+    torch.manual_seed(0)
+    relative = RelativeTokenLinear(look_back=2)
+    x = torch.randn(6, 3)
+    expected = torch.stack([sum(relative.weight[j] * x[t - j] for j in range(3) if t - j >= 0) + relative.bias
+                            for t in range(6)])
+    torch.testing.assert_close(relative(x), expected)
+    shifted = torch.cat([torch.zeros(1, 3), x[:-1]])  # the same inputs one position later
+    torch.testing.assert_close(relative(shifted)[1:], relative(x)[:-1])
+
+
+def test_relative_token_maps_keep_one_weight_per_look_back():
+    config = RunConfig(candidate_lengths=[3, 20], max_length=40, token_maps="relative", embedding_dim=4,
+                       channel_hidden=6, dropout=0.0)
+    model = AutoMLP(ModelShape.from_config(config, n_items=12))
+    first = model.long_term.sequence_mixers[0]  # T = 40: look-backs 20 and 19
+    assert first.fc1.weight.shape == (21,) and first.fc2.weight.shape == (20,) and first.fc1.bias.shape == (1,)
+    assert model.short_term[0].sequence_mixers[0].fc1.weight.shape == (2,)
+
+
+def test_relative_token_maps_need_the_causal_mode():
+    with pytest.raises(ConfigError, match="token_maps: 'relative'.*causal.*'sampled'"):
+        RunConfig(mode="sampled", token_maps="relative")
 
 
 def test_banded_and_masked_token_maps_are_the_same_function():
@@ -211,7 +242,7 @@ HISTORIES = [[3], [5, 7], [1, 2, 3, 4], [9, 8, 7, 6, 5, 4, 3]]
 
 
 @pytest.mark.parametrize("mode", ["causal", "sampled", "faithful"])
-def test_scores_do_not_depend_on_how_much_leading_padding_a_history_has(mode):
+def test_scores_do_not_depend_on_how_much_leading_padding_a_history_has(mode, token_form):
     torch.manual_seed(0)
     model = AutoMLP(small_shape(mode)).eval()  # T = 8
     with torch.no_grad():
@@ -222,7 +253,7 @@ def test_scores_do_not_depend_on_how_much_leading_padding_a_history_has(mode):
             assert torch.allclose(alone, full[row:row + 1], atol=1e-5)
 
 
-def test_every_position_of_a_cut_causal_window_is_scored_as_in_the_padded_window():
+def test_every_position_of_a_cut_causal_window_is_scored_as_in_the_padded_window(token_form):
     torch.manual_seed(0)
     model = AutoMLP(small_shape("causal")).eval()
     with torch.no_grad():
@@ -232,7 +263,7 @@ def test_every_position_of_a_cut_causal_window_is_scored_as_in_the_padded_window
     assert torch.allclose(cut[real], full[:, 1:][real], atol=1e-5)
 
 
-def test_training_gradients_do_not_depend_on_leading_padding():
+def test_training_gradients_do_not_depend_on_leading_padding(token_form):
     torch.manual_seed(0)
     model = AutoMLP(small_shape("causal"))  # dropout 0: the two passes see the same function
     losses = []
