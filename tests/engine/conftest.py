@@ -8,6 +8,13 @@ import pytest
 from engine.data.importers import import_file
 from engine.data.store import open_store
 from engine.data.synthetic import planted_log
+from tests.engine.tiny_run import tiny_run
+
+
+@pytest.fixture(scope="session")
+def trained():
+    """(RunResult, SequenceData) of one tiny search-and-retrain run (`tiny_run`), trained once."""
+    return tiny_run()
 
 
 @pytest.fixture

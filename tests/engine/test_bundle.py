@@ -21,12 +21,6 @@ import torch
 from engine.core.events import Cancelled, RecordingObserver, StepFinished
 from engine.serving.bundle import BundleError, load_bundle, save_bundle
 from engine.serving.recommend import recommend
-from tests.engine.tiny_run import tiny_run
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return tiny_run()
 
 
 @pytest.fixture(scope="module")

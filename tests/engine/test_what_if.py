@@ -14,12 +14,6 @@ from engine.serving.bundle import BundleError, load_bundle, save_bundle
 from engine.serving.recommend import RecommendError, recommend
 from engine.serving.what_if import WhatIfModels, one_hot_scores, what_if
 from engine.training.runner import run_automlp
-from tests.engine.tiny_run import tiny_run
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return tiny_run()
 
 
 @pytest.fixture(scope="module")
