@@ -242,3 +242,16 @@ def test_settle_epochs_and_training_windows_are_fields_that_reach_the_context(pa
     page.fields["settle_epochs"].setValue(2)
     page.fields["training_windows"].setCurrentText("last")
     assert (context.config.settle_epochs, context.config.training_windows) == (2, "last")
+
+
+def test_relative_token_maps_are_a_field_that_reaches_the_context(page, context):
+    page.fields["token_maps"].setCurrentText("relative")
+    assert context.config.token_maps == "relative"
+
+
+def test_relative_token_maps_outside_the_causal_mode_are_named_and_highlighted(page, context):
+    page.fields["token_maps"].setCurrentText("relative")
+    page.fields["mode"].setCurrentText("sampled")
+    assert page.error_label.text().startswith("token_maps:")
+    assert page.fields["token_maps"].styleSheet() == INVALID_STYLE
+    assert context.config_error
