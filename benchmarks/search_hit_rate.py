@@ -17,7 +17,11 @@ it measures the search's own choices.
 once the keys that do not reach the other part are dropped: the exhaustive part ignores the search-only keys
 SEARCH_ONLY_KEYS (search_epochs, search_warmup_epochs, arch_lr, search_order, xi, settle_epochs,
 confirm_epochs), and the search part ignores the retrain-only keys RETRAIN_ONLY_KEYS (retrain_epochs,
-patience).
+patience). Exhaustive lines of the same dataset and settings run for different first seeds (`--set seed=S`,
+so that one seed per process can share the cores) are first merged into one line; where two lines hold the
+same seed, the later one's scores count.
+
+    python benchmarks/search_hit_rate.py --dataset sports --part exhaustive --seeds 1 --set seed=1
 """
 
 from __future__ import annotations
@@ -86,15 +90,39 @@ def hits(choices: list[int], scores: dict[str, list[float]]) -> tuple[list[bool]
 
 
 def _comparable(overrides: dict, ignored: set[str]) -> str:
-    return json.dumps({k: v for k, v in overrides.items() if k not in ignored}, sort_keys=True)
+    return json.dumps({k: v for k, v in overrides.items() if k not in ignored | {"seed"}}, sort_keys=True)
+
+
+def merge_seeds(exhaustive_lines: list[dict]) -> list[dict]:
+    """The exhaustive lines with those of one dataset and the same overrides but their first seed merged,
+    in the order of each group's latest line. Scores are lists in seed order from the line's first seed."""
+    groups: dict[tuple[str, str], dict] = {}
+    for line in exhaustive_lines:
+        first_seed = line["overrides"].get("seed", RunConfig.seed)
+        key = (line["dataset"], _comparable(line["overrides"], set()))
+        group = groups.pop(key, {"scores": {}, "seconds": {}})  # re-inserted last: the latest line's place
+        for k, values in line["scores"].items():
+            for offset, value in enumerate(values):
+                group["scores"].setdefault(k, {})[first_seed + offset] = value
+        for offset in range(line["seeds"]):
+            group["seconds"][first_seed + offset] = line["seconds"] / line["seeds"]
+        group["line"] = line
+        groups[key] = group
+    merged = []
+    for group in groups.values():
+        line = group["line"]
+        seeds = sorted(group["seconds"])
+        merged.append({**line, "overrides": {k: v for k, v in line["overrides"].items() if k != "seed"},
+                       "seeds": len(seeds), "seconds": sum(group["seconds"].values()),
+                       "scores": {k: [by_seed[seed] for seed in seeds] for k, by_seed in group["scores"].items()}})
+    return merged
 
 
 def combine(parts: list[dict]) -> list[dict]:
     """One row per search line that has a matching exhaustive line (the latest such line)."""
     exhaustive: dict[tuple[str, str], dict] = {}
-    for line in parts:
-        if line["part"] == "exhaustive":
-            exhaustive[(line["dataset"], _comparable(line["overrides"], RETRAIN_ONLY_KEYS))] = line
+    for line in merge_seeds([line for line in parts if line["part"] == "exhaustive"]):
+        exhaustive[(line["dataset"], _comparable(line["overrides"], RETRAIN_ONLY_KEYS))] = line
     rows = []
     for line in parts:
         if line["part"] != "search":

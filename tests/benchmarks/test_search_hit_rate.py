@@ -52,3 +52,25 @@ def test_the_table_has_one_row_per_search_variant_and_says_when_length_does_not_
     assert len(lines) == 4
     assert "| defaults |" in lines[2] and "2 of 2" in lines[2] and "length does not matter" in lines[2]
     assert "| arch_lr=0.01 |" in lines[3]
+
+
+def test_exhaustive_lines_run_for_different_first_seeds_are_merged_into_one_band():
+    seed_0 = {**exhaustive_line({"5": [0.10], "20": [0.12]}, seconds=100.0), "seeds": 1}
+    seeds_1_2 = {**exhaustive_line({"5": [0.10, 0.10], "20": [0.13, 0.14]}, {"seed": 1}, seconds=200.0), "seeds": 2}
+    (row,) = combine([seed_0, seeds_1_2, search_line([20, 5])])
+    assert row["exhaustive_seeds"] == 3 and row["hits"] == [True, False]
+    assert abs(row["band"] - 0.12) < 1e-12 and row["exhaustive_seconds_per_seed"] == 100.0
+
+
+def test_a_later_line_for_the_same_seed_replaces_the_earlier_scores():
+    first = {**exhaustive_line({"5": [0.20], "20": [0.10]}), "seeds": 1}
+    rerun = {**exhaustive_line({"5": [0.05], "20": [0.10]}), "seeds": 1}
+    (row,) = combine([first, rerun, search_line([5])])
+    assert row["per_k"]["5"][0] == 0.05 and row["exhaustive_seeds"] == 1
+
+
+def test_exhaustive_lines_with_other_settings_are_not_merged():
+    short = exhaustive_line(SEPARATED, {"retrain_epochs": 15})
+    converged = exhaustive_line(OVERLAPPING)
+    (row,) = combine([short, converged, search_line([5])])
+    assert row["exhaustive_seeds"] == 3 and row["hits"] == [True]
