@@ -239,6 +239,7 @@ class ExperimentPage(QWidget):
 
         form_widget = QWidget()
         form_layout = QVBoxLayout(form_widget)
+        labels = []
         for title, rows in GROUPS:
             box = QGroupBox(title)
             form = QFormLayout(box)
@@ -251,9 +252,14 @@ class ExperimentPage(QWidget):
                     widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
                     widget.installEventFilter(self)
                 self.fields[key] = widget
-                form.addRow(label, widget)
+                labels.append(QLabel(label))
+                form.addRow(labels[-1], widget)
             form_layout.addWidget(box)
         form_layout.addStretch(1)
+        # one label width for every group, so that the fields form one column down the page
+        label_width = max(label.sizeHint().width() for label in labels)
+        for label in labels:
+            label.setMinimumWidth(label_width)
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setWidget(form_widget)

@@ -232,6 +232,15 @@ def test_the_fields_do_not_stretch_across_a_wide_window(qtbot, page):
     assert page.fields["seed"].width() <= 320
 
 
+def test_the_fields_of_every_group_start_in_one_column(qtbot, page):
+    page.resize(1280, 800)
+    page.show()
+    qtbot.waitExposed(page)
+    lefts = {widget.mapTo(page, QPoint(0, 0)).x() for widget in page.fields.values()
+             if widget is not page.fields["candidate_lengths"]}
+    assert len(lefts) == 1
+
+
 def test_the_learning_rate_schedule_is_fields_that_reach_the_context(page, context):
     page.fields["lr_warmup_epochs"].setValue(3)
     page.fields["lr_decay"].setCurrentText("cosine")
