@@ -22,6 +22,11 @@ class HistoryView(QWidget):
         self.window_label.setWordWrap(True)  # in a narrow window it wraps instead of widening the page
         self.window_label.setObjectName("shortTermBanner")  # its colours are the theme's (light.qss, dark.qss)
         self.table = read_only_table(HISTORY_COLUMNS)
+        # The newest items (the window) stay in view while the table is resized, until the user scrolls up.
+        self.follow_newest = True
+        bar = self.table.verticalScrollBar()
+        bar.valueChanged.connect(lambda value: setattr(self, "follow_newest", value == bar.maximum()))
+        bar.rangeChanged.connect(lambda _low, high: bar.setValue(high) if self.follow_newest else None)
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(QLabel("History (newest last)"))
@@ -45,6 +50,7 @@ class HistoryView(QWidget):
                     item.setBackground(brush)
                 self.table.setItem(row, column, item)
         self.table.resizeColumnsToContents()
+        self.follow_newest = True
         self.table.scrollToBottom()
 
     def restyle(self) -> None:
