@@ -17,7 +17,7 @@ def exhaustive_line(scores: dict[str, list[float]], overrides: dict | None = Non
             "scores": scores, "seconds": seconds, "machine": "test", "date": "2026-12-04"}
 
 
-SEPARATED = {"5": [0.10, 0.10, 0.10], "20": [0.12, 0.13, 0.14]}  # band 0.13 - 0.01 = 0.12: only 20 in it
+SEPARATED = {"5": [0.09, 0.10, 0.11], "20": [0.12, 0.13, 0.14]}  # band 0.13 - 0.01 (pooled) = 0.12: only 20
 OVERLAPPING = {"5": [0.125, 0.125, 0.125], "20": [0.12, 0.13, 0.14]}  # 5's mean 0.125 is in the band
 
 
@@ -55,8 +55,8 @@ def test_the_table_has_one_row_per_search_variant_and_says_when_length_does_not_
 
 
 def test_exhaustive_lines_run_for_different_first_seeds_are_merged_into_one_band():
-    seed_0 = {**exhaustive_line({"5": [0.10], "20": [0.12]}, seconds=100.0), "seeds": 1}
-    seeds_1_2 = {**exhaustive_line({"5": [0.10, 0.10], "20": [0.13, 0.14]}, {"seed": 1}, seconds=200.0), "seeds": 2}
+    seed_0 = {**exhaustive_line({"5": [0.09], "20": [0.12]}, seconds=100.0), "seeds": 1}
+    seeds_1_2 = {**exhaustive_line({"5": [0.10, 0.11], "20": [0.13, 0.14]}, {"seed": 1}, seconds=200.0), "seeds": 2}
     (row,) = combine([seed_0, seeds_1_2, search_line([20, 5])])
     assert row["exhaustive_seeds"] == 3 and row["hits"] == [True, False]
     assert abs(row["band"] - 0.12) < 1e-12 and row["exhaustive_seconds_per_seed"] == 100.0

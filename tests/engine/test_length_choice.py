@@ -87,8 +87,18 @@ def test_one_seed_within_noise_is_undecided_and_says_why():
 def test_exhaustive_best_outside_the_others_noise_decides():
     chosen, decided, verdict, band, equal = exhaustive_verdict({5: [0.10, 0.11, 0.10], 20: [0.15, 0.16, 0.15]})
     assert (chosen, decided, equal) == (20, True, [20])
-    assert band == pytest.approx(np.mean([0.15, 0.16, 0.15]) - np.std([0.15, 0.16, 0.15], ddof=1))
+    assert band == pytest.approx(np.mean([0.15, 0.16, 0.15]) - np.std([0.15, 0.16, 0.15], ddof=1))  # same spreads
     assert verdict.startswith("k = 20 (validation NDCG@10, 3 seeds: 0.1533 ± 0.0058; next k = 5 at 0.1033")
+
+
+def test_the_exhaustive_band_pools_the_spread_over_every_length():
+    # the best length's three seeds agree by chance; the other length's spread shows the seed noise
+    scores = {3: [0.0287, 0.0287, 0.0286], 2: [0.0297, 0.0273, 0.0288]}
+    chosen, decided, verdict, band, equal = exhaustive_verdict(scores)
+    pooled = np.sqrt(np.mean([np.var(v, ddof=1) for v in scores.values()]))
+    assert band == pytest.approx(np.mean(scores[3]) - pooled)
+    assert (chosen, decided, sorted(equal)) == (3, False, [2, 3])
+    assert "the length does not matter on this data" in verdict
 
 
 def test_exhaustive_lengths_within_the_band_are_reported_equal_within_noise():
