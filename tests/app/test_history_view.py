@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from PySide6.QtWidgets import QApplication
 
 from app.pages.users.history_view import HistoryView
@@ -14,44 +15,43 @@ def history(length: int, window: int) -> SimpleNamespace:
                            history_titles=[f"title {i}" for i in range(1, length + 1)], window=window)
 
 
+@pytest.fixture
+def shown(qtbot):
+    """A shown HistoryView of the given height holding a history of the given length."""
+    def show(height: int, length: int) -> HistoryView:
+        view = HistoryView()
+        qtbot.addWidget(view)
+        view.resize(400, height)
+        view.show()
+        qtbot.waitExposed(view)
+        view.show_history(history(length, 8))
+        QApplication.processEvents()
+        return view
+    return show
+
+
+def resize(view: HistoryView, height: int) -> None:
+    view.resize(400, height)  # as when the splitter gives the top-N more room
+    QApplication.processEvents()
+
+
 def at_bottom(view: HistoryView) -> bool:
     bar = view.table.verticalScrollBar()
     return bar.maximum() > 0 and bar.value() == bar.maximum()
 
 
-def test_a_history_opens_scrolled_to_its_newest_items(qtbot):
-    view = HistoryView()
-    qtbot.addWidget(view)
-    view.resize(400, 300)
-    view.show()
-    qtbot.waitExposed(view)
-    view.show_history(history(60, 8))
-    QApplication.processEvents()
+def test_a_history_opens_scrolled_to_its_newest_items(shown):
+    assert at_bottom(shown(300, 60))
+
+
+def test_the_newest_items_stay_in_view_when_the_table_shrinks(shown):
+    view = shown(700, 34)
+    resize(view, 250)
     assert at_bottom(view)
 
 
-def test_the_newest_items_stay_in_view_when_the_table_shrinks(qtbot):
-    view = HistoryView()
-    qtbot.addWidget(view)
-    view.resize(400, 700)
-    view.show()
-    qtbot.waitExposed(view)
-    view.show_history(history(34, 8))
-    QApplication.processEvents()
-    view.resize(400, 250)  # the splitter gives the top-N more room
-    QApplication.processEvents()
-    assert at_bottom(view)
-
-
-def test_a_history_the_user_scrolled_up_stays_where_they_left_it(qtbot):
-    view = HistoryView()
-    qtbot.addWidget(view)
-    view.resize(400, 700)
-    view.show()
-    qtbot.waitExposed(view)
-    view.show_history(history(80, 8))
-    QApplication.processEvents()
+def test_a_history_the_user_scrolled_up_stays_where_they_left_it(shown):
+    view = shown(700, 80)
     view.table.verticalScrollBar().setValue(3)
-    view.resize(400, 250)
-    QApplication.processEvents()
+    resize(view, 250)
     assert view.table.verticalScrollBar().value() == 3
