@@ -7,8 +7,9 @@
   candidates decides on validation NDCG@10.
 - "exhaustive" (the paper's AutoMLP-s): every candidate retrained alone under every seed; the best mean
   validation NDCG@10 wins. Its noise band is the best mean minus the spread of one seed's figure (the
-  sample standard deviation over the seeds, pooled over every length): every length whose mean lies within the band is equal to the best within noise, and the
-  verdict says so ("k = 5 and k = 20 are equal within noise on this data").
+  sample standard deviation over the seeds, pooled over every length): every length whose mean lies within
+  the band is equal to the best within noise, and the verdict says so ("k = 5 and k = 20 are equal within
+  noise on this data").
 """
 
 from __future__ import annotations
