@@ -1,8 +1,8 @@
 """Is the learned length right, and does it repeat? The search under N seeds against every candidate
 retrained under M seeds (issue 14): a seed's choice is a hit when its length's exhaustive mean validation
 NDCG@10 lies in the exhaustive noise band (the best mean minus the sample std over the seeds pooled over
-every length, engine.training.length_choice.exhaustive_verdict); when every length lies in the band, the length does not
-matter and every choice is a hit.
+every length, engine.training.length_choice.exhaustive_verdict); when every length lies in the band, the
+length does not matter and every choice is a hit.
 
     python benchmarks/search_hit_rate.py --dataset ml-100k --part exhaustive --seeds 3
     python benchmarks/search_hit_rate.py --dataset ml-100k --part search --seeds 5
@@ -41,7 +41,12 @@ from benchmarks.common import RESULTS, append_result, load_dataset  # noqa: E402
 from engine.core.config import RunConfig, parse_override  # noqa: E402
 from engine.core.events import Observer  # noqa: E402
 from engine.data.sequences import build_sequences  # noqa: E402
-from engine.training.length_choice import choose_by_search, choose_exhaustively, pooled_spread, spread  # noqa: E402
+from engine.training.length_choice import (  # noqa: E402
+    choose_by_search,
+    choose_exhaustively,
+    exhaustive_verdict,
+    spread,
+)
 
 PARTS = "search_hit_rate_parts.jsonl"
 SEARCH_ONLY_KEYS = {"search_epochs", "search_warmup_epochs", "arch_lr", "search_order", "xi", "settle_epochs",
@@ -81,12 +86,11 @@ def run_part(dataset: str, part: str, seeds: int, overrides: dict) -> dict:
 
 def hits(choices: list[int], scores: dict[str, list[float]]) -> tuple[list[bool], bool, float]:
     """(hit per choice, whether the length does not matter, band). A choice hits when its length's mean
-    lies at or above the band (the best mean minus the pooled sample std); when every length does, all hit."""
-    means = {int(k): float(np.mean(v)) for k, v in scores.items()}
-    best = max(means, key=means.get)
-    band = means[best] - pooled_spread(scores)
-    does_not_matter = all(mean >= band for mean in means.values())
-    return [does_not_matter or means[k] >= band for k in choices], does_not_matter, band
+    lies at or above the band of the product's own verdict (exhaustive_verdict); when every length does,
+    all hit."""
+    _, _, _, band, equal = exhaustive_verdict({int(k): values for k, values in scores.items()})
+    does_not_matter = len(equal) == len(scores)
+    return [k in equal for k in choices], does_not_matter, band
 
 
 def _comparable(overrides: dict, ignored: set[str]) -> str:
