@@ -31,6 +31,9 @@ TOKEN_MAPS = ("positional", "relative")
 # The retraining's learning rate after its warm-up: held, or a cosine from lr down to 0 at retrain_epochs
 LR_DECAYS = ("none", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
+# The number format of the training loss's item scores (the product with every item, or every sampled one, and
+# its softmax): "bf16" where the device computes bfloat16 natively (engine.training.device.native_bf16)
+PRECISIONS = ("auto", "fp32", "bf16")
 # torch.manual_seed takes a 64-bit integer and numpy's generators no negative one; a store keeps it as a
 # signed 64-bit column
 MAX_SEED = 2**63 - 1
@@ -108,6 +111,9 @@ class RunConfig:
     protocol: str = "full"  # "full" ranking, or 100 negatives by "popularity" (paper) or "uniform"
     eval_negatives: int = 100
     device: str = "auto"
+    # "bf16": the training loss scores the items in bfloat16 (weights, layers and evaluation stay float32);
+    # "auto": bf16 where the device computes it natively, else fp32
+    precision: str = "fp32"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -210,7 +216,7 @@ class RunConfig:
         for name, allowed in (("mode", MODES), ("loss", LOSSES), ("protocol", PROTOCOLS),
                               ("search_order", SEARCH_ORDERS), ("device", DEVICES), ("strategy", STRATEGIES),
                               ("training_windows", TRAINING_WINDOWS), ("lr_decay", LR_DECAYS),
-                              ("token_maps", TOKEN_MAPS)):
+                              ("token_maps", TOKEN_MAPS), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
 

@@ -26,6 +26,7 @@ from engine.data.sequences import (
     window_widths,
 )
 from engine.models.automlp import AutoMLP
+from engine.training.device import loss_dtype
 
 
 @dataclass
@@ -238,12 +239,22 @@ def _batch_loss(model: AutoMLP, batch: Batch, config: RunConfig, reduction: str)
         columns = columns[present] if columns is not None else None
     else:
         hidden, targets = model.hidden(batch.inputs), batch.targets  # (B, D), (B,)
-    if config.loss == "ce":
-        return F.cross_entropy(model.score(hidden), targets, reduction=reduction)
-    if config.loss == "sampled_softmax":
-        sample = batch.sample
-        logits = hidden @ model.items.all_items()[sample.items].T - sample.log_inclusion  # (n, C)
-        return F.cross_entropy(logits, columns, reduction=reduction)
+    if config.loss in ("ce", "sampled_softmax"):
+        # The (n, items) scores are most of a step's work: in bfloat16 a third less (BENCHMARKS.md, precision)
+        dtype = loss_dtype(config.precision, hidden.device)
+        with torch.autocast(hidden.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            if config.loss == "ce":
+                logits = model.score(hidden)  # (n, N + 1)
+            else:
+                sample = batch.sample
+                logits = hidden @ model.items.all_items()[sample.items].T  # (n, C)
+        if config.loss == "sampled_softmax":
+            logits = logits - sample.log_inclusion.to(logits.dtype)
+            targets = columns
+        if logits.dtype == torch.float32:
+            return F.cross_entropy(logits, targets, reduction=reduction)
+        losses = F.cross_entropy(logits, targets, reduction="none").float()  # a bfloat16 sum keeps 3 digits
+        return losses.sum() if reduction == "sum" else losses.mean()
     if config.loss != "bce":
         raise ValueError(f"loss {config.loss!r}: fit the configuration to the data first (RunConfig.fitted_to)")
     items = model.items.all_items()  # (N + 1, D)

@@ -24,6 +24,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device multiplies bfloat16 natively: a CUDA GPU that supports it, or a CPU with AMX or
+    AVX512-BF16 (elsewhere torch emulates it, more slowly than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
+def loss_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The number format the training loss scores the items in (RunConfig.precision)."""
+    if precision == "auto":
+        precision = "bf16" if native_bf16(device) else "fp32"
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
 @contextmanager
 def subnormals_flushed(device: torch.device) -> Iterator[None]:
     """Training on the CPU flushes subnormal floats to zero, and restores IEEE behaviour afterwards.

@@ -258,6 +258,13 @@ def test_relative_token_maps_are_a_field_that_reaches_the_context(page, context)
     assert context.config.token_maps == "relative"
 
 
+def test_the_loss_precision_field_offers_auto_fp32_and_bf16_and_reaches_the_context(page, context):
+    box = page.fields["precision"]
+    assert [box.itemText(i) for i in range(box.count())] == ["auto", "fp32", "bf16"]
+    box.setCurrentText("bf16")
+    assert context.config.precision == "bf16"
+
+
 def test_relative_token_maps_outside_the_causal_mode_are_named_and_highlighted(page, context):
     page.fields["token_maps"].setCurrentText("relative")
     page.fields["mode"].setCurrentText("sampled")
