@@ -7,11 +7,14 @@ length does not matter and every choice is a hit.
     python benchmarks/search_hit_rate.py --dataset ml-100k --part exhaustive --seeds 3
     python benchmarks/search_hit_rate.py --dataset ml-100k --part search --seeds 5
     python benchmarks/search_hit_rate.py --dataset ml-100k --part search --seeds 5 --set search_warmup_epochs=2
+    python benchmarks/search_hit_rate.py --dataset sports --part confirm --seeds 5 --set confirm_epochs=3
     python benchmarks/search_hit_rate.py --combine
 
 Each part appends one JSON line to benchmarks/results/search_hit_rate_parts.jsonl, made by the engine's own
 choose_by_search / choose_exhaustively. The search part runs without the confirm stage (confirm_epochs=0):
-it measures the search's own choices.
+it measures the search's own choices. The confirm part is the product's whole job: the search under N seeds,
+then, when they disagree, the confirm stage (successive halving, `confirm_epochs` > 0); its confirmed length
+hits or misses by the same rule, and its seconds are held against the whole exhaustive part's.
 
 `--combine` joins each search line with the latest exhaustive line of the same dataset whose overrides agree
 once the keys that do not reach the other part are dropped: the exhaustive part ignores the search-only keys
@@ -52,7 +55,7 @@ PARTS = "search_hit_rate_parts.jsonl"
 SEARCH_ONLY_KEYS = {"search_epochs", "search_warmup_epochs", "arch_lr", "search_order", "xi", "settle_epochs",
                     "confirm_epochs"}
 RETRAIN_ONLY_KEYS = {"retrain_epochs", "patience"}
-DEFAULT_SEEDS = {"search": 5, "exhaustive": 3}
+DEFAULT_SEEDS = {"search": 5, "confirm": 5, "exhaustive": 3}
 
 
 def run_part(dataset: str, part: str, seeds: int, overrides: dict) -> dict:
@@ -66,12 +69,17 @@ def run_part(dataset: str, part: str, seeds: int, overrides: dict) -> dict:
     started = time.monotonic()
     record = {"benchmark": "search_hit_rate_part", "dataset": dataset, "part": part, "overrides": overrides,
               "seeds": seeds, "candidates": list(config.candidate_lengths), "torch": torch.__version__}
-    if part == "search":
+    if part in ("search", "confirm"):
         choice = choose_by_search(data, config, Observer(), device)
         record["choices"] = [{"seed": seed, "chosen_length": found.chosen_length,
                               "final_weights": {str(k): w for k, w in found.final_weights.items()},
                               "decisive": found.decisive, "seconds": found.seconds}
                              for seed, found in zip(choice.seeds, choice.searches)]
+        if part == "confirm":
+            record["confirmed_length"] = choice.chosen_length
+            record["confirm_rounds"] = [{"epochs": r["epochs"], "scores": {str(k): v for k, v in r["scores"].items()}}
+                                        for r in choice.confirm_rounds]
+            record["confirm_seconds"] = choice.confirm_seconds
     else:
         choice = choose_exhaustively(data, config, Observer(), device)
         record["scores"] = {str(k): values for k, values in choice.scores.items()}
@@ -129,7 +137,7 @@ def combine(parts: list[dict]) -> list[dict]:
         exhaustive[(line["dataset"], _comparable(line["overrides"], RETRAIN_ONLY_KEYS))] = line
     rows = []
     for line in parts:
-        if line["part"] != "search":
+        if line["part"] not in ("search", "confirm"):
             continue
         match = exhaustive.get((line["dataset"], _comparable(line["overrides"], SEARCH_ONLY_KEYS)))
         if match is None:
@@ -146,6 +154,11 @@ def combine(parts: list[dict]) -> list[dict]:
                      "exhaustive_seconds_per_seed": exhaustive_per_seed,
                      "time_ratio": search_per_seed / exhaustive_per_seed,
                      "machine": line["machine"], "date": line["date"]})
+        if line["part"] == "confirm":
+            confirmed = line["confirmed_length"]
+            rows[-1].update(confirmed=confirmed, confirmed_hit=hits([confirmed], match["scores"])[0][0],
+                            job_seconds=line["seconds"], exhaustive_seconds=match["seconds"],
+                            job_ratio=line["seconds"] / match["seconds"])
     return rows
 
 
@@ -170,14 +183,23 @@ def table(rows: list[dict]) -> str:
                      f"{row['hit_count']} of {len(row['hits'])} | {per_k} | "
                      f"{row['search_seconds_per_seed']:.0f} | {row['exhaustive_seconds_per_seed']:.0f} | "
                      f"{row['time_ratio']:.2f} |")
+    confirmed = [row for row in rows if "confirmed" in row]
+    if confirmed:
+        lines += ["", "| dataset | variant | seeds' choices | confirmed k | hit | search + confirm s | "
+                      "exhaustive s (all seeds) | ratio |", "|---|---|---|---|---|---|---|---|"]
+        for row in confirmed:
+            lines.append(f"| {row['dataset']} | {_variant(row['variant'])} | {', '.join(map(str, row['choices']))} | "
+                         f"{row['confirmed']} | {'hit' if row['confirmed_hit'] else 'miss'} | "
+                         f"{row['job_seconds']:.0f} | {row['exhaustive_seconds']:.0f} "
+                         f"({row['exhaustive_seeds']} seeds) | {row['job_ratio']:.2f} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m", "beauty", "sports"])
-    parser.add_argument("--part", choices=["search", "exhaustive"])
-    parser.add_argument("--seeds", type=int, help="default: 5 for search, 3 for exhaustive")
+    parser.add_argument("--part", choices=["search", "confirm", "exhaustive"])
+    parser.add_argument("--seeds", type=int, help="default: 5 for search and confirm, 3 for exhaustive")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--combine", action="store_true", help="join the recorded parts; train nothing")
     args = parser.parse_args()
@@ -187,11 +209,13 @@ def main() -> None:
         print(table(combine([json.loads(line) for line in lines])))
         return
     if args.part is None:
-        parser.error("give --part search or --part exhaustive (or --combine)")
+        parser.error("give --part search, confirm or exhaustive (or --combine)")
     seeds = args.seeds or DEFAULT_SEEDS[args.part]
     if seeds < 1:
         parser.error(f"--seeds must be at least 1, got {seeds}")
     overrides = dict(parse_override(text) for text in args.overrides)
+    if args.part == "confirm" and not overrides.get("confirm_epochs"):
+        parser.error("--part confirm needs --set confirm_epochs=N (N > 0): the confirm stage's first round")
     append_result(PARTS, run_part(args.dataset, args.part, seeds, overrides))
 
 

@@ -69,6 +69,23 @@ def test_a_later_line_for_the_same_seed_replaces_the_earlier_scores():
     assert row["per_k"]["5"][0] == 0.05 and row["exhaustive_seeds"] == 1
 
 
+def confirm_line(choices: list[int], confirmed: int, seconds: float) -> dict:
+    return {**search_line(choices, {"confirm_epochs": 2}, seconds), "part": "confirm", "confirmed_length": confirmed,
+            "confirm_rounds": [], "confirm_seconds": seconds / 2}
+
+
+def test_a_confirm_job_hits_by_its_confirmed_length_and_is_timed_against_the_whole_exhaustive_part():
+    (row,) = combine([exhaustive_line(SEPARATED, seconds=300.0), confirm_line([5, 20, 5], confirmed=20, seconds=60.0)])
+    assert row["hits"] == [False, True, False]
+    assert row["confirmed"] == 20 and row["confirmed_hit"] and row["job_ratio"] == 60.0 / 300.0
+
+
+def test_the_table_lists_confirm_jobs_below_the_search_rows():
+    rows = combine([exhaustive_line(SEPARATED), search_line([5]), confirm_line([5, 20], confirmed=5, seconds=90.0)])
+    lines = table(rows).splitlines()
+    assert "| ml-100k | confirm_epochs=2 | 5, 20 | 5 | miss | 90 | 300 (3 seeds) | 0.30 |" in lines
+
+
 def test_exhaustive_lines_with_other_settings_are_not_merged():
     short = exhaustive_line(SEPARATED, {"retrain_epochs": 15})
     converged = exhaustive_line(OVERLAPPING)
