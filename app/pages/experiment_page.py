@@ -47,7 +47,7 @@ from engine.core.config import (
 from engine.core.presets import PRESETS, load_preset
 from engine.data.store import fitted_config
 from engine.data.store_errors import StoreError
-from engine.training.device import resolve_device
+from engine.training.device import resolve_device, resolved_precision
 
 INVALID_STYLE = "border: 2px solid #d62728;"
 CUSTOM = "custom"  # the presets box when the form matches no preset
@@ -394,8 +394,10 @@ class ExperimentPage(QWidget):
         except StoreError:
             self.fitted_label.setText("")
             return
+        precision = resolved_precision(config.precision, resolve_device(config.device))
         self.fitted_label.setText(f"On {name}: T = {fitted.max_length}, K = {fitted.candidate_lengths}, "
-                                  f"loss {fitted.loss} (\"auto\": fitted to the dataset)")
+                                  f"loss {fitted.loss} in {precision} (\"auto\": fitted to the dataset "
+                                  "and the device)")
 
     @Slot()
     def _on_dataset_selected(self, *_) -> None:

@@ -97,7 +97,7 @@ def run_on_dataset(store: Store, dataset_name: str, config: RunConfig,
     with store.session() as session:
         log = load_log(session, dataset_name)
     data = build_sequences(log, config.min_user_interactions)
-    config = fit_to_data(config, data, observer)  # the record keeps the fitted values: a rerun repeats them
+    config = fit_to_data(config, data, observer, device)  # the record keeps the fitted values: a rerun repeats them
     if not is_main_process():  # under torchrun, rank 0 alone records the run
         return None, run_automlp(data, config, observer)
     with store.session() as session:

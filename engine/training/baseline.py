@@ -43,8 +43,8 @@ def run_baseline(data: SequenceData, config: RunConfig, observer: Observer | Non
     torchrun, trained and tested across the ranks, as `run_automlp`.
     """
     observer = observer or Observer()
-    config = fit_to_data(config, data, observer)
     device = resolve_device(config.device)
+    config = fit_to_data(config, data, observer, device)
     group = join_group(device)
     if group is not None:
         device, observer = group.device, (observer if group.is_main else Observer())

@@ -32,11 +32,16 @@ def native_bf16(device: torch.device) -> bool:
     return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
 
 
+def resolved_precision(precision: str, device: torch.device) -> str:
+    """RunConfig.precision with "auto" resolved for the device: "bf16" where it is native, else "fp32"."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
 def loss_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The number format the training loss scores the items in (RunConfig.precision)."""
-    if precision == "auto":
-        precision = "bf16" if native_bf16(device) else "fp32"
-    return torch.bfloat16 if precision == "bf16" else torch.float32
+    return torch.bfloat16 if resolved_precision(precision, device) == "bf16" else torch.float32
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.core.config import RunConfig
+from engine.core.config import AUTO, RunConfig
 from engine.core.events import (
     LengthChosen,
     Message,
@@ -24,7 +24,7 @@ from engine.evaluation.by_length import add_candidates_by_length, metrics_by_len
 from engine.evaluation.metrics import evaluate, metrics_from_ranks, protocol_label
 from engine.models.automlp import AutoMLP, ModelShape, build_model
 from engine.training.checkpoint import Checkpoint, CheckpointError, pack_module, save_checkpoint, unpack_state
-from engine.training.device import resolve_device
+from engine.training.device import resolve_device, resolved_precision
 from engine.training.distributed import Group, evaluate_shared, join_group
 from engine.training.fit import RetrainResult, retrain
 from engine.training.length_choice import choose_by_search, choose_exhaustively
@@ -94,8 +94,8 @@ def run_automlp(data: SequenceData, config: RunConfig, observer: Observer | None
     configuration and returns the same result; events come from rank 0 alone, and rank 0 alone writes
     the checkpoints."""
     observer = observer or Observer()
-    config = fit_to_data(config, data, observer)
     device = resolve_device(config.device)
+    config = fit_to_data(config, data, observer, device)
     group = join_group(device)
     if group is not None:
         device, observer = group.device, (observer if group.is_main else Observer())
@@ -184,12 +184,19 @@ def _choice_phase(config: RunConfig) -> str:
     return "exhaustive" if config.strategy == "exhaustive" else "search"
 
 
-def fit_to_data(config: RunConfig, data: SequenceData, observer: Observer | None = None) -> RunConfig:
-    """The configuration with "auto" K, T and loss fitted to the data (RunConfig.fitted_to),
-    validated; says what "auto" became as a Message, so that the CLI and the GUI show it before training."""
+def fit_to_data(config: RunConfig, data: SequenceData, observer: Observer | None = None,
+                device: torch.device | None = None) -> RunConfig:
+    """The configuration with "auto" K, T and loss fitted to the data (RunConfig.fitted_to), and an "auto"
+    precision resolved for `device` when it is given, validated; says what "auto" became as a Message, so
+    that the CLI and the GUI show it before training."""
     config.validate()
     fitted = config.fitted_to(data.history_lengths("train"), data.n_items)
     summary = config.fitted_summary(fitted)
+    if device is not None and config.precision == AUTO:
+        fitted = fitted.replace(precision=resolved_precision(config.precision, device))
+        native = "computes" if fitted.precision == "bf16" else "does not compute"
+        summary = "; ".join(filter(None, [summary, f"precision auto -> {fitted.precision} ({device.type} {native} "
+                                                   "bfloat16 natively)"]))
     if summary and observer is not None:
         observer.emit(Message(f"{data.name}: {summary}"))
     return fitted

@@ -174,6 +174,8 @@ def test_the_page_says_what_auto_becomes_on_the_selected_dataset(qtbot, app_cont
     app_context.set_config(RunConfig())
     app_context.select_dataset(name)
     assert "On planted: T = 16, K = [1, 2, 3, 5, 10], loss ce" in page.fitted_label.text()
+    app_context.set_config(RunConfig(precision="bf16"))
+    assert "loss ce in bf16" in page.fitted_label.text()
     app_context.set_config(RunConfig(max_length=20, candidate_lengths=[2, 4], loss="ce"))
     assert page.fitted_label.text() == ""
 

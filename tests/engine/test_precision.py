@@ -6,12 +6,14 @@ import pytest
 import torch
 
 from engine.core.config import ConfigError, RunConfig
+from engine.core.events import Message, Observer
 from engine.data.sequences import build_sequences
 from engine.data.synthetic import planted_log
 from engine.models.automlp import AutoMLP, ModelShape
 from engine.training.batches import batch_loss, training_batches
 from engine.training.device import loss_dtype, native_bf16
 from engine.training.fit import fit
+from engine.training.runner import fit_to_data
 
 CPU = torch.device("cpu")
 
@@ -79,3 +81,27 @@ def test_the_model_keeps_float32_weights_when_trained_in_bf16(data):
     result = fit(model, data, run_config, np.random.default_rng(0), device=CPU)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+class Messages(Observer):
+    def __init__(self):
+        super().__init__()
+        self.texts = []
+
+    def emit(self, event):
+        if isinstance(event, Message):
+            self.texts.append(event.text)
+
+
+def test_a_run_resolves_auto_precision_for_its_device_and_says_what_it_became(data):
+    messages = Messages()
+    fitted = fit_to_data(config(precision="auto"), data, messages, CPU)
+    expected = "bf16" if native_bf16(CPU) else "fp32"
+    assert fitted.precision == expected
+    assert any(f"precision auto -> {expected} (cpu " in text for text in messages.texts)
+
+
+def test_an_explicit_precision_is_kept_and_not_announced(data):
+    messages = Messages()
+    assert fit_to_data(config(precision="fp32"), data, messages, CPU).precision == "fp32"
+    assert not any("precision" in text for text in messages.texts)
