@@ -15,6 +15,7 @@ benchmarks/results/accuracy.jsonl (benchmarks/report.py turns the results into B
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -47,16 +48,22 @@ def main() -> None:
     parser.add_argument("--sasrec-variant", choices=VARIANTS, default="pre_norm",
                         help="the baseline's block: ours, or SASRec.pytorch's as SASRec+ trains it")
     parser.add_argument("--skip-automlp", action="store_true", help="train the baseline only")
+    parser.add_argument("--ids-only", action="store_true",
+                        help="drop the item features the loader adds (Beauty's attributes, ML-100k's genres), as "
+                             "the published ID-only rows train")
     args = parser.parse_args()
     config = load_preset(args.preset) if args.preset else RunConfig()
     overrides = dict(parse_override(text) for text in args.overrides)
     config = config.replace(**overrides) if overrides else config
 
     started = time.monotonic()
-    data = build_sequences(load_dataset(args.dataset), config.min_user_interactions)
+    log = load_dataset(args.dataset)
+    if args.ids_only:
+        log = dataclasses.replace(log, item_features={})
+    data = build_sequences(log, config.min_user_interactions)
     load_seconds = time.monotonic() - started
     common = {"benchmark": "accuracy", "label": args.label, "dataset": args.dataset, "preset": args.preset,
-              "overrides": overrides, "users": data.n_users, "items": data.n_items,
+              "overrides": overrides, "ids_only": args.ids_only, "users": data.n_users, "items": data.n_items,
               "interactions": data.n_interactions}
     if not args.skip_automlp:
         started = time.monotonic()

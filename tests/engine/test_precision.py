@@ -105,3 +105,19 @@ def test_an_explicit_precision_is_kept_and_not_announced(data):
     messages = Messages()
     assert fit_to_data(config(precision="fp32"), data, messages, CPU).precision == "fp32"
     assert not any("precision" in text for text in messages.texts)
+
+
+def test_training_caps_onednn_s_cache_of_compiled_products_unless_the_user_set_it():
+    # bfloat16 products on AMX keep their buffers in that cache, one entry per shape (device.py)
+    import os
+    import subprocess
+    import sys
+    probe = "import engine.training.device, os; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+
+    def run(env: dict) -> str:
+        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert run(env) == "16"
+    assert run({**env, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "256"}) == "256"
