@@ -112,8 +112,9 @@ class RunConfig:
     eval_negatives: int = 100
     device: str = "auto"
     # "bf16": the training loss scores the items in bfloat16 (weights, layers and evaluation stay float32);
-    # "auto": bf16 where the device computes it natively, else fp32
-    precision: str = "fp32"
+    # "auto": bf16 where the device computes it natively, else fp32. On ML-1M bf16 tested as accurately as
+    # fp32 (BENCHMARKS.md, precision)
+    precision: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
